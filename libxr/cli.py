@@ -1,0 +1,145 @@
+"""What every xr command shares: its click class, common options, streams, exit codes.
+
+A command module declares ``@command("xr-x", example=...)`` plus its own options
+and calls libxr; everything below is done once, here:
+
+* ``--help`` ends with an ``Example:`` block; ``--version``, ``--quiet``, ``--verbose``;
+* errors are one line, ``xr-x: error: ...``: usage errors exit 2, runtime and data
+  errors exit 1 (the traceback only with ``--verbose``), Ctrl-C exits 130;
+* SIGPIPE ends the process quietly, so ``xr-index big/ | head`` is not an error;
+* ``-``/no input reads stdin; ``-o FILE`` is written atomically.
+"""
+
+import contextlib
+import functools
+import os
+import signal
+import sys
+import tempfile
+import traceback
+
+import click
+
+from libxr import __version__
+from libxr.console import report
+from libxr.errors import XRError
+
+
+class XRCommand(click.Command):
+    """A click command that reports errors in one line with the documented exit codes."""
+
+    def main(self, args=None, prog_name=None, **extra):
+        if hasattr(signal, "SIGPIPE"):
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        with contextlib.suppress(AttributeError, ValueError):
+            sys.stdout.reconfigure(encoding="utf-8")  # records are UTF-8 whatever the locale
+        try:
+            code = super().main(args, prog_name=self.name, standalone_mode=False, **extra)
+        except click.ClickException as exc:
+            hint = f" (see '{self.name} --help')" if isinstance(exc, click.UsageError) else ""
+            print(f"{self.name}: error: {exc.format_message()}{hint}", file=sys.stderr)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            print(f"{self.name}: interrupted", file=sys.stderr)
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
+    def invoke(self, ctx):
+        report.prog = self.name
+        report.quiet = bool(ctx.params.get("quiet"))
+        try:
+            return super().invoke(ctx)
+        except XRError as exc:
+            return self._fail(ctx, exc, exc.exit_code)
+        except BrokenPipeError:
+            # Only reached where SIGPIPE is not available: the reader went away.
+            with contextlib.suppress(OSError):
+                sys.stdout = open(os.devnull, "w")
+            return 0
+        except (OSError, MemoryError) as exc:
+            return self._fail(ctx, exc, 1)
+
+    def _fail(self, ctx, exc, code):
+        if ctx.params.get("verbose"):
+            traceback.print_exc()
+        message = str(exc)
+        if isinstance(exc, OSError) and exc.filename is not None:
+            message = f"{exc.filename}: {exc.strerror}"
+        print(f"{self.name}: error: {message}", file=sys.stderr)
+        return code
+
+
+def command(name, example):
+    """Declare an xr command; ``example`` is shell text shown verbatim under ``Example:``."""
+    lines = ["\b", "Example:"] + ["  " + line for line in example.strip("\n").splitlines()]
+
+    def decorate(fn):
+        fn = click.option("-v", "--verbose", is_flag=True,
+                          help="Show the traceback of an error.")(fn)
+        fn = click.option("-q", "--quiet", is_flag=True,
+                          help="No progress, tables or information on stderr (warnings stay).")(fn)
+        fn = click.version_option(__version__, "--version", prog_name=name,
+                                  message="%(prog)s %(version)s")(fn)
+        return click.command(name, cls=XRCommand, epilog="\n".join(lines),
+                             context_settings={"help_option_names": ["-h", "--help"],
+                                               "max_content_width": 100})(fn)
+
+    return decorate
+
+
+def manifest_input(fn):
+    """The ``[MANIFEST]`` argument: a JSON Lines file, or ``-``/nothing for stdin."""
+    return click.argument("manifest", default="-", metavar="[MANIFEST]",
+                          type=click.Path(dir_okay=False, allow_dash=True))(fn)
+
+
+def output_option(fn):
+    return click.option("-o", "--output", default="-", metavar="FILE",
+                        type=click.Path(dir_okay=False, writable=True, allow_dash=True),
+                        help="Write records here (atomically) instead of stdout.")(fn)
+
+
+def seed_option(fn):
+    return click.option("--seed", default=0, show_default=True, type=int,
+                        help="Random seed: the same inputs and seed give the same output.")(fn)
+
+
+def open_input(path):
+    """A binary stream and its display name for a path, ``-`` meaning stdin."""
+    if path in (None, "-"):
+        if sys.stdin.isatty():
+            report.info("reading records from stdin (Ctrl-D to end)")
+        return sys.stdin.buffer, "<stdin>"
+    return open(path, "rb"), path
+
+
+@contextlib.contextmanager
+def atomic_output(path, mode="w"):
+    """Write to ``path`` through a temporary file renamed into place on success.
+
+    A killed or failing command leaves no file that looks finished, so make
+    never takes a half-written output for up to date. ``-`` yields stdout.
+    """
+    if path in (None, "-"):
+        yield sys.stdout.buffer if "b" in mode else sys.stdout
+        sys.stdout.flush()
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".part")
+    try:
+        encoding = None if "b" in mode else "utf-8"
+        with os.fdopen(fd, mode, encoding=encoding) as stream:
+            yield stream
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@functools.cache
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

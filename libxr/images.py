@@ -1,0 +1,64 @@
+"""Which files are images, and whether one can be opened (header only, no decode)."""
+
+import os
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif",
+                              ".pgm", ".webp", ".dcm", ".dicom"})
+DICOM_EXTENSIONS = frozenset({".dcm", ".dicom"})
+
+
+def is_image_name(name):
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def header_problem(path):
+    """Why the image at ``path`` cannot be opened, or None if its header reads fine."""
+    try:
+        if os.path.splitext(path)[1].lower() in DICOM_EXTENSIONS:
+            return _dicom_problem(path)
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(path) as image:
+                if image.width < 1 or image.height < 1:
+                    return "image has no pixels"
+        except UnidentifiedImageError:
+            return "not an image PIL can read" if os.path.getsize(path) else "empty file"
+    except FileNotFoundError:
+        return "missing"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
+def _dicom_problem(path):
+    with open(path, "rb") as f:
+        head = f.read(132)
+    if len(head) == 0:
+        return "empty file"
+    try:
+        import pydicom
+    except ImportError:
+        # Without the optional extra, the preamble magic is all that can be checked.
+        return None if head[128:132] == b"DICM" else "no DICOM preamble (DICM)"
+    try:
+        pydicom.dcmread(path, stop_before_pixels=True)
+    except Exception as exc:  # pydicom raises many types for bad files
+        return f"unreadable DICOM: {exc}"
+    return None
+
+
+def check_headers(records, workers=None, chunk=256):
+    """Yield ``(record, problem)`` for each record, opening image headers in parallel.
+
+    Order is kept and at most ``chunk`` records are in flight, so a manifest of
+    any size streams through. Header reads are I/O-bound: threads suffice.
+    """
+    import concurrent.futures
+    import itertools
+
+    workers = workers or min(32, (os.cpu_count() or 1) * 4)
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        records = iter(records)
+        while batch := list(itertools.islice(records, chunk)):
+            yield from zip(batch, pool.map(header_problem, [r["path"] for r in batch]))

@@ -1,0 +1,60 @@
+"""The ``folders`` layout: one folder per class, optionally under split folders.
+
+``root/[train|val|valid|test/]CLASS/**/image`` — the Kaggle chest_xray and COVID
+3-class layouts. Everything is walked in sorted order so the manifest is the
+same on every machine.
+"""
+
+import os
+
+from libxr.images import is_image_name
+from libxr.index.paths import SPLIT_NAMES, posix
+
+
+def _entries(path):
+    with os.scandir(path) as it:
+        return sorted(it, key=lambda e: e.name)
+
+
+def _skip_reason(name):
+    return f"non-image file {name}" if name.startswith(".") or "." in name else "file without extension"
+
+
+def has_split_folders(root):
+    return any(e.is_dir() and e.name.lower() in SPLIT_NAMES for e in _entries(root))
+
+
+def read(root, opts, tally):
+    if has_split_folders(root):
+        for entry in _entries(root):
+            if entry.is_dir() and entry.name.lower() in SPLIT_NAMES:
+                yield from _classes(root, entry.name, SPLIT_NAMES[entry.name.lower()], opts, tally)
+            else:
+                tally.skip(f"{'folder' if entry.is_dir() else 'file'} {entry.name} outside the split folders")
+    else:
+        yield from _classes(root, "", None, opts, tally)
+
+
+def _classes(root, split_dir, split, opts, tally):
+    base = os.path.join(root, split_dir) if split_dir else root
+    for entry in _entries(base):
+        if not entry.is_dir():
+            tally.skip(_skip_reason(entry.name) if not is_image_name(entry.name)
+                       else "image outside a class folder")
+            continue
+        if entry.name.startswith("."):
+            tally.skip(f"hidden folder {entry.name}")
+            continue
+        for dirpath, dirnames, filenames in os.walk(entry.path):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                if not is_image_name(name):
+                    tally.skip(_skip_reason(name))
+                    continue
+                path = os.path.join(dirpath, name)
+                record = {"id": posix(os.path.relpath(path, root)), "path": path,
+                          "label": entry.name}
+                if split:
+                    record["split"] = split
+                record["source"] = {"folder": posix(os.path.relpath(dirpath, root))}
+                yield record

@@ -1,0 +1,87 @@
+"""The ``mura`` layout: MURA-v1.1 as a tree or as its official CSVs.
+
+``[train|valid/]XR_<PART>/patientN/studyM_{positive,negative}/imageK.png``: the
+label, patient, study and body part all come from the path. The CSVs
+(``*_image_paths.csv``) list the same paths, with or without a header row.
+"""
+
+import os
+import re
+
+from libxr.errors import ManifestError
+from libxr.images import is_image_name
+from libxr.index.paths import SPLIT_NAMES, TablePaths, posix
+from libxr.index.table import Table
+
+PATH_RE = re.compile(r"(?:^|/)(?:(train|valid|test)/)?(XR_[A-Z_]+)/(patient\d+)/"
+                     r"(study\d+)_(positive|negative)/([^/]+)$")
+LABELS = {"positive": "abnormal", "negative": "normal"}
+TABLES = ("train_image_paths.csv", "valid_image_paths.csv", "test_image_paths.csv")
+
+
+def is_mura_path(value):
+    return PATH_RE.search(value.strip().replace("\\", "/")) is not None
+
+
+def looks_like(root):
+    """A MURA tree or a folder holding its CSVs."""
+    if any(os.path.isfile(os.path.join(root, t)) for t in TABLES):
+        return True
+    for entry in os.scandir(root):
+        if entry.is_dir() and (entry.name.startswith("XR_") or entry.name in ("train", "valid")):
+            if entry.name.startswith("XR_") or any(n.startswith("XR_") for n in os.listdir(entry.path)):
+                return True
+    return False
+
+
+def record(image_id, path, source):
+    match = PATH_RE.search(image_id)
+    if match is None:
+        return None
+    split, part, patient, study, outcome, _ = match.groups()
+    rec = {"id": image_id, "path": path, "label": LABELS[outcome], "patient": patient,
+           "study": f"{part}/{patient}/{study}", "group": part}
+    if split:
+        rec["split"] = SPLIT_NAMES[split]
+    rec["source"] = source
+    return rec
+
+
+def read(root, opts, tally):
+    """A directory: its CSVs if it has them, otherwise the image tree."""
+    if os.path.isfile(root):
+        yield from read_table(root, opts, tally)
+        return
+    tables = [os.path.join(root, t) for t in TABLES if os.path.isfile(os.path.join(root, t))]
+    if tables:
+        for table in tables:
+            yield from read_table(table, opts, tally)
+        return
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = os.path.join(dirpath, name)
+            image_id = posix(os.path.relpath(path, root))
+            rec = record(image_id, path, {"folder": posix(os.path.relpath(dirpath, root))}) \
+                if is_image_name(name) else None
+            if rec is None:
+                tally.skip(f"non-image file {name}" if not is_image_name(name)
+                           else "image outside the MURA folder pattern")
+                continue
+            yield rec
+
+
+def read_table(path, opts, tally):
+    """An ``*_image_paths.csv``: one image per row, header row optional."""
+    table = Table(path, encoding=opts.encoding, header=False)
+    resolve = TablePaths(path, opts.root)
+    for lineno, row in table.rows():
+        cell = row[0]
+        if lineno == 1 and not is_mura_path(cell):
+            continue  # the header some copies carry ("Img_Path")
+        image_id, image_path = resolve(cell)
+        rec = record(image_id, image_path, {"table": os.path.basename(path), "line": lineno})
+        if rec is None:
+            raise ManifestError(path, lineno, f"{cell!r} is not a MURA image path "
+                                "(XR_<PART>/patientN/studyM_positive|negative/imageK.png)")
+        yield rec

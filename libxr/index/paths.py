@@ -1,0 +1,127 @@
+"""Paths and ids of indexed images, and the file facts gathered while indexing."""
+
+import collections
+import os
+import re
+
+from libxr.errors import UsageError
+
+SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val",
+               "validation": "val", "dev": "val", "test": "test", "testing": "test"}
+"""Split folder or column names as found in the wild, mapped to the manifest's three."""
+
+
+def posix(path):
+    return path.replace(os.sep, "/") if os.sep != "/" else path
+
+
+class TablePaths:
+    """Turns a label table's path cell into ``(id, path)``.
+
+    Tables such as CheXpert's or MURA's name images from the folder *above* the
+    dataset (``CheXpert-v1.0-small/train/...``); when the first component is the
+    table's own folder, paths are resolved from its parent and the id drops that
+    component, so indexing the CSV or the tree gives the same ids. Paths stay
+    relative when the user named the table relatively, like ``find``.
+    """
+
+    def __init__(self, table_path, root=None):
+        table_dir = os.path.dirname(table_path)
+        self.dataset_name = os.path.basename(os.path.abspath(table_dir or "."))
+        self.table_prefix = _prefix(table_dir)
+        self.parent_prefix = _prefix(os.path.normpath(os.path.join(table_dir or ".", "..")))
+        self.root_prefix = None if root is None else _prefix(root)
+        self.dataset_prefix = self.dataset_name + "/"
+
+    def __call__(self, value):
+        value = value.strip()
+        if "\\" in value:
+            value = value.replace("\\", "/")
+        while value.startswith("./"):
+            value = value[2:]
+        if value.startswith("/"):
+            return value, value
+        if self.root_prefix is not None:
+            return value, self.root_prefix + value
+        if value.startswith(self.dataset_prefix):
+            return value[len(self.dataset_prefix):], self.parent_prefix + value
+        return value, self.table_prefix + value
+
+
+def _prefix(directory):
+    return "" if directory in ("", ".") else directory.rstrip("/") + "/"
+
+
+class ExistenceCache:
+    """Answers "does this file exist?" with one directory listing per directory.
+
+    Label tables list images folder by folder, so a small LRU of listings turns
+    hundreds of thousands of stat calls into one listdir per folder, and a
+    dataset folder that is absent altogether costs one failed call, not one
+    per row (the CSV-only downloads of CheXpert and MURA).
+    """
+
+    def __init__(self, size=4096):
+        self.size = size
+        self.listings = collections.OrderedDict()
+        self.absent = []  # prefixes of the topmost folders found not to exist
+
+    def __call__(self, path):
+        for prefix in self.absent:
+            if path.startswith(prefix):
+                return False
+        directory, name = os.path.split(path)
+        names = self.listings.get(directory)
+        if names is None:
+            try:
+                names = frozenset(os.listdir(directory or "."))
+            except OSError:
+                names = frozenset()
+                self._note_absent(directory)
+            self.listings[directory] = names
+            if len(self.listings) > self.size:
+                self.listings.popitem(last=False)
+        return name in names
+
+    def _note_absent(self, directory):
+        if not directory or os.path.isdir(directory) or len(self.absent) >= 64:
+            return
+        while os.path.dirname(directory) and not os.path.isdir(os.path.dirname(directory)):
+            directory = os.path.dirname(directory)
+        self.absent.append(directory.rstrip(os.sep) + os.sep)
+
+
+class PatientFromName:
+    """``--patient-regex``: the patient id is group 1 (or the whole match) in the file name."""
+
+    def __init__(self, pattern):
+        try:
+            self.regex = re.compile(pattern)
+        except re.error as exc:
+            raise UsageError(f"--patient-regex {pattern!r}: {exc}") from None
+
+    def __call__(self, path):
+        match = self.regex.search(os.path.basename(path))
+        if match is None:
+            return None
+        return match.group(1) if self.regex.groups else match.group(0)
+
+
+class Tally:
+    """What indexing passed over or could not find, for the report on stderr."""
+
+    def __init__(self):
+        self.records = 0
+        self.skipped = collections.Counter()
+        self.missing = 0
+        self.missing_examples = []
+        self.no_patient = 0
+        self.unreadable = []
+
+    def skip(self, why):
+        self.skipped[why] += 1
+
+    def miss(self, where):
+        self.missing += 1
+        if len(self.missing_examples) < 3:
+            self.missing_examples.append(where)

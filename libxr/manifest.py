@@ -1,0 +1,56 @@
+"""JSON Lines manifests: one record per line, read and written as streams.
+
+Reading never holds more than one line, so any manifest size runs in constant
+memory. Every malformed line is an error naming the file and line; nothing is
+silently dropped.
+"""
+
+import json
+
+from libxr.errors import ManifestError
+
+# One encoder for every record: json.dumps with options builds a new one per call.
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def read_records(stream, name="<stdin>", require=("id",)):
+    """Yield the records of a manifest read from a binary or text stream.
+
+    Blank lines are allowed (``cat`` of files with trailing newlines); anything
+    else that is not a JSON object with the ``require``d string fields raises
+    :class:`ManifestError`.
+    """
+    for lineno, line in enumerate(stream, 1):
+        if isinstance(line, bytes):
+            try:
+                line = line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ManifestError(name, lineno, f"not UTF-8 (byte {exc.start + 1})") from None
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ManifestError(name, lineno, f"not JSON: {exc.msg} at column {exc.colno}") from None
+        if not isinstance(record, dict):
+            raise ManifestError(name, lineno, f"expected a JSON object, got {type(record).__name__}")
+        for field in require:
+            value = record.get(field)
+            if not isinstance(value, str) or not value:
+                raise ManifestError(name, lineno, f"record has no {field!r} string")
+        yield record
+
+
+def encode(record):
+    """One manifest line, without the newline."""
+    return _encode(record)
+
+
+def write_records(records, stream):
+    """Write records to a text stream; returns how many were written."""
+    n = 0
+    write = stream.write
+    for n, record in enumerate(records, 1):
+        write(_encode(record))
+        write("\n")
+    return n

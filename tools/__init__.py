@@ -1,0 +1,1 @@
+"""The xr commands: thin click wrappers over libxr, installed as ``xrtools``."""

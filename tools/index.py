@@ -1,0 +1,99 @@
+"""xr-index: index a labelled X-ray collection into a JSON Lines manifest."""
+
+import click
+
+from libxr.cli import atomic_output, command, output_option
+from libxr.console import report
+from libxr.index import LAYOUTS, IndexOptions, index
+from libxr.index.chexpert import UNCERTAIN_POLICIES
+from libxr.index.paths import Tally
+from libxr.images import check_headers
+from libxr.manifest import write_records
+from libxr.summary import LabelCounts
+
+
+def _names(ctx, param, value):
+    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else ()
+
+
+@command("xr-index", example="""
+xr-index data/chest_xray --patient-regex '(person\\d+|IM-\\d+)' --summary > all.jsonl
+xr-index CheXpert-v1.0-small/train.csv --uncertain ones --propagate --frontal-only
+xr-index labels.csv --layout csv --path-col file --label-col finding --encoding cp1252
+""")
+@click.argument("source", type=click.Path(exists=True))
+@click.option("--layout", type=click.Choice(LAYOUTS), help="Force a layout instead of detecting it.")
+@click.option("--root", type=click.Path(file_okay=False),
+              help="Folder the table's image paths are relative to (default: found from the table).")
+@click.option("--patient-regex", metavar="REGEX",
+              help="Patient id from file names: group 1 of REGEX, or the whole match.")
+@click.option("--labels", callback=_names, metavar="A,B,...",
+              help="chexpert/nih: keep only these labels.")
+@click.option("--uncertain", type=click.Choice(tuple(UNCERTAIN_POLICIES)), default="keep",
+              show_default=True, help="chexpert: what an uncertain (-1) label becomes.")
+@click.option("--blank", type=click.Choice(("unknown", "zero")), default="unknown", show_default=True,
+              help="chexpert: a blank cell is not stated, or negative.")
+@click.option("--frontal-only", is_flag=True, help="chexpert: keep frontal views only.")
+@click.option("--propagate", is_flag=True,
+              help="chexpert: positive/uncertain children lift their parent labels.")
+@click.option("--path-col", help="csv: the image path column.")
+@click.option("--label-col", help="csv: the class column (single-label).")
+@click.option("--label-cols", callback=_names, metavar="A,B,...",
+              help="csv: 1/0/-1/blank columns (multi-label).")
+@click.option("--patient-col", help="csv: the patient id column.")
+@click.option("--study-col", help="csv: the study id column.")
+@click.option("--group-col", help="csv: the group column (body part, site).")
+@click.option("--view-col", help="csv: the view column.")
+@click.option("--split-col", help="csv: the train/val/test column.")
+@click.option("--delimiter", help="Table delimiter (default: tab for .tsv, else sniffed).")
+@click.option("--encoding", default="utf-8", show_default=True, help="Table encoding, e.g. cp1252.")
+@click.option("--check", is_flag=True, help="Open every image header (in parallel); report unreadable files.")
+@click.option("--workers", type=click.IntRange(1), help="Threads for --check (default: 4 per core).")
+@click.option("--drop-missing", is_flag=True, help="Leave out rows whose image file does not exist.")
+@click.option("--strict", is_flag=True, help="Exit 1 if any image is missing or unreadable.")
+@click.option("--summary", is_flag=True, help="Print a class x split table on stderr.")
+@output_option
+def main(source, layout, check, workers, strict, summary, output, quiet, verbose, **options):
+    """Index SOURCE (a dataset folder or label table) into manifest records on stdout.
+
+    Layouts are detected: folders (one folder per class, optionally under
+    train/val/test folders), mura (tree or CSVs), chexpert (train.csv/valid.csv),
+    nih (Data_Entry_2017*.csv), csv (any table; name its columns).
+    """
+    tally = Tally()
+    counts = LabelCounts()
+    records = index(source, layout, IndexOptions(**options), tally)
+    if check:
+        records = _checked(check_headers(records, workers), tally)
+    if summary:
+        records = map(counts.add, records)
+    records = report.progress(records, description="indexing", unit="images")
+    with atomic_output(output) as out:
+        write_records(records, out)
+    _report(tally)
+    if summary:
+        report.table(counts.table(f"{source}: {tally.records:,} images"))
+    if strict and (tally.missing or tally.unreadable):
+        return 1
+
+
+def _checked(pairs, tally):
+    for rec, problem in pairs:
+        if problem:
+            tally.unreadable.append(f"{rec['path']}: {problem}")
+        yield rec
+
+
+def _report(tally):
+    for why, n in sorted(tally.skipped.items()):
+        report.info(f"skipped {n:,} × {why}")
+    if tally.missing:
+        report.warn(f"{tally.missing:,} of {tally.records:,} images do not exist "
+                    f"(e.g. {tally.missing_examples[0]}); --root says where they are")
+    if tally.no_patient:
+        report.warn(f"{tally.no_patient:,} file names do not match --patient-regex (no patient id)")
+    for line in tally.unreadable[:20]:
+        report.warn(f"unreadable: {line}")
+    if len(tally.unreadable) > 20:
+        report.warn(f"... {len(tally.unreadable) - 20:,} more unreadable images")
+    report.info(f"indexed {tally.records:,} images")

@@ -5,6 +5,7 @@ memory. Every malformed line is an error naming the file and line; nothing is
 silently dropped.
 """
 
+import itertools
 import json
 
 from libxr.errors import ManifestError
@@ -46,11 +47,15 @@ def encode(record):
     return _encode(record)
 
 
-def write_records(records, stream):
-    """Write records to a text stream; returns how many were written."""
+def write_records(records, stream, batch=256):
+    """Write records to a text stream; returns how many were written.
+
+    Lines go out in small batches: one write per record costs more than
+    encoding it, and a batch is still small enough to stream into ``head``.
+    """
     n = 0
-    write = stream.write
-    for n, record in enumerate(records, 1):
-        write(_encode(record))
-        write("\n")
+    records = iter(records)
+    while chunk := list(itertools.islice(records, batch)):
+        stream.write("\n".join(map(_encode, chunk)) + "\n")
+        n += len(chunk)
     return n

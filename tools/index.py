@@ -88,7 +88,7 @@ def _report(tally):
     for why, n in sorted(tally.skipped.items()):
         report.info(f"skipped {n:,} × {why}")
     if tally.missing:
-        report.warn(f"{tally.missing:,} of {tally.records:,} images do not exist "
+        report.warn(f"{tally.missing:,} listed images or folders do not exist "
                     f"(e.g. {tally.missing_examples[0]}); --root says where they are")
     if tally.no_patient:
         report.warn(f"{tally.no_patient:,} file names do not match --patient-regex (no patient id)")

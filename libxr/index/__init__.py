@@ -56,7 +56,14 @@ def detect_layout(source):
             nih.table_path(source)
             return "nih"
         except UsageError:
-            return "folders"
+            pass
+        if not folders.has_split_folders(source):
+            try:
+                table_layout.table_path(source)
+                return "csv"
+            except UsageError:
+                pass
+        return "folders"
     name = os.path.basename(source)
     if "image_paths" in name or "labeled_studies" in name:
         return "mura"

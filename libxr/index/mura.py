@@ -72,16 +72,40 @@ def read(root, opts, tally):
 
 
 def read_table(path, opts, tally):
-    """An ``*_image_paths.csv``: one image per row, header row optional."""
+    """An ``*_image_paths.csv`` (one image per row) or ``*_labeled_studies.csv``
+    (one study folder and its 0/1 label per row, expanded to the images in it);
+    the header row some copies carry is optional."""
     table = Table(path, encoding=opts.encoding, header=False)
     resolve = TablePaths(path, opts.root)
     for lineno, row in table.rows():
-        cell = row[0]
-        if lineno == 1 and not is_mura_path(cell):
-            continue  # the header some copies carry ("Img_Path")
+        cell = row[0].strip()
+        if lineno == 1 and not is_mura_path(cell) and not is_mura_path(cell + "x.png"):
+            continue  # the header some copies carry ("Img_Path", "Img_Path,Label")
+        source = {"table": os.path.basename(path), "line": lineno}
+        if cell.endswith("/"):
+            yield from _study(path, lineno, row, resolve, source, tally)
+            continue
         image_id, image_path = resolve(cell)
-        rec = record(image_id, image_path, {"table": os.path.basename(path), "line": lineno})
+        rec = record(image_id, image_path, source)
         if rec is None:
             raise ManifestError(path, lineno, f"{cell!r} is not a MURA image path "
                                 "(XR_<PART>/patientN/studyM_positive|negative/imageK.png)")
+        yield rec
+
+
+def _study(path, lineno, row, resolve, source, tally):
+    study_id, study_dir = resolve(row[0].strip())
+    if record(study_id + "image.png", "", source) is None:
+        raise ManifestError(path, lineno, f"{row[0]!r} is not a MURA study folder")
+    if len(row) > 1 and row[1].strip() not in ("0", "1"):
+        raise ManifestError(path, lineno, f"label {row[1]!r} is not 0 or 1")
+    try:
+        names = sorted(n for n in os.listdir(study_dir) if is_image_name(n))
+    except OSError:
+        tally.miss(study_dir)
+        return
+    for name in names:
+        rec = record(study_id + name, os.path.join(study_dir, name), source)
+        if len(row) > 1 and rec["label"] != ("abnormal" if row[1].strip() == "1" else "normal"):
+            raise ManifestError(path, lineno, f"label {row[1]} contradicts the folder name {row[0]!r}")
         yield rec

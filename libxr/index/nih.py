@@ -72,7 +72,10 @@ def read(root, opts, tally):
         if unknown:
             raise UsageError(f"--labels {', '.join(unknown)}: not an NIH finding ({', '.join(names)})")
         names = list(opts.labels)
-    header = [h for h in table.header if h]
+    header = table.header
+    used = {i_image, i_findings, i_patient, i_view, i_age, i_sex}
+    unused = [(h, i) for i, h in enumerate(header) if h and i not in used]
+    source_name = os.path.basename(path)
 
     for lineno, row in table.rows():
         if len(row) < width:
@@ -84,7 +87,7 @@ def read(root, opts, tally):
             raise ManifestError(path, lineno, f"unknown finding {sorted(unknown)[0]!r}")
         labels = {n: int(n in findings) for n in names}
         rec = {"id": image, "path": os.path.join(locate.get(image, dirs[0]), image), "labels": labels,
-               "patient": row[i_patient].strip().lstrip("0") or "0", "view": row[i_view].strip()}
+               "patient": row[i_patient].strip(), "view": row[i_view].strip()}
         if i_sex is not None and row[i_sex].strip() in ("F", "M"):
             rec["sex"] = row[i_sex].strip()
         if i_age is not None:
@@ -93,6 +96,6 @@ def read(root, opts, tally):
                 rec["age"] = int(age)
         if image in splits:
             rec["split"] = splits[image]
-        rec["source"] = dict(zip(header, row))
+        rec["source"] = {"table": source_name, "line": lineno, **{h: row[i] for h, i in unused if i < len(row)}}
         yield rec
 

@@ -20,7 +20,9 @@ class Reporter:
     def _console(self):
         from rich.console import Console
 
-        return Console(file=sys.stderr, highlight=False, soft_wrap=True)
+        # Logs of batch jobs are read in wide windows: do not wrap tables at 80 columns.
+        width = None if sys.stderr.isatty() else 120
+        return Console(file=sys.stderr, highlight=False, width=width)
 
     def info(self, message):
         if not self.quiet:

@@ -1,0 +1,104 @@
+"""xr-split: assign train/val/test splits (or folds) without patient leakage."""
+
+import os
+
+import click
+
+from libxr.cli import atomic_output, command, manifest_input, open_input, output_option, seed_option
+from libxr.console import report
+from libxr.errors import UsageError
+from libxr.split import Pool, SplitOptions, assign, label_counts, leaks, write_split
+
+fraction = click.FloatRange(0, 1, max_open=True)
+
+
+@command("xr-split", example="""
+xr-index data/chest_xray --patient-regex '(person\\d+|IM-\\d+)' | xr-split --val 0.1 > split.jsonl
+xr-split --val 0.1 --test 0.1 --resplit all.jsonl --out-dir splits/   # splits/{train,val,test}.jsonl
+xr-split --folds 5 --fold 2 all.jsonl > fold2.jsonl
+xr-split --check split.jsonl        # exit 1 if a patient is in two splits
+""")
+@manifest_input
+@click.option("--val", type=fraction, default=0.0, help="Share of the pool for validation.")
+@click.option("--test", type=fraction, default=0.0, help="Share of the pool for test.")
+@click.option("--folds", type=click.IntRange(2), help="K-fold: split the pool into K folds ...")
+@click.option("--fold", type=click.IntRange(0), default=0, show_default=True,
+              help="... and make fold I the val split, the rest train.")
+@click.option("--group-by", metavar="FIELD",
+              help="Keep records sharing FIELD in one split (default: patient, when present; "
+                   "'none' to not group).")
+@click.option("--no-stratify", is_flag=True, help="Do not balance classes/labels across splits.")
+@click.option("--resplit", is_flag=True,
+              help="Split all records; by default records already in val/test keep their split "
+                   "and only train/unsplit records form the pool.")
+@click.option("--check", is_flag=True,
+              help="Only check: report groups found in more than one split, exit 1 if any.")
+@click.option("--out-dir", type=click.Path(file_okay=False),
+              help="Write one file per split, DIR/{train,val,test}.jsonl, instead of one stream.")
+@output_option
+@seed_option
+def main(manifest, val, test, folds, fold, group_by, no_stratify, resplit, check, out_dir, output, seed,
+         quiet, verbose):
+    """Add a leakage-free, stratified `split` field to the records of MANIFEST.
+
+    Groups (patients) never straddle splits; classes, or every label of
+    multi-label records, keep their rates in each split (iterative stratification).
+    """
+    stream, name = open_input(manifest)
+    with stream:
+        pool = Pool(stream, name, group_by)
+    if check:
+        return _check(pool)
+    if not (val or test or folds):
+        raise UsageError("nothing to do: give --val, --test or --folds (or --check)")
+    opts = SplitOptions(val=val, test=test, folds=folds or 0, fold=fold,
+                        stratify=not no_stratify, resplit=resplit, seed=seed)
+    splits, chosen = assign(pool, opts)
+    if out_dir:
+        os.makedirs(out_dir, exist_ok=True)
+        for split in sorted(set(splits), key=str):
+            lines = [line for line, s in zip(pool.lines, splits) if s == split]
+            with atomic_output(os.path.join(out_dir, f"{split or 'unsplit'}.jsonl")) as out:
+                write_split(lines, [split] * len(lines), out)
+    else:
+        with atomic_output(output) as out:
+            write_split(pool.lines, splits, out)
+    _summarise(pool, splits, chosen)
+
+
+def _summarise(pool, splits, chosen):
+    counts = label_counts(pool, splits)
+    groups = {}
+    for key, split in zip(pool.keys, splits):
+        groups.setdefault(split or "-", set()).add(key)
+    grouping = f"by {pool.field}" if pool.field != "none" else "ungrouped"
+    report.table(counts.table(f"{len(splits):,} records, {grouping}: " + ", ".join(
+        f"{s} {len(g):,} groups" for s, g in sorted(groups.items()))))
+    gap = label_counts(pool, splits, chosen).max_rate_gap()
+    report.info(f"largest gap between a class rate in a new split and in the {len(chosen):,} "
+                f"records split: {100 * gap:.2f} percentage points")
+    spanning = leaks(pool, splits)
+    if spanning:
+        report.warn(f"{len(spanning):,} {pool.field} values span splits the input already had "
+                    f"(kept as given; see xr-split --check)")
+    if pool.ungrouped:
+        report.warn(f"{pool.ungrouped:,} records have no {pool.field!r}; each is its own group")
+    for split in counts.splits():
+        for cls in counts.names():
+            if counts.classes[(cls, split)] == 0:
+                report.warn(f"{cls!r} has no examples in the {split} split")
+
+
+def _check(pool):
+    found = leaks(pool)
+    if pool.field == "none":
+        report.warn("records have no patient field: nothing to check (use --group-by FIELD)")
+        return 0
+    if not found:
+        report.info(f"no {pool.field} occurs in more than one split ({len(set(pool.keys)):,} checked)")
+        return 0
+    records = sum(1 for k in pool.keys if k in found)
+    report.warn(f"{len(found):,} {pool.field} values occur in more than one split ({records:,} records)")
+    for key, splits in list(found.items())[:10]:
+        report.warn(f"  {key}: {', '.join(splits)}")
+    return 1

@@ -6,14 +6,15 @@ and calls libxr; everything below is done once, here:
 * ``--help`` ends with an ``Example:`` block; ``--version``, ``--quiet``, ``--verbose``;
 * errors are one line, ``xr-x: error: ...``: usage errors exit 2, runtime and data
   errors exit 1 (the traceback only with ``--verbose``), Ctrl-C exits 130;
-* SIGPIPE ends the process quietly, so ``xr-index big/ | head`` is not an error;
+* a closed stdout ends the command quietly with status 0, so ``xr-index big/ | head``
+  is not an error, even under ``set -o pipefail``;
 * ``-``/no input reads stdin; ``-o FILE`` is written atomically.
 """
 
 import contextlib
 import functools
 import os
-import signal
+import io
 import sys
 import tempfile
 import traceback
@@ -29,8 +30,6 @@ class XRCommand(click.Command):
     """A click command that reports errors in one line with the documented exit codes."""
 
     def main(self, args=None, prog_name=None, **extra):
-        if hasattr(signal, "SIGPIPE"):
-            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         with contextlib.suppress(AttributeError, ValueError):
             sys.stdout.reconfigure(encoding="utf-8")  # records are UTF-8 whatever the locale
         try:
@@ -52,9 +51,10 @@ class XRCommand(click.Command):
         except XRError as exc:
             return self._fail(ctx, exc, exc.exit_code)
         except BrokenPipeError:
-            # Only reached where SIGPIPE is not available: the reader went away.
-            with contextlib.suppress(OSError):
-                sys.stdout = open(os.devnull, "w")
+            # The reader went away (`xr-index big/ | head`): not an error, and nothing
+            # more to say. Point stdout at /dev/null so the final flush stays quiet.
+            with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 0
         except (OSError, MemoryError) as exc:
             return self._fail(ctx, exc, 1)

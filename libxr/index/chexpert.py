@@ -108,7 +108,7 @@ def _read_table(path, opts):
 
     for lineno, row in table.rows():
         if len(row) < width:
-            raise ManifestError(path, lineno, f"{len(row)} cells, the header has {len(header)}")
+            raise table.too_short(lineno, row)
         frontal, view, sex, age = extras_of(row)
         if absent:
             frontal, view, sex, age = ("" if k in absent else v

@@ -79,7 +79,7 @@ def read(root, opts, tally):
 
     for lineno, row in table.rows():
         if len(row) < width:
-            raise ManifestError(path, lineno, f"{len(row)} cells, the header has {len(header)}")
+            raise table.too_short(lineno, row)
         image = row[i_image].strip()
         findings = {f.strip() for f in row[i_findings].split("|") if f.strip()}
         unknown = findings.difference(FINDINGS, (NO_FINDING,))

@@ -28,11 +28,25 @@ class Table:
     def _open(self):
         return open(self.path, newline="", encoding=self.encoding)
 
+    def _bad_line(self):
+        """The first line that does not decode: a text stream decodes 8 KiB at a time,
+        so its error cannot name the line; this rescan (on the error path only) can."""
+        with open(self.path, "rb") as f:
+            for lineno, raw in enumerate(f, 1):
+                try:
+                    raw.decode(self.encoding)
+                except UnicodeDecodeError:
+                    return lineno
+        return 1
+
     def _sniff_delimiter(self):
         if os.path.splitext(self.path)[1].lower() in (".tsv", ".tab"):
             return "\t"
         with self._open() as f:
-            line = _decode_guard(self.path, 1, f.readline)
+            try:
+                line = f.readline()
+            except UnicodeDecodeError as exc:
+                raise _row_error(self.path, self._bad_line(), exc) from None
         return "\t" if line.count("\t") > line.count(",") else ","
 
     def _first_row(self):
@@ -59,22 +73,14 @@ class Table:
                 for row in reader:
                     if row:
                         yield reader.line_num, row
-            except (UnicodeDecodeError, csv.Error) as exc:
-                raise _row_error(self.path, reader.line_num + 1, exc) from None
+            except UnicodeDecodeError as exc:
+                raise _row_error(self.path, self._bad_line(), exc) from None
+            except csv.Error as exc:
+                raise _row_error(self.path, reader.line_num, exc) from None
 
-    def cells(self, lineno, row, width):
-        """Check a row has the header's width (a trailing empty column is tolerated)."""
-        if len(row) < width:
-            raise ManifestError(self.path, lineno,
-                                f"{len(row)} cells, expected {width} like the header")
-        return row
-
-
-def _decode_guard(path, lineno, read):
-    try:
-        return read()
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise _row_error(path, lineno, exc) from None
+    def too_short(self, lineno, row):
+        """The error for a row with fewer cells than the columns a reader needs."""
+        return ManifestError(self.path, lineno, f"{len(row)} cells, the header has {len(self.header)}")
 
 
 def _row_error(path, lineno, exc):

@@ -71,7 +71,7 @@ def read(source, opts, tally):
 
     for lineno, row in table.rows():
         if len(row) < len(header):
-            raise ManifestError(path, lineno, f"{len(row)} cells, the header has {len(header)}")
+            raise table.too_short(lineno, row)
         image_id, image_path = resolve(row[i_path])
         if not image_id:
             raise ManifestError(path, lineno, "empty path cell")

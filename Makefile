@@ -1,0 +1,44 @@
+# xr — the README's commands. `make demo` and `make test` work on a fresh machine:
+# they create the virtualenv and install xr into it first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO ?= build/demo
+# torch and torchvision are pinned to the releases on the machine's disk (.ci/constraints.txt).
+PIP_INSTALL := $(BIN)/pip install --quiet --constraint .ci/constraints.txt
+
+.PHONY: install test demo bench lint clean
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml .ci/constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP_INSTALL) --editable '.[dicom,test]'
+	touch $@
+
+test: install
+	$(BIN)/python -m pytest -q -n 2 tests
+
+# The whole pipeline on synthetic data: a fresh checkout needs nothing else.
+demo: install
+	rm -rf $(DEMO) && mkdir -p $(DEMO)
+	$(BIN)/xr-synth $(DEMO)/chest -n 600 --size 128 --seed 1
+	$(BIN)/xr-index $(DEMO)/chest --patient-regex 'person(\d+)_' --summary \
+	  | $(BIN)/xr-split --val 0.15 > $(DEMO)/chest.jsonl
+	$(BIN)/xr-split --check $(DEMO)/chest.jsonl
+	$(BIN)/xr-synth $(DEMO)/CheXpert-v1.0-small --layout chexpert -n 600 --size 128 --seed 2
+	$(BIN)/xr-index $(DEMO)/CheXpert-v1.0-small --uncertain ones --propagate --frontal-only \
+	  | $(BIN)/xr-split --val 0.1 --test 0.1 --resplit --out-dir $(DEMO)/chexpert
+	@echo "demo: manifests in $(DEMO)"
+
+bench: install
+	$(BIN)/python bench/bench_index.py
+	$(BIN)/python bench/bench_split.py
+
+lint: install
+	$(PIP_INSTALL) ruff
+	$(BIN)/ruff check --line-length 110 libxr tools tests bench
+
+clean:
+	rm -rf build $(VENV) *.egg-info

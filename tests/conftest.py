@@ -1,0 +1,89 @@
+"""Shared fixtures: synthetic datasets, the real data beside the checkout, command runners."""
+
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from libxr.synth import SynthOptions, synthesize
+
+SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"
+BIN = pathlib.Path(sys.executable).parent
+
+
+def shared(*parts):
+    """A path under ../shared/data; the test is skipped when it is absent (a user's checkout)."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is not here (real data lives beside the checkout, in ../shared)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("synth")
+
+
+@pytest.fixture(scope="session")
+def synth(synth_root):
+    """``synth(layout, **options)``: a synthetic dataset, made once per session and options."""
+    made = {}
+
+    def make(layout="folders", **options):
+        key = (layout, tuple(sorted(options.items())))
+        if key not in made:
+            options.setdefault("count", 60)
+            options.setdefault("size", 32)
+            name = options.pop("name", None) or f"{layout}-{len(made)}"
+            out = synth_root / name
+            synthesize(str(out), SynthOptions(layout=layout, **options))
+            made[key] = out
+        return made[key]
+
+    return make
+
+
+class Result:
+    def __init__(self, code, stdout, stderr):
+        self.exit_code, self.stdout, self.stderr = code, stdout, stderr
+
+    @property
+    def records(self):
+        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def cli():
+    """``cli(main, *args, input=None)``: run a command in-process through click's CliRunner."""
+
+    def run(main, *args, input=None):
+        runner = CliRunner()
+        result = runner.invoke(main, [str(a) for a in args], input=input)
+        if result.exception and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return Result(result.exit_code, result.stdout, result.stderr)
+
+    return run
+
+
+def sh(command, cwd=None, input=None):
+    """Run a shell pipeline with the installed commands first on PATH."""
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=cwd, env=env,
+                          capture_output=True, text=True, input=input, timeout=300)
+    return Result(done.returncode, done.stdout, done.stderr)
+
+
+def needs_commands():
+    if shutil.which("xr-index", path=str(BIN)) is None:
+        pytest.skip("xr commands are not installed in this environment (make install)")
+
+
+def write_jsonl(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path

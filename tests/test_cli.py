@@ -1,0 +1,111 @@
+"""Behaviour every command shares (libxr.cli): help, version, exit codes, stdin, pipes, atomic output."""
+
+import importlib
+import json
+import os
+
+import pytest
+
+from conftest import needs_commands, sh, write_jsonl
+
+COMMANDS = ["index", "split", "synth"]
+
+
+def main_of(name):
+    return importlib.import_module(f"xrtools.{name}").main
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_help_has_an_example(cli, name):
+    result = cli(main_of(name), "--help")
+    assert result.exit_code == 0
+    assert "Example:" in result.stdout
+    assert f"xr-{name} " in result.stdout.split("Example:")[1]
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_version(cli, name):
+    result = cli(main_of(name), "--version")
+    assert result.exit_code == 0
+    assert result.stdout.startswith(f"xr-{name} ")
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_unknown_option_is_a_one_line_usage_error(cli, name):
+    result = cli(main_of(name), "--no-such-option")
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"xr-{name}: error: ")
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_command_has_a_doc_page(name):
+    page = os.path.join(os.path.dirname(__file__), "..", "docs", f"xr-{name}.md")
+    assert os.path.isfile(page), f"docs/xr-{name}.md is missing"
+
+
+def test_runtime_error_exits_1_in_one_line(cli, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a"}\nnot json\n')
+    result = cli(main_of("split"), "--val", "0.5", bad)
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"xr-split: error: {bad}:2: not JSON: Expecting value at column 1"
+
+
+def test_verbose_shows_the_traceback(cli, tmp_path):
+    bad = write_jsonl(tmp_path / "dup.jsonl", [{"id": "a"}, {"id": "a"}])
+    result = cli(main_of("split"), "--val", "0.5", "--verbose", bad)
+    assert result.exit_code == 1
+    assert "Traceback" in result.stderr
+
+
+def test_dash_and_nothing_read_stdin(cli):
+    text = "".join(json.dumps({"id": f"r{i}", "label": "ab"[i % 2]}) + "\n" for i in range(20))
+    a = cli(main_of("split"), "--val", "0.3", input=text)
+    b = cli(main_of("split"), "--val", "0.3", "-", input=text)
+    assert a.exit_code == b.exit_code == 0
+    assert a.stdout == b.stdout and len(a.records) == 20
+
+
+def test_failed_command_leaves_no_output_file(cli, tmp_path):
+    out = tmp_path / "out.jsonl"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a"}\n{"id": 3}\n')
+    result = cli(main_of("split"), "--val", "0.5", "-o", out, bad)
+    assert result.exit_code == 1
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["bad.jsonl"]  # no temporary left either
+
+
+def test_output_file_is_written_whole(cli, tmp_path, synth):
+    out = tmp_path / "out.jsonl"
+    result = cli(main_of("index"), synth("folders"), "-o", out)
+    assert result.exit_code == 0 and result.stdout == ""
+    assert len(out.read_text().splitlines()) == 60
+
+
+def test_sigpipe_is_quiet(synth):
+    needs_commands()
+    result = sh(f"xr-index {synth('chexpert', count=200)} | head -n 1")
+    assert result.exit_code == 0
+    assert len(result.stdout.splitlines()) == 1
+    assert "Traceback" not in result.stderr and "Broken pipe" not in result.stderr
+
+
+def test_real_pipeline(tmp_path):
+    needs_commands()
+    result = sh("xr-synth data -n 80 --size 32 -q && "
+                "xr-index data --patient-regex 'person(\\d+)_' | xr-split --val 0.2 | head -n 5",
+                cwd=tmp_path)
+    assert result.exit_code == 0, result.stderr
+    records = result.records
+    assert len(records) == 5
+    assert all(r["split"] in ("train", "val", "test") and r["patient"] for r in records)
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_commands_without_a_model_never_import_torch(name):
+    needs_commands()
+    result = sh(f"python -c 'import sys, xrtools.{name}; print(\"torch\" in sys.modules)'")
+    assert result.stdout.strip() == "False"

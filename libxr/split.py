@@ -1,13 +1,14 @@
 """xr-split: leakage-free, stratified train/val/test splits and folds.
 
 Splitting is done on groups (patients by default), so no patient lands in two
-splits, and stratified with iterative stratification (Sechidis et al., 2011,
-"On the stratification of multi-label data"), applied to groups: take the label
-with the fewest unassigned positives, hand each group carrying it to the split
-that most wants that label (ties: the split that wants most records, then
-chance), repeat. It works for one label or fourteen, unlike enumerating label
-combinations (report 003), and single-label data is the special case of one-hot
-targets.
+splits, and stratified by a greedy in the spirit of iterative stratification
+(Sechidis et al., 2011, "On the stratification of multi-label data"): groups
+carrying the rarest labels are placed first, each into the split whose relative
+shortfall on that group's labels is largest, a split already full in records
+being the last resort. Weighing all of a group's labels, not only its rarest,
+keeps frequent labels balanced too (0.1 instead of 0.33 percentage points on
+CheXpert). It works for one label or fourteen, unlike enumerating label
+combinations (report 003); single-label data is the case of one-hot targets.
 """
 
 import dataclasses
@@ -38,36 +39,29 @@ def stratify_groups(group_of, targets, fractions, rng):
     """
     n_groups = int(group_of.max()) + 1 if len(group_of) else 0
     fractions = np.asarray(fractions, float)
-    counts = np.stack([np.bincount(group_of, weights=targets[:, j], minlength=n_groups)
-                       for j in range(targets.shape[1])], axis=1) if targets.shape[1] else \
-        np.zeros((n_groups, 0))
+    counts = np.zeros((n_groups, targets.shape[1]))
+    for j in range(targets.shape[1]):
+        counts[:, j] = np.bincount(group_of, weights=targets[:, j], minlength=n_groups)
     sizes = np.bincount(group_of, minlength=n_groups).astype(float)
-    want_label = fractions[:, None] * counts.sum(0)[None, :]
-    want_total = fractions * sizes.sum()
-    part = np.full(n_groups, -1)
-    order = rng.permutation(n_groups)
+    totals = counts.sum(0)
+    want_label = fractions[:, None] * totals[None, :]       # still wanted, per part and label
+    want_total = fractions * sizes.sum()                     # records still wanted, per part
+    scale = fractions[:, None] * np.maximum(totals, 1)[None, :]
+    # Groups carrying the rarest labels first, chance among equals.
+    rarity = np.where(counts > 0, totals[None, :], np.inf).min(1) if totals.size else np.zeros(n_groups)
+    order = np.lexsort((rng.random(n_groups), rarity))
     tiebreak = rng.random((n_groups, len(fractions)))
-    remaining = counts.sum(0)
-
-    def place(g, first):
-        # Lexicographic: most wanted for the label, then most records wanted, then chance.
-        keys = np.lexsort((tiebreak[g], want_total, first))
-        best = keys[-1]
+    part = np.empty(n_groups, np.int64)
+    for g in order:
+        # The part whose relative shortfall on this group's labels is largest; a part
+        # already full in records only as a last resort; then the part wanting most
+        # records (relatively); then chance.
+        shortfall = (want_label / scale) @ counts[g]
+        room = want_total > 0
+        best = np.lexsort((tiebreak[g], want_total / fractions, shortfall, room))[-1]
         part[g] = best
         want_label[best] -= counts[g]
         want_total[best] -= sizes[g]
-        return counts[g]
-
-    holders = [order[counts[order, j] > 0] for j in range(counts.shape[1])]
-    while (remaining > 0).any():
-        label = int(np.argmin(np.where(remaining > 0, remaining, np.inf)))
-        for g in holders[label]:
-            if part[g] < 0:
-                remaining = remaining - place(g, want_label[:, label])
-        remaining[label] = 0  # guards against float residue
-    for g in order:
-        if part[g] < 0:
-            place(g, want_total)
     return part
 
 

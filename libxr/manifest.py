@@ -27,6 +27,7 @@ def read_records(stream, name="<stdin>", require=("id",)):
                 line = line.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise ManifestError(name, lineno, f"not UTF-8 (byte {exc.start + 1})") from None
+        line = line.rstrip("\r\n")
         if not line.strip():
             continue
         try:

@@ -1,0 +1,24 @@
+"""libxr.index.chexpert: the label hierarchy."""
+
+import pytest
+
+from libxr.index.chexpert import OBSERVATIONS, PARENTS, ancestors, propagate
+
+
+def test_hierarchy_is_report_003s():
+    assert ancestors("Pneumonia") == ["Consolidation", "Lung Opacity"]
+    assert ancestors("Cardiomegaly") == ["Enlarged Cardiomediastinum"]
+    assert ancestors("Fracture") == []
+    assert set(PARENTS) | set(PARENTS.values()) <= set(OBSERVATIONS)
+
+
+@pytest.mark.parametrize("labels, expected", [
+    ({"Pneumonia": 1}, {"Pneumonia": 1, "Consolidation": 1, "Lung Opacity": 1}),
+    ({"Pneumonia": -1, "Lung Opacity": 0}, {"Pneumonia": -1, "Consolidation": -1, "Lung Opacity": -1}),
+    ({"Edema": -1, "Lung Opacity": 1}, {"Edema": -1, "Lung Opacity": 1}),
+    ({"Cardiomegaly": 0}, {"Cardiomegaly": 0}),
+    ({"Cardiomegaly": 1, "Enlarged Cardiomediastinum": 0},
+     {"Cardiomegaly": 1, "Enlarged Cardiomediastinum": 1}),
+])
+def test_propagate(labels, expected):
+    assert propagate(dict(labels)) == expected

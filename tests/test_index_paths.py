@@ -1,0 +1,55 @@
+"""libxr.index.paths: table paths to ids and paths, existence checks, patient ids."""
+
+import os
+
+import pytest
+
+from libxr.errors import UsageError
+from libxr.index.paths import ExistenceCache, PatientFromName, TablePaths
+
+
+@pytest.mark.parametrize("table, root, cell, expected", [
+    ("data/CheXpert-v1.0-small/train.csv", None, "CheXpert-v1.0-small/train/p1/s1/v.jpg",
+     ("train/p1/s1/v.jpg", "data/CheXpert-v1.0-small/train/p1/s1/v.jpg")),
+    ("data/labels.csv", None, "img/a.png", ("img/a.png", "data/img/a.png")),
+    ("labels.csv", None, "./img/a.png", ("img/a.png", "img/a.png")),
+    ("data/labels.csv", "/images", "img\\a.png", ("img/a.png", "/images/img/a.png")),
+    ("data/labels.csv", None, "/abs/a.png", ("/abs/a.png", "/abs/a.png")),
+])
+def test_table_paths(table, root, cell, expected):
+    assert TablePaths(table, root)(cell) == expected
+
+
+def test_table_in_cwd_named_like_its_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "MURA-v1.1"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    assert TablePaths("valid.csv")("MURA-v1.1/valid/x.png") == ("valid/x.png", "../MURA-v1.1/valid/x.png")
+
+
+def test_existence_cache(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.png").write_bytes(b"")
+    exists = ExistenceCache(size=1)
+    assert exists(str(tmp_path / "a" / "x.png"))
+    assert not exists(str(tmp_path / "a" / "y.png"))
+    assert not exists(str(tmp_path / "gone" / "deep" / "z.png"))
+    assert exists.absent == [str(tmp_path / "gone") + os.sep]
+    assert not exists(str(tmp_path / "gone" / "other" / "z.png"))  # answered from the prefix
+    assert exists(str(tmp_path / "a" / "x.png"))  # listing evicted and read again
+
+
+@pytest.mark.parametrize("pattern, name, patient", [
+    (r"person(\d+)_", "train/PNEUMONIA/person1000_bacteria_2931.jpeg", "1000"),
+    (r"(person\d+|IM-\d+)", "NORMAL/IM-0115-0001.jpeg", "IM-0115"),
+    (r"IM-\d+", "x/IM-0115-0001.jpeg", "IM-0115"),
+    (r"person(\d+)_", "NORMAL/IM-0115-0001.jpeg", None),
+    (r"person(\d+)", "person7/other_name.png", None),   # the file name only, not folders
+])
+def test_patient_from_name(pattern, name, patient):
+    assert PatientFromName(pattern)(name) == patient
+
+
+def test_bad_regex():
+    with pytest.raises(UsageError, match="--patient-regex"):
+        PatientFromName("(")

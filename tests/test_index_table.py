@@ -1,0 +1,52 @@
+"""libxr.index.table: headers, delimiters, encodings, bracketed NIH names."""
+
+import pytest
+
+from libxr.errors import ManifestError, XRError
+from libxr.index.table import Table, fix_bracketed_names
+
+
+@pytest.mark.parametrize("names, fixed", [
+    (["a", "b"], ["a", "b"]),
+    (["OriginalImage[Width", "Height]", "x"], ["OriginalImage[Width]", "OriginalImage[Height]", "x"]),
+    (["P[x", "y", "z]"], ["P[x]", "P[y]", "P[z]"]),
+    (["Spacing[x,y]"], ["Spacing[x,y]"]),
+    (["open[x", "y"], ["open[x", "y"]),
+    ([" a ", ""], ["a", ""]),
+])
+def test_fix_bracketed_names(names, fixed):
+    assert fix_bracketed_names(names) == fixed
+
+
+def test_delimiter_sniffing_and_blank_lines(tmp_path):
+    tsv = tmp_path / "t.txt"
+    tsv.write_text("a\tb\n1\t2\n\n3\t4\n")
+    table = Table(str(tsv))
+    assert table.header == ["a", "b"]
+    assert list(table.rows()) == [(2, ["1", "2"]), (4, ["3", "4"])]
+
+
+def test_utf8_bom_is_not_part_of_the_first_name(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_bytes("\ufeffPath,label\nx,1\n".encode("utf-8"))
+    assert Table(str(path)).header == ["Path", "label"]
+
+
+def test_encoding_error_names_the_line(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_bytes(b"a,b\n" + b"x,y\n" * 5000 + "é,z\n".encode("cp1252"))
+    with pytest.raises(ManifestError) as err:
+        list(Table(str(path)).rows())
+    assert str(err.value).startswith(f"{path}:5002: not utf-8 text (byte 0xe9)")
+    assert list(Table(str(path), encoding="cp1252").rows())[-1] == (5002, ["é", "z"])
+
+
+def test_empty_file_and_missing_column(tmp_path):
+    empty = tmp_path / "e.csv"
+    empty.write_text("")
+    with pytest.raises(XRError, match="empty file"):
+        Table(str(empty))
+    path = tmp_path / "t.csv"
+    path.write_text("a,b\n")
+    with pytest.raises(XRError, match=r"t.csv: no column 'c' \(set --path-col\); columns are 'a', 'b'"):
+        Table(str(path)).column("c", "--path-col")

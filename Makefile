@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO ?= build/demo
 # torch and torchvision are pinned to the releases on the machine's disk (.ci/constraints.txt).
-PIP_INSTALL := $(BIN)/pip install --quiet --constraint .ci/constraints.txt
+PIP_INSTALL := $(BIN)/pip install -qq --constraint .ci/constraints.txt
 
 .PHONY: install test demo bench lint clean
 

@@ -11,7 +11,6 @@ import tempfile
 import time
 
 import numpy as np
-
 from common import SHARED, run
 
 
@@ -30,7 +29,8 @@ def main():
         with open(manifest, "w") as out:
             run(["xr-index", "-q", str(table)], stdout=out)
         seconds, mem = run(["xr-split", "-q", "--val", "0.1", "--test", "0.1", "--resplit", manifest, "-o", split])
-        records = [json.loads(line) for line in open(split)]
+        with open(split) as f:
+            records = [json.loads(line) for line in f]
     names = sorted({n for r in records for n in r["labels"]})
     labels = [r["labels"] for r in records]
     ours = gaps(labels, names, np.array([r["split"] for r in records]))

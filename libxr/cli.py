@@ -7,16 +7,19 @@ and calls libxr; everything below is done once, here:
 * errors are one line, ``xr-x: error: ...``: usage errors exit 2, runtime and data
   errors exit 1 (the traceback only with ``--verbose``), Ctrl-C exits 130;
 * a closed stdout ends the command quietly with status 0, so ``xr-index big/ | head``
-  is not an error, even under ``set -o pipefail``;
+  is not an error, even under ``set -o pipefail``; SIGTERM (a scheduler's stop)
+  unwinds like Ctrl-C, removing temporary outputs;
 * ``-``/no input reads stdin; ``-o FILE`` is written atomically.
 """
 
 import contextlib
 import functools
-import os
 import io
+import os
+import signal
 import sys
 import tempfile
+import threading
 import traceback
 
 import click
@@ -30,6 +33,10 @@ class XRCommand(click.Command):
     """A click command that reports errors in one line with the documented exit codes."""
 
     def main(self, args=None, prog_name=None, **extra):
+        if threading.current_thread() is threading.main_thread():
+            # Batch schedulers stop jobs with SIGTERM: unwind like Ctrl-C, so that
+            # temporary outputs are removed and nothing half-written remains.
+            signal.signal(signal.SIGTERM, _terminated)
         with contextlib.suppress(AttributeError, ValueError):
             sys.stdout.reconfigure(encoding="utf-8")  # records are UTF-8 whatever the locale
         try:
@@ -67,6 +74,10 @@ class XRCommand(click.Command):
             message = f"{exc.filename}: {exc.strerror}"
         print(f"{self.name}: error: {message}", file=sys.stderr)
         return code
+
+
+def _terminated(signum, frame):
+    raise SystemExit(128 + signum)
 
 
 def command(name, example):

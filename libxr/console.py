@@ -41,8 +41,14 @@ class Reporter:
         if not self.interactive:
             yield from iterable
             return
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn,
-                                   TextColumn, TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            ProgressColumn,
+            TextColumn,
+            TimeRemainingColumn,
+        )
 
         class Rate(ProgressColumn):
             def render(self, task):

@@ -43,7 +43,7 @@ def _dicom_problem(path):
         return None if head[128:132] == b"DICM" else "no DICOM preamble (DICM)"
     try:
         pydicom.dcmread(path, stop_before_pixels=True)
-    except Exception as exc:  # pydicom raises many types for bad files
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types for bad files
         return f"unreadable DICOM: {exc}"
     return None
 

@@ -75,7 +75,7 @@ def sh(command, cwd=None, input=None):
     """Run a shell pipeline with the installed commands first on PATH."""
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
     done = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=cwd, env=env,
-                          capture_output=True, text=True, input=input, timeout=300)
+                          capture_output=True, text=True, input=input, timeout=300, check=False)
     return Result(done.returncode, done.stdout, done.stderr)
 
 

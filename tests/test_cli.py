@@ -3,9 +3,9 @@
 import importlib
 import json
 import os
+import time
 
 import pytest
-
 from conftest import needs_commands, sh, write_jsonl
 
 COMMANDS = ["index", "split", "synth"]
@@ -109,3 +109,27 @@ def test_commands_without_a_model_never_import_torch(name):
     needs_commands()
     result = sh(f"python -c 'import sys, xrtools.{name}; print(\"torch\" in sys.modules)'")
     assert result.stdout.strip() == "False"
+
+
+def test_terminated_command_leaves_no_output(tmp_path):
+    """A job stopped by its scheduler (SIGTERM) leaves neither the output nor its temporary."""
+    import signal
+    import subprocess
+    import sys
+
+    needs_commands()
+    table = tmp_path / "big.csv"
+    with table.open("w") as f:
+        f.write("path,label\n")
+        f.writelines(f"img/{i}.png,{i % 3}\n" for i in range(400_000))
+    out = tmp_path / "out.jsonl"
+    bin_dir = os.path.dirname(sys.executable)
+    proc = subprocess.Popen([os.path.join(bin_dir, "xr-index"), str(table), "-o", str(out), "-q"],
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not any(p.name.endswith(".part") for p in tmp_path.iterdir()) and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    assert proc.returncode == 143
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.csv"]

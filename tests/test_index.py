@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from conftest import shared
 from xrtools.index import main
 
@@ -335,3 +334,12 @@ def test_real_chexpert_csv(cli):
                               ("Pneumonia", "Consolidation")):
             if labels.get(child) == 1:
                 assert labels.get(parent) == 1
+
+
+def test_dicom_files_are_indexed_like_images(cli, tmp_path):
+    for cls in ("abnormal", "normal"):
+        (tmp_path / cls).mkdir()
+        (tmp_path / cls / "scan.dcm").write_bytes(b"\0" * 128 + b"DICM")
+    records = cli(main, tmp_path).records
+    assert [(r["id"], r["label"]) for r in records] == [("abnormal/scan.dcm", "abnormal"),
+                                                        ("normal/scan.dcm", "normal")]

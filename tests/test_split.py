@@ -5,10 +5,10 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import shared, write_jsonl
-from libxr.split import stratify_groups
 from xrtools.split import main
+
+from libxr.split import stratify_groups
 
 
 def records(n=400, classes=("a", "b", "c"), weights=(0.6, 0.3, 0.1), per_patient=3, seed=0):

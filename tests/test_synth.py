@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
+from xrtools.synth import main
 
 from libxr.synth import LAYOUTS, SynthOptions, synthesize
-from xrtools.synth import main
 
 
 def digest(root):
@@ -31,7 +31,7 @@ def test_same_seed_same_bytes(cli, tmp_path, layout):
 
 
 def test_parallel_drawing_matches_serial(tmp_path):
-    opts = dict(layout="folders", count=130, size=24, seed=1)
+    opts = {"layout": "folders", "count": 130, "size": 24, "seed": 1}
     synthesize(str(tmp_path / "serial"), SynthOptions(workers=1, **opts))
     synthesize(str(tmp_path / "parallel"), SynthOptions(workers=2, **opts))
     assert digest(tmp_path / "serial") == digest(tmp_path / "parallel")

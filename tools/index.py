@@ -4,10 +4,10 @@ import click
 
 from libxr.cli import atomic_output, command, output_option
 from libxr.console import report
+from libxr.images import check_headers
 from libxr.index import LAYOUTS, IndexOptions, index
 from libxr.index.chexpert import UNCERTAIN_POLICIES
 from libxr.index.paths import Tally
-from libxr.images import check_headers
 from libxr.manifest import write_records
 from libxr.summary import LabelCounts
 

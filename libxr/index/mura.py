@@ -27,11 +27,10 @@ def looks_like(root):
     """A MURA tree or a folder holding its CSVs."""
     if any(os.path.isfile(os.path.join(root, t)) for t in TABLES):
         return True
-    for entry in os.scandir(root):
-        if entry.is_dir() and (entry.name.startswith("XR_") or entry.name in ("train", "valid")):
-            if entry.name.startswith("XR_") or any(n.startswith("XR_") for n in os.listdir(entry.path)):
-                return True
-    return False
+    with os.scandir(root) as entries:
+        folders = [e for e in entries if e.is_dir()]
+    return any(e.name.startswith("XR_") for e in folders) or any(
+        n.startswith("XR_") for e in folders if e.name in ("train", "valid") for n in os.listdir(e.path))
 
 
 def record(image_id, path, source):

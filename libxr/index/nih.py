@@ -84,7 +84,7 @@ def read(root, opts, tally):
         findings = {f.strip() for f in row[i_findings].split("|") if f.strip()}
         unknown = findings.difference(FINDINGS, (NO_FINDING,))
         if unknown:
-            raise ManifestError(path, lineno, f"unknown finding {sorted(unknown)[0]!r}")
+            raise ManifestError(path, lineno, f"unknown finding {min(unknown)!r}")
         labels = {n: int(n in findings) for n in names}
         rec = {"id": image, "path": os.path.join(locate.get(image, dirs[0]), image), "labels": labels,
                "patient": row[i_patient].strip(), "view": row[i_view].strip()}

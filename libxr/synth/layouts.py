@@ -158,7 +158,7 @@ def _render(args):
 
 
 def _writer(path, header=None):
-    f = open(path, "w", newline="", encoding="utf-8")
+    f = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115 - the caller closes it
     w = csv.writer(f, lineterminator="\n")
     if header:
         w.writerow(header)
@@ -190,8 +190,7 @@ def synthesize(out, opts, progress=lambda it, total: it):
             boxes = list(progress(map(_render, jobs), len(jobs)))
         ids = LABEL_WRITERS[opts.layout](tmp, os.path.basename(os.path.abspath(out)), images)
         with open(os.path.join(tmp, "boxes.jsonl"), "w", encoding="utf-8") as f:
-            for image_id, box in zip(ids, boxes):
-                f.write(json.dumps({"id": image_id, "boxes": box}) + "\n")
+            f.writelines(json.dumps({"id": image_id, "boxes": box}) + "\n" for image_id, box in zip(ids, boxes))
         if os.path.isdir(out):
             os.rmdir(out)
         os.rename(tmp, out)

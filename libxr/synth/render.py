@@ -35,8 +35,8 @@ def _finish(rng, image, size):
 
 def _box(cy, cx, sigma, size, spread=2.0):
     """Pixel box [x0, y0, x1, y1] holding the bulk (about 2 sigma) of a blob."""
-    lo = lambda c: int(max(0, round((c - spread * sigma) * size)))  # noqa: E731
-    hi = lambda c: int(min(size, round((c + spread * sigma) * size)))  # noqa: E731
+    lo = lambda c: int(max(0, round((c - spread * sigma) * size)))
+    hi = lambda c: int(min(size, round((c + spread * sigma) * size)))
     return [lo(cx), lo(cy), hi(cx), hi(cy)]
 
 

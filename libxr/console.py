@@ -5,6 +5,7 @@ Warnings always print; information, tables and progress bars are dropped with
 jobs and batch schedulers stay readable).
 """
 
+import contextlib
 import sys
 
 
@@ -38,8 +39,16 @@ class Reporter:
 
     def progress(self, iterable, total=None, description="working", unit="items"):
         """Wrap an iterable in a progress bar with rate and ETA when interactive."""
+        with self.bar(description, unit, total) as advance:
+            for item in iterable:
+                yield item
+                advance(1)
+
+    @contextlib.contextmanager
+    def bar(self, description="working", unit="items", total=None):
+        """A progress bar (rate, ETA) when interactive; yields ``advance(n, total=None)``."""
         if not self.interactive:
-            yield from iterable
+            yield lambda n, total=None: None
             return
         from rich.progress import (
             BarColumn,
@@ -56,11 +65,15 @@ class Reporter:
 
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                    Rate(), TimeRemainingColumn()]
-        with Progress(*columns, console=self._console(), transient=True) as bar:
-            task = bar.add_task(description, total=total)
-            for item in iterable:
-                yield item
-                bar.advance(task)
+        with Progress(*columns, console=self._console(), transient=True) as progress:
+            task = progress.add_task(description, total=total)
+
+            def advance(n, total=None):
+                if total is not None:
+                    progress.update(task, total=total)
+                progress.advance(task, n)
+
+            yield advance
 
 
 report = Reporter()

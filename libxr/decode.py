@@ -1,0 +1,104 @@
+"""Reading any radiograph file into one 8-bit grayscale array.
+
+PNG/JPEG/TIFF of 8 or 16 bits in L, I, RGB(A) or palette modes go through
+Pillow; DICOM through pydicom (the optional ``dicom`` extra) with the modality
+LUT (rescale slope/intercept), the VOI LUT or window, and MONOCHROME1 inverted
+so that bone is always bright.
+"""
+
+import os
+
+import numpy as np
+
+from libxr.errors import XRError
+from libxr.images import DICOM_EXTENSIONS
+
+
+class DecodeError(XRError):
+    """An image that cannot be turned into pixels; the message says why."""
+
+
+def _to_uint8(array):
+    """Linear map of the image's own range onto 0..255 (16-bit, DICOM, float data)."""
+    array = np.asarray(array, np.float32)
+    lo, hi = float(array.min()), float(array.max())
+    if hi <= lo:
+        return np.zeros(array.shape, np.uint8)
+    return ((array - lo) * (255.0 / (hi - lo)) + 0.5).astype(np.uint8)
+
+
+def load_gray(path, draft=None):
+    """The image at ``path`` as an 8-bit grayscale Pillow image (mode ``L``).
+
+    A Pillow image, not an array: resizing and padding stay in Pillow's C code
+    and the pixels are copied once, at the end (see libxr.fit).
+
+    ``draft``: the smallest (width, height) the caller will resize to; JPEG
+    decoding may then use DCT scaling, which is much faster for large files.
+    """
+    if os.path.splitext(path)[1].lower() in DICOM_EXTENSIONS:
+        from PIL import Image
+
+        return Image.fromarray(_load_dicom(path))
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        if os.path.getsize(path) == 0:
+            raise DecodeError("empty file")
+        with Image.open(path) as image:
+            if draft and image.format == "JPEG":
+                image.draft("L", draft)
+            image.load()
+            return _pil_gray(image)
+    except DecodeError:
+        raise
+    except FileNotFoundError:
+        raise DecodeError("missing") from None
+    except UnidentifiedImageError:
+        raise DecodeError("not an image Pillow can read") from None
+    except (OSError, SyntaxError, ValueError) as exc:   # truncated and corrupt files land here
+        raise DecodeError(f"unreadable image: {exc}") from None
+
+
+def _pil_gray(image):
+    from PIL import Image
+
+    mode = image.mode
+    if mode == "L":
+        return image
+    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        return Image.fromarray(_to_uint8(np.asarray(image)))
+    if mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        # Transparent pixels are air: composite on black before dropping alpha.
+        image = Image.alpha_composite(Image.new("RGBA", image.size, (0, 0, 0, 255)), image.convert("RGBA"))
+    return image.convert("L")
+
+
+def _load_dicom(path):
+    try:
+        import pydicom
+        from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    except ImportError:
+        raise DecodeError("DICOM needs pydicom: pip install 'xr-toolkit[dicom]'") from None
+    try:
+        if os.path.getsize(path) == 0:
+            raise DecodeError("empty file")
+        ds = pydicom.dcmread(path)
+        pixels = ds.pixel_array
+    except DecodeError:
+        raise
+    except FileNotFoundError:
+        raise DecodeError("missing") from None
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types for bad or compressed files
+        raise DecodeError(f"unreadable DICOM: {exc}") from None
+    if pixels.ndim == 3 and getattr(ds, "SamplesPerPixel", 1) == 1:
+        pixels = pixels[0]                      # a multi-frame file: its first frame
+    elif pixels.ndim == 3:
+        pixels = pixels[..., :3].mean(-1)       # colour DICOM (rare for radiographs)
+    pixels = apply_modality_lut(pixels, ds)
+    if "WindowCenter" in ds or "VOILUTSequence" in ds:
+        pixels = apply_voi_lut(pixels, ds)
+    gray = _to_uint8(pixels)
+    if getattr(ds, "PhotometricInterpretation", "") == "MONOCHROME1":
+        gray = 255 - gray
+    return gray

@@ -1,0 +1,93 @@
+"""xr-preprocess: decode every image once into an HDF5 file; records to stdout."""
+
+import os
+import time
+
+import click
+
+from libxr.cli import atomic_output, command, open_input
+from libxr.console import report
+from libxr.enhance import parse_channels
+from libxr.errors import UsageError
+from libxr.fit import FITS
+from libxr.preprocess import PreprocessOptions, merge_shards, preprocess
+
+
+def _shard(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        index, count = (int(v) for v in value.split("/"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not I/N") from None
+    if not 0 <= index < count:
+        raise click.BadParameter(f"{value!r}: I must be in 0..N-1")
+    return index, count
+
+
+@command("xr-preprocess", example="""
+xr-index data/ | xr-split --val 0.1 | xr-preprocess -o data.h5 > manifest.jsonl
+xr-preprocess all.jsonl -o data.h5 --size 320 --fit crop --channels gray,clahe,equalize
+# SLURM array task I of 8, then one merge (no pixel copied):
+xr-preprocess all.jsonl --shard $SLURM_ARRAY_TASK_ID/8 -o part$SLURM_ARRAY_TASK_ID.h5 > part$SLURM_ARRAY_TASK_ID.jsonl
+xr-preprocess --merge -o data.h5 part*.jsonl > manifest.jsonl
+""")
+@click.argument("manifests", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("-o", "--output", "h5", required=True, type=click.Path(dir_okay=False),
+              help="The HDF5 file to write (atomically).")
+@click.option("--size", type=click.IntRange(8, 4096), default=224, show_default=True, help="Pixels per side.")
+@click.option("--fit", "how", type=click.Choice(FITS), default="pad", show_default=True,
+              help="pad keeps the aspect ratio (black borders), crop keeps it (centre cut), stretch distorts.")
+@click.option("--channels", "kinds", default="1", show_default=True, callback=lambda c, p, v: parse_channels(v),
+              help="1, 3 (gray copies), enhanced (gray,clahe,equalize) or a list of gray/equalize/clahe/stretch.")
+@click.option("--compression", type=click.Choice(("none", "gzip", "lzf")), default="none", show_default=True,
+              help="HDF5 compression of the pixels (none reads fastest).")
+@click.option("--workers", type=click.IntRange(1), default=os.cpu_count() or 1, show_default="cores",
+              help="Processes decoding images.")
+@click.option("--shard", callback=_shard, metavar="I/N", help="Process only slice I of N of the manifest.")
+@click.option("--merge", is_flag=True, help="Join shard manifests and their files into -o (virtual dataset).")
+@click.option("--root", type=click.Path(file_okay=False), help="Folder relative image paths are under.")
+@click.option("--manifest", "records_out", default="-", type=click.Path(dir_okay=False, allow_dash=True),
+              help="Write the records here (atomically) instead of stdout.")
+@click.option("--strict", is_flag=True, help="Exit 1 if any image could not be read.")
+def main(manifests, h5, size, how, kinds, compression, workers, shard, merge, root, records_out, strict,
+         quiet, verbose):
+    """Decode the images of MANIFEST once into one HDF5 file (-o) of uint8 (N, C, H, W) pixels.
+
+    Records go to stdout with `h5` and `row` added once the file is complete; an
+    image that cannot be read gets an `error` field instead and no row.
+    """
+    if merge:
+        return _merge(manifests, h5, records_out)
+    if len(manifests) > 1:
+        raise UsageError("one manifest at a time (several only with --merge)")
+    if shard and (not manifests or manifests[0] == "-"):
+        raise UsageError("--shard needs the manifest as a file, so every task reads the same records")
+    opts = PreprocessOptions(size=size, fit=how, channels=kinds, workers=workers, shard=shard, root=root,
+                             compression=None if compression == "none" else compression)
+    stream, name = open_input(manifests[0] if manifests else "-")
+    started = time.perf_counter()
+    with stream, atomic_output(records_out) as out, report.bar("decoding", unit="images") as tick:
+        outcome = preprocess(stream, name, h5, opts, out, tick)
+    seconds = time.perf_counter() - started
+    for image_id, path, reason in outcome.failed[:20]:
+        report.warn(f"skipped {path} ({image_id}): {reason}")
+    if len(outcome.failed) > 20:
+        report.warn(f"... and {len(outcome.failed) - 20:,} more unreadable images")
+    report.info(f"wrote {outcome.written:,} images to {h5} in {seconds:.1f} s "
+                f"({outcome.written / max(seconds, 1e-9):,.0f} images/s); {len(outcome.failed):,} skipped")
+    if strict and outcome.failed:
+        return 1
+
+
+def _merge(manifests, h5, records_out):
+    if not manifests:
+        raise UsageError("--merge takes the shard manifests as arguments")
+    streams = [open_input(m) for m in manifests]
+    try:
+        with atomic_output(records_out) as out:
+            shards = merge_shards(streams, h5, out)
+    finally:
+        for stream, _ in streams:
+            stream.close()
+    report.info(f"merged {shards} shard files into {h5}")

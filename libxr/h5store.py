@@ -57,88 +57,107 @@ class Stats:
 
 
 class Writer:
-    """Writes rows to a temporary file that becomes ``path`` only in :meth:`finish`.
+    """Writes ``capacity`` rows to a temporary file that becomes ``path`` only in
+    :meth:`finish`; an interrupted run leaves a hidden ``.NAME.*.part`` file, never
+    a file at ``path`` that looks complete.
 
-    An interrupted run leaves a hidden ``.NAME.*.part`` file, never a file at
-    ``path`` that looks complete.
+    Row i belongs to the i-th record. Without compression the pixels are one
+    contiguous block allocated up front, so worker processes write each image
+    straight into the file (:meth:`target`) and the writer only records the
+    metadata; with compression the writer stores the images itself, one chunk
+    per image. Rows whose image failed are dropped in :meth:`finish` (the file
+    is rebuilt without them), so no garbage row ever remains.
     """
 
     def __init__(self, path, capacity, channels, size, classes=(), label_names=(), compression=None):
-        self.path = path
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, self.tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".part")
-        os.close(fd)
         import h5py
 
-        # "latest": chunk indexes that append in constant time (B-trees slowed writes 5x).
-        self.file = h5py.File(self.tmp, "w", libver="latest")
-        capacity = max(capacity, 1)
-        shape = (channels, size, size)
-        self.images = self.file.create_dataset(
-            "images", shape=(capacity, *shape), maxshape=(None, *shape), dtype=np.uint8,
-            chunks=(1, *shape), compression=compression)
-        text = h5py.string_dtype("utf-8")
-        self.ids = self.file.create_dataset("ids", shape=(capacity,), maxshape=(None,), dtype=text)
-        self.split = self.file.create_dataset("split", shape=(capacity,), maxshape=(None,), dtype=text)
+        if capacity < 1:
+            raise XRError("no records to preprocess")
+        self.path = path
+        self.tmp = _temporary(path)
+        self.shape = (channels, size, size)
+        self.capacity = capacity
+        self.compression = compression
         self.classes, self.label_names = list(classes), list(label_names)
         self.class_index = {c: i for i, c in enumerate(self.classes)}
-        self.label = self.file.create_dataset("label", shape=(capacity,), maxshape=(None,), dtype=np.int16) \
-            if self.classes else None
-        self.labels = self.file.create_dataset(
-            "labels", shape=(capacity, len(self.label_names)), maxshape=(None, len(self.label_names)),
-            dtype=np.float32) if self.label_names else None
-        self.capacity = capacity
-        self.rows = 0
+        self.file = h5py.File(self.tmp, "w", libver="latest")
+        self.images = _image_dataset(self.file, capacity, self.shape, compression)
+        self.ids, self.split, self.label, self.labels = _meta_datasets(self.file, capacity, self.classes,
+                                                                       self.label_names)
+        self.good = np.zeros(capacity, bool)
+        self.rows = self.kept = 0
         self.stats = Stats(channels)
 
-    def append(self, records, images, hists=None):
-        """Add rows: ``records`` and their (n, C, H, W) uint8 ``images``; returns the first row.
+    def target(self):
+        """(file, byte offset of row 0, bytes per row) for direct writes, or None."""
+        if self.compression is not None:
+            return None
+        return self.tmp, self.images.id.get_offset(), int(np.prod(self.shape))
 
-        ``hists``: the images' (n, C, 256) histograms, when the caller has them
-        already. Writing many rows at once is much faster than one at a time.
-        """
+    def add(self, records, ok, hists, images=None):
+        """Record the next ``len(records)`` rows; ``ok[i]`` says whether image i was
+        decoded (and written, unless ``images`` (n, C, H, W) are given to store).
+
+        Returns each record's final row (None for a failed one)."""
         start, end = self.rows, self.rows + len(records)
-        if end > self.capacity:
-            self.capacity = max(end, 2 * self.capacity)
-            for ds in self._datasets():
-                ds.resize(self.capacity, axis=0)
-        self.images[start:end] = images
         self.ids[start:end] = [r["id"] for r in records]
         self.split[start:end] = [r.get("split") or "" for r in records]
         if self.label is not None:
             self.label[start:end] = [self.class_index.get(str(r.get("label")), -1)
                                      if r.get("label") is not None else -1 for r in records]
         if self.labels is not None:
-            values = np.full((len(records), len(self.label_names)), np.nan, np.float32)
-            for i, r in enumerate(records):
-                for j, name in enumerate(self.label_names):
-                    v = (r.get("labels") or {}).get(name)
-                    if v is not None:
-                        values[i, j] = v
-            self.labels[start:end] = values
-        for i, r in enumerate(records):
-            if r.get("split") == "train":
-                self.stats.add_histograms(hists[i] if hists is not None else histograms(images[i]))
+            self.labels[start:end] = label_matrix(records, self.label_names)
+        if images is not None:
+            for i in np.flatnonzero(ok):
+                self.images[start + i] = images[i]
+        self.good[start:end] = ok
+        rows = []
+        for r, good, hist in zip(records, ok, hists):
+            rows.append(self.kept if good else None)
+            self.kept += bool(good)
+            if good and r.get("split") == "train":
+                self.stats.add_histograms(hist)
         self.rows = end
-        return start
-
-    def _datasets(self):
-        return [d for d in (self.images, self.ids, self.split, self.label, self.labels) if d is not None]
+        return rows
 
     def finish(self, params, manifest_sha256, extra=None):
-        """Trim, write the attributes, and move the file into place."""
-        for ds in self._datasets():
-            ds.resize(self.rows, axis=0)
+        """Write the attributes, drop failed rows, and move the file into place."""
         stats, over = self.stats, "train"
-        if not stats.pixels:  # no train split: describe all rows instead
-            stats, over = Stats(self.images.shape[1]), "all"
-            for start in range(0, self.rows, 256):
-                for image in self.images[start:start + 256]:
-                    stats.add(image)
+        if not stats.pixels:  # no train split: describe every image instead
+            stats, over = Stats(self.shape[0]), "all"
+            for start in range(0, self.capacity, 256):
+                for image, good in zip(self.images[start:start + 256], self.good[start:start + 256]):
+                    if good:
+                        stats.add(image)
+        count = int(self.good.sum())
         write_attrs(self.file, params, manifest_sha256, self.classes, self.label_names, stats, over,
-                    self.rows, extra)
+                    count, extra)
+        if count < self.capacity:
+            self._compact(count)
         self.file.close()
         os.replace(self.tmp, self.path)
+
+    def _compact(self, count):
+        """Rebuild the file with the good rows only (the slow path, taken only on failures)."""
+        import h5py
+
+        tmp = _temporary(self.path)
+        keep = np.flatnonzero(self.good)
+        with h5py.File(tmp, "w", libver="latest") as out:
+            images = _image_dataset(out, count, self.shape, self.compression)
+            meta = _meta_datasets(out, count, self.classes, self.label_names)
+            for start in range(0, count, 256):
+                rows = keep[start:start + 256]
+                images[start:start + len(rows)] = self.images[rows]
+                for old, new in zip((self.ids, self.split, self.label, self.labels), meta):
+                    if old is not None:
+                        new[start:start + len(rows)] = old[rows]
+            out.attrs.update(dict(self.file.attrs))
+        self.file.close()
+        os.unlink(self.tmp)
+        self.file = h5py.File(tmp, "r")
+        self.tmp = tmp
 
     def abort(self):
         try:
@@ -146,6 +165,54 @@ class Writer:
         finally:
             if os.path.exists(self.tmp):
                 os.unlink(self.tmp)
+
+
+def _temporary(path):
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".part")
+    os.close(fd)
+    return tmp
+
+
+def _image_dataset(f, rows, shape, compression):
+    import h5py
+
+    if compression is not None:
+        return f.create_dataset("images", shape=(rows, *shape), dtype=np.uint8, chunks=(1, *shape),
+                                compression=compression)
+    # Contiguous and allocated now (not at first write), with no fill: its byte
+    # offset is fixed, so workers can write rows into it directly.
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_layout(h5py.h5d.CONTIGUOUS)
+    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+    dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+    space = h5py.h5s.create_simple((rows, *shape))
+    h5py.h5d.create(f.id, b"images", h5py.h5t.STD_U8LE, space, dcpl=dcpl)
+    return f["images"]
+
+
+def _meta_datasets(f, rows, classes, label_names):
+    import h5py
+
+    text = h5py.string_dtype("utf-8")
+    ids = f.create_dataset("ids", shape=(rows,), dtype=text)
+    split = f.create_dataset("split", shape=(rows,), dtype=text)
+    label = f.create_dataset("label", shape=(rows,), dtype=np.int16) if classes else None
+    labels = f.create_dataset("labels", shape=(rows, len(label_names)), dtype=np.float32) \
+        if label_names else None
+    return ids, split, label, labels
+
+
+def label_matrix(records, names):
+    """(n, L) float32: 1 / 0 / -1 as stated, NaN where a label is not stated."""
+    values = np.full((len(records), len(names)), np.nan, np.float32)
+    for i, r in enumerate(records):
+        labels = r.get("labels") or {}
+        for j, name in enumerate(names):
+            v = labels.get(name)
+            if v is not None:
+                values[i, j] = v
+    return values
 
 
 def write_attrs(f, params, manifest_sha256, classes, label_names, stats, over, count, extra=None):
@@ -202,8 +269,7 @@ def merge(shards, path, manifest_sha256):
         total = int(offsets[-1])
         shape = opened[0]["images"].shape[1:]
         directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".part")
-        os.close(fd)
+        tmp = _temporary(path)
         try:
             with h5py.File(tmp, "w", libver="latest") as out:
                 layout = h5py.VirtualLayout(shape=(total, *shape), dtype=np.uint8)

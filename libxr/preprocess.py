@@ -61,23 +61,31 @@ def prepare_array(path, size, how, kinds):
     return np.frombuffer(data, np.uint8).reshape(len(kinds), size, size)
 
 
-# Pixels travel from the workers to the writer through an anonymous shared memory
-# map created before the pool forks, one slot per record in flight; only the
-# histograms and errors go through the pool's pipes. Pickling ~50 KB per image
-# through a pipe halved the throughput on two cores.
+# Pixels never travel through the pool's pipes (pickling ~50 KB per image halved
+# the throughput on two cores): without compression each worker writes its image
+# straight into the HDF5 file's contiguous pixel block; with compression it puts
+# it in a slot of a shared memory map made before the pool forks, and the writer
+# stores it from there. Only histograms and errors go through the pipes.
 _slots = None
+_files = {}
 
 
 def _work(job):
-    """In a worker: write the pixels into the job's slot; return (histograms, None) or (None, why)."""
-    path, size, how, kinds, slot = job
+    """In a worker: deliver the pixels; return (histograms, None) or (None, why it failed)."""
+    path, size, how, kinds, dest = job
     try:
         data, hist = prepare(path, size, how, kinds)
     except DecodeError as exc:
         return None, str(exc)
     except (MemoryError, ValueError) as exc:   # absurd dimensions, decompression bombs
         return None, f"unreadable image: {exc}"
-    _slots[slot * len(data):(slot + 1) * len(data)] = data
+    if dest[0] == "file":
+        _, target, offset, row = dest
+        if target not in _files:
+            _files[target] = os.open(target, os.O_WRONLY)
+        os.pwrite(_files[target], data, offset + row * len(data))
+    else:
+        _slots[dest[1] * len(data):(dest[1] + 1) * len(data)] = data
     return hist, None
 
 
@@ -122,21 +130,6 @@ def survey(spool):
     return count, sorted(classes), sorted(names)
 
 
-def _runs(results):
-    """Index runs that are contiguous successes, or a single failure, in order."""
-    run = []
-    for i, (_, problem) in enumerate(results):
-        if problem is None:
-            run.append(i)
-            continue
-        if run:
-            yield run
-            run = []
-        yield [i]
-    if run:
-        yield run
-
-
 def preprocess(stream, name, h5_path, opts, out, tick=lambda n, total=None: None):
     """Write ``h5_path`` and the records pointing into it (to the text stream ``out``).
 
@@ -157,21 +150,17 @@ def preprocess(stream, name, h5_path, opts, out, tick=lambda n, total=None: None
             writer = Writer(h5_path, stop - start, len(opts.channels), opts.size, classes, names,
                             opts.compression)
             try:
-                for batch, results, pixels in _ordered(pool, records, opts):
-                    for run in _runs(results):
-                        ok = [i for i in run if results[i][1] is None]
-                        if ok:
-                            first = writer.append([batch[i] for i in ok], pixels[ok[0]:ok[-1] + 1],
-                                                  [results[i][0] for i in ok])
-                        for i in run:
-                            hist, problem = results[i]
-                            if problem is None:
-                                rec = {**batch[i], "h5": h5_path, "row": first + i - ok[0]}
-                                outcome.written += 1
-                            else:
-                                rec = {**batch[i], "error": problem}
-                                outcome.failed.append((batch[i]["id"], batch[i]["path"], problem))
-                            lines.write(encode(rec) + "\n")
+                for batch, results, pixels in _ordered(pool, records, opts, writer.target()):
+                    ok = [problem is None for _, problem in results]
+                    rows = writer.add(batch, ok, [hist for hist, _ in results], pixels)
+                    for rec, row, (_, problem) in zip(batch, rows, results):
+                        if problem is None:
+                            rec = {**rec, "h5": h5_path, "row": row}
+                            outcome.written += 1
+                        else:
+                            rec = {**rec, "error": problem}
+                            outcome.failed.append((rec["id"], rec["path"], problem))
+                        lines.write(encode(rec) + "\n")
                     tick(len(batch))
                 params = {**opts.params(), **({"shard": list(opts.shard)} if opts.shard else {})}
                 writer.finish(params, spool.sha256)
@@ -192,13 +181,14 @@ def _window(opts):
     return max(8, min(128, (16 << 20) // (len(opts.channels) * opts.size ** 2)))
 
 
-def _ordered(pool, records, opts, ahead=3):
-    """Windows of (records, [(histograms, problem)], pixels (n, C, H, W)) in input order.
+def _ordered(pool, records, opts, target, ahead=3):
+    """Windows of (records, [(histograms, problem)], pixels or None) in input order.
 
-    ``ahead`` windows are in flight while the writer drains the oldest, so the
-    workers never wait; window k uses slot group k mod (ahead + 1), which is
-    free again by the time it is reused. The pixels are a view of the slots:
-    the writer stores them without a copy. Memory stays flat.
+    ``ahead`` windows are in flight while the writer handles the oldest, so the
+    workers never wait. With a ``target`` file the workers write the pixels
+    themselves; otherwise window k uses slot group k mod (ahead + 1), free again
+    by the time it is reused, and its pixels come out as a view of the slots.
+    Memory stays flat either way.
     """
     import collections
     import itertools
@@ -207,17 +197,22 @@ def _ordered(pool, records, opts, ahead=3):
 
     window = _window(opts)
     shape = (len(opts.channels), opts.size, opts.size)
-    slots = np.frombuffer(_slots, np.uint8).reshape(-1, *shape)
+    slots = None if target else np.frombuffer(_slots, np.uint8).reshape(-1, *shape)
     inflight = collections.deque()
-    counter = itertools.count()
+    windows = itertools.count()
+    row = 0
 
     def submit():
+        nonlocal row
         batch = list(itertools.islice(records, window))
         if batch:
-            base = (next(counter) % (ahead + 1)) * window
-            jobs = [(image_path(rec, opts.root), opts.size, opts.fit, opts.channels, base + i)
-                    for i, rec in enumerate(batch)]
-            inflight.append((batch, base, pool.map_async(_work, jobs, chunksize=8)))
+            base = (next(windows) % (ahead + 1)) * window
+            dests = [("file", target[0], target[1], row + i) if target else ("slot", base + i)
+                     for i in range(len(batch))]
+            row += len(batch)
+            jobs = [(image_path(rec, opts.root), opts.size, opts.fit, opts.channels, dest)
+                    for rec, dest in zip(batch, dests)]
+            inflight.append((batch, base, pool.map_async(_work, jobs, chunksize=max(1, len(jobs) // 4))))
 
     for _ in range(ahead):
         submit()
@@ -225,7 +220,7 @@ def _ordered(pool, records, opts, ahead=3):
         batch, base, results = inflight.popleft()
         results = results.get()
         submit()
-        yield batch, results, slots[base:base + len(batch)]
+        yield batch, results, None if target else slots[base:base + len(batch)]
 
 
 class _Serial:
@@ -249,11 +244,12 @@ class _Serial:
 
 
 def _pool(opts, ahead=3):
-    """A process pool (or in-process stand-in) sharing the pixel slots."""
+    """A process pool (or in-process stand-in), sharing the pixel slots when compressing."""
     import mmap
 
     global _slots
-    _slots = mmap.mmap(-1, (ahead + 1) * _window(opts) * len(opts.channels) * opts.size ** 2)
+    if opts.compression is not None:
+        _slots = mmap.mmap(-1, (ahead + 1) * _window(opts) * len(opts.channels) * opts.size ** 2)
     if opts.workers <= 1:
         return _Serial()
     return multiprocessing.get_context("fork").Pool(opts.workers)

@@ -78,13 +78,16 @@ class BatchTransform:
             return torch.rand(b, generator=g, device=x.device) * (hi - lo) + lo
 
         if a.geometric:
-            area = uniform(*a.crop_scale)
-            log_ratio = uniform(math.log(a.crop_ratio[0]), math.log(a.crop_ratio[1]))
-            ratio = torch.exp(log_ratio)
-            w = torch.sqrt(area * ratio).clamp(max=1.0)
-            h = torch.sqrt(area / ratio).clamp(max=1.0)
-            cx = (uniform(-1, 1)) * (1 - w)
-            cy = (uniform(-1, 1)) * (1 - h)
+            if a.crop_scale != (1.0, 1.0):
+                # Random resized crop: (w, h) is the crop's size as a fraction of the image.
+                area = uniform(*a.crop_scale)
+                ratio = torch.exp(uniform(math.log(a.crop_ratio[0]), math.log(a.crop_ratio[1])))
+                w = torch.sqrt(area * ratio).clamp(max=1.0)
+                h = torch.sqrt(area / ratio).clamp(max=1.0)
+                cx, cy = uniform(-1, 1) * (1 - w), uniform(-1, 1) * (1 - h)
+            else:
+                w = h = torch.ones(b, device=x.device)
+                cx = cy = torch.zeros(b, device=x.device)
             angle = uniform(-a.rotation, a.rotation) * (math.pi / 180)
             fx = torch.where(torch.rand(b, generator=g, device=x.device) < a.hflip, -1.0, 1.0)
             fy = torch.where(torch.rand(b, generator=g, device=x.device) < a.vflip, -1.0, 1.0)

@@ -258,9 +258,9 @@ def merge(shards, path, manifest_sha256):
     opened = [open_store(s) for s in shards]
     try:
         infos = [describe(f) for f in opened]
-        params = infos[0]["params"]
+        params = {k: v for k, v in infos[0]["params"].items() if k != "shard"}
         for shard, info in zip(shards, infos):
-            if info["params"] != params:
+            if {k: v for k, v in info["params"].items() if k != "shard"} != params:
                 raise XRError(f"{shard}: preprocessed with other parameters than {shards[0]}")
         classes = sorted({c for i in infos for c in i["classes"]})
         label_names = sorted({n for i in infos for n in i["label_names"]})

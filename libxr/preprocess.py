@@ -7,6 +7,7 @@ process pool, in order, and writes rows as they come. Records go out only after
 the HDF5 file is complete, so no record ever points at an unfinished file.
 """
 
+import contextlib
 import dataclasses
 import hashlib
 import multiprocessing
@@ -20,6 +21,9 @@ from libxr.errors import UsageError
 from libxr.fit import fit
 from libxr.h5store import Writer, merge
 from libxr.manifest import encode, read_records
+
+AHEAD = 3
+"""Windows of records in flight beyond the one being written."""
 
 
 @dataclasses.dataclass
@@ -62,30 +66,25 @@ def prepare_array(path, size, how, kinds):
 
 
 # Pixels never travel through the pool's pipes (pickling ~50 KB per image halved
-# the throughput on two cores): without compression each worker writes its image
-# straight into the HDF5 file's contiguous pixel block; with compression it puts
-# it in a slot of a shared memory map made before the pool forks, and the writer
-# stores it from there. Only histograms and errors go through the pipes.
-_slots = None
+# the throughput on two cores): each worker writes its image at a byte offset of
+# a file — the HDF5 file's contiguous pixel block when uncompressed, else a
+# scratch file of slots the writer compresses from. Only histograms and errors
+# go through the pipes. Plain files work with every way of starting workers.
 _files = {}
 
 
 def _work(job):
-    """In a worker: deliver the pixels; return (histograms, None) or (None, why it failed)."""
-    path, size, how, kinds, dest = job
+    """In a worker: write the pixels at (file, offset); return (histograms, None) or (None, why)."""
+    path, size, how, kinds, target, offset = job
     try:
         data, hist = prepare(path, size, how, kinds)
     except DecodeError as exc:
         return None, str(exc)
     except (MemoryError, ValueError) as exc:   # absurd dimensions, decompression bombs
         return None, f"unreadable image: {exc}"
-    if dest[0] == "file":
-        _, target, offset, row = dest
-        if target not in _files:
-            _files[target] = os.open(target, os.O_WRONLY)
-        os.pwrite(_files[target], data, offset + row * len(data))
-    else:
-        _slots[dest[1] * len(data):(dest[1] + 1) * len(data)] = data
+    if target not in _files:
+        _files[target] = os.open(target, os.O_WRONLY)
+    os.pwrite(_files[target], data, offset)
     return hist, None
 
 
@@ -144,36 +143,41 @@ def preprocess(stream, name, h5_path, opts, out, tick=lambda n, total=None: None
             start, stop = count * index // shards, count * (index + 1) // shards
         records = (r for i, r in enumerate(spool.records()) if start <= i < stop)
         tick(0, stop - start)
-        outcome = Outcome()
-        lines = tempfile.TemporaryFile("w+", encoding="utf-8")
-        with _pool(opts) as pool:   # forked before the HDF5 file is open
-            writer = Writer(h5_path, stop - start, len(opts.channels), opts.size, classes, names,
-                            opts.compression)
-            try:
-                for batch, results, pixels in _ordered(pool, records, opts, writer.target()):
-                    ok = [problem is None for _, problem in results]
-                    rows = writer.add(batch, ok, [hist for hist, _ in results], pixels)
-                    for rec, row, (_, problem) in zip(batch, rows, results):
-                        if problem is None:
-                            rec = {**rec, "h5": h5_path, "row": row}
-                            outcome.written += 1
-                        else:
-                            rec = {**rec, "error": problem}
-                            outcome.failed.append((rec["id"], rec["path"], problem))
-                        lines.write(encode(rec) + "\n")
-                    tick(len(batch))
-                params = {**opts.params(), **({"shard": list(opts.shard)} if opts.shard else {})}
-                writer.finish(params, spool.sha256)
-            except BaseException:
-                writer.abort()
-                lines.close()
-                raise
-        lines.seek(0)
-        shutil.copyfileobj(lines, out)
-        lines.close()
+        with tempfile.TemporaryFile("w+", encoding="utf-8") as lines:
+            with _pool(opts.workers) as pool:   # workers start before the HDF5 file is open
+                writer = Writer(h5_path, stop - start, len(opts.channels), opts.size, classes, names,
+                                opts.compression)
+                try:
+                    with _target(writer, opts) as target:
+                        outcome = _write(pool, records, opts, target, writer, h5_path, lines, tick)
+                    params = {**opts.params(), **({"shard": list(opts.shard)} if opts.shard else {})}
+                    writer.finish(params, spool.sha256)
+                except BaseException:
+                    writer.abort()
+                    raise
+            lines.seek(0)
+            shutil.copyfileobj(lines, out)
         return outcome
     finally:
         spool.close()
+
+
+def _write(pool, records, opts, target, writer, h5_path, lines, tick):
+    """Drive the workers and record each image's row (or error) as it comes."""
+    outcome = Outcome()
+    for batch, results, pixels in _ordered(pool, records, opts, target):
+        ok = [problem is None for _, problem in results]
+        rows = writer.add(batch, ok, [hist for hist, _ in results], pixels)
+        for rec, row, (_, problem) in zip(batch, rows, results):
+            if problem is None:
+                rec = {**rec, "h5": h5_path, "row": row}
+                outcome.written += 1
+            else:
+                rec = {**rec, "error": problem}
+                outcome.failed.append((rec["id"], rec["path"], problem))
+            lines.write(encode(rec) + "\n")
+        tick(len(batch))
+    return outcome
 
 
 def _window(opts):
@@ -181,23 +185,25 @@ def _window(opts):
     return max(8, min(128, (16 << 20) // (len(opts.channels) * opts.size ** 2)))
 
 
-def _ordered(pool, records, opts, target, ahead=3):
+def _ordered(pool, records, opts, target, ahead=AHEAD):
     """Windows of (records, [(histograms, problem)], pixels or None) in input order.
 
     ``ahead`` windows are in flight while the writer handles the oldest, so the
-    workers never wait. With a ``target`` file the workers write the pixels
-    themselves; otherwise window k uses slot group k mod (ahead + 1), free again
-    by the time it is reused, and its pixels come out as a view of the slots.
-    Memory stays flat either way.
+    workers never wait. ``target`` is (file, offset of row 0, is the HDF5 file):
+    rows go to the HDF5 file directly, or window k goes to slot group
+    k mod (ahead + 1) of a scratch file — free again by the time it is reused —
+    and its pixels come out as a memory-mapped view. Memory stays flat.
     """
     import collections
     import itertools
 
     import numpy as np
 
+    path, offset, direct = target
     window = _window(opts)
     shape = (len(opts.channels), opts.size, opts.size)
-    slots = None if target else np.frombuffer(_slots, np.uint8).reshape(-1, *shape)
+    nbytes = int(np.prod(shape))
+    slots = None if direct else np.memmap(path, np.uint8, "r", shape=((ahead + 1) * window, *shape))
     inflight = collections.deque()
     windows = itertools.count()
     row = 0
@@ -207,11 +213,10 @@ def _ordered(pool, records, opts, target, ahead=3):
         batch = list(itertools.islice(records, window))
         if batch:
             base = (next(windows) % (ahead + 1)) * window
-            dests = [("file", target[0], target[1], row + i) if target else ("slot", base + i)
-                     for i in range(len(batch))]
+            first = row if direct else base
+            jobs = [(image_path(rec, opts.root), opts.size, opts.fit, opts.channels, path,
+                     offset + (first + i) * nbytes) for i, rec in enumerate(batch)]
             row += len(batch)
-            jobs = [(image_path(rec, opts.root), opts.size, opts.fit, opts.channels, dest)
-                    for rec, dest in zip(batch, dests)]
             inflight.append((batch, base, pool.map_async(_work, jobs, chunksize=max(1, len(jobs) // 4))))
 
     for _ in range(ahead):
@@ -220,7 +225,7 @@ def _ordered(pool, records, opts, target, ahead=3):
         batch, base, results = inflight.popleft()
         results = results.get()
         submit()
-        yield batch, results, None if target else slots[base:base + len(batch)]
+        yield batch, results, None if direct else slots[base:base + len(batch)]
 
 
 class _Serial:
@@ -243,16 +248,33 @@ class _Serial:
         return False
 
 
-def _pool(opts, ahead=3):
-    """A process pool (or in-process stand-in), sharing the pixel slots when compressing."""
-    import mmap
+def _pool(workers):
+    """A process pool, or an in-process stand-in for one worker.
 
-    global _slots
-    if opts.compression is not None:
-        _slots = mmap.mmap(-1, (ahead + 1) * _window(opts) * len(opts.channels) * opts.size ** 2)
-    if opts.workers <= 1:
+    Workers are forked when this process has no threads to speak of (the
+    command line), which starts fastest; a process that imported torch has
+    thread pools a fork can deadlock on, so its workers come from a clean
+    fork server.
+    """
+    import sys
+
+    if workers <= 1:
         return _Serial()
-    return multiprocessing.get_context("fork").Pool(opts.workers)
+    method = "forkserver" if "torch" in sys.modules else "fork"
+    return multiprocessing.get_context(method).Pool(workers)
+
+
+@contextlib.contextmanager
+def _target(writer, opts):
+    """Where workers write pixels: (file, offset of row 0, whether it is the HDF5 file)."""
+    direct = writer.target()
+    if direct is not None:
+        yield (*direct[:2], True)
+        return
+    size = (AHEAD + 1) * _window(opts) * len(opts.channels) * opts.size ** 2
+    with tempfile.NamedTemporaryFile(prefix="xr-slots-", suffix=".raw") as scratch:
+        scratch.truncate(size)
+        yield scratch.name, 0, False
 
 
 def merge_shards(streams, h5_path, out):

@@ -8,7 +8,7 @@ import time
 import pytest
 from conftest import needs_commands, sh, write_jsonl
 
-COMMANDS = ["index", "split", "synth"]
+COMMANDS = ["index", "split", "synth", "preprocess"]
 
 
 def main_of(name):

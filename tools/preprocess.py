@@ -25,6 +25,13 @@ def _shard(ctx, param, value):
     return index, count
 
 
+def _channels(ctx, param, value):
+    try:
+        return parse_channels(value)
+    except UsageError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @command("xr-preprocess", example="""
 xr-index data/ | xr-split --val 0.1 | xr-preprocess -o data.h5 > manifest.jsonl
 xr-preprocess all.jsonl -o data.h5 --size 320 --fit crop --channels gray,clahe,equalize
@@ -38,7 +45,7 @@ xr-preprocess --merge -o data.h5 part*.jsonl > manifest.jsonl
 @click.option("--size", type=click.IntRange(8, 4096), default=224, show_default=True, help="Pixels per side.")
 @click.option("--fit", "how", type=click.Choice(FITS), default="pad", show_default=True,
               help="pad keeps the aspect ratio (black borders), crop keeps it (centre cut), stretch distorts.")
-@click.option("--channels", "kinds", default="1", show_default=True, callback=lambda c, p, v: parse_channels(v),
+@click.option("--channels", "kinds", default="1", show_default=True, callback=_channels,
               help="1, 3 (gray copies), enhanced (gray,clahe,equalize) or a list of gray/equalize/clahe/stretch.")
 @click.option("--compression", type=click.Choice(("none", "gzip", "lzf")), default="none", show_default=True,
               help="HDF5 compression of the pixels (none reads fastest).")

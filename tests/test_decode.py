@@ -1,0 +1,104 @@
+"""libxr.decode: every supported file becomes 8-bit grayscale; bad files raise DecodeError."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from libxr.decode import DecodeError, load_gray
+
+
+def gray_of(path, **kw):
+    return np.asarray(load_gray(str(path), **kw))
+
+
+def test_8bit_modes_become_luma(tmp_path):
+    rgb = np.zeros((4, 6, 3), np.uint8)
+    rgb[..., 0] = 200
+    Image.fromarray(rgb).save(tmp_path / "rgb.png")
+    Image.fromarray(rgb).convert("P").save(tmp_path / "p.png")
+    Image.fromarray(np.full((4, 6), 77, np.uint8)).save(tmp_path / "l.png")
+    assert gray_of(tmp_path / "l.png").tolist() == np.full((4, 6), 77).tolist()
+    assert np.all(gray_of(tmp_path / "rgb.png") == round(200 * 0.299))
+    assert gray_of(tmp_path / "p.png").shape == (4, 6)
+
+
+def test_rgba_transparency_is_black(tmp_path):
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    rgba[..., :3] = 255
+    rgba[0, 0, 3] = 255          # one opaque white pixel, the rest transparent
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    assert gray_of(tmp_path / "a.png").tolist() == [[255, 0], [0, 0]]
+
+
+def test_16bit_uses_the_full_range(tmp_path):
+    data = np.array([[1000, 2000], [3000, 4000]], np.uint16)
+    Image.fromarray(data).save(tmp_path / "16.png")
+    assert gray_of(tmp_path / "16.png").tolist() == [[0, 85], [170, 255]]
+
+
+def test_jpeg_draft_decodes_large_files_smaller_but_not_below_the_target(tmp_path):
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (800, 640, 3), np.uint8)).save(tmp_path / "big.jpg")
+    full = load_gray(str(tmp_path / "big.jpg"))
+    drafted = load_gray(str(tmp_path / "big.jpg"), draft=(224, 224))
+    assert full.size == (640, 800)
+    assert drafted.size[0] >= 224 and drafted.size[1] >= 224 and drafted.size[0] < 640
+
+
+def _dicom(path, pixels, photometric="MONOCHROME2", slope=1, intercept=0, window=None):
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+    if window:
+        ds.WindowCenter, ds.WindowWidth = window
+    ds.PixelData = pixels.astype(np.uint16).tobytes()
+    ds.save_as(str(path), enforce_file_format=True)
+    assert pydicom.dcmread(str(path)).Rows == pixels.shape[0]
+    return path
+
+
+def test_dicom_monochrome2_and_monochrome1(tmp_path):
+    pixels = np.array([[0, 1000], [2000, 4000]])
+    normal = gray_of(_dicom(tmp_path / "a.dcm", pixels))
+    inverted = gray_of(_dicom(tmp_path / "b.dcm", pixels, photometric="MONOCHROME1"))
+    assert normal[1, 1] == 255 and normal[0, 0] == 0
+    assert (inverted == 255 - normal).all()
+
+
+def test_dicom_window_clips_to_the_window(tmp_path):
+    pixels = np.array([[0, 1000], [2000, 4000]])
+    windowed = gray_of(_dicom(tmp_path / "w.dcm", pixels, slope=2, intercept=-1000, window=(1000, 1000)))
+    # modality 2p - 1000: [-1000, 1000], [3000, 7000]; the window 500..1500 puts 1000 mid-grey
+    assert windowed[0, 0] == 0 and abs(int(windowed[0, 1]) - 128) <= 1 and windowed[1].tolist() == [255, 255]
+
+
+@pytest.mark.parametrize("name, content, reason", [
+    ("empty.png", b"", "empty file"),
+    ("text.png", b"this is not an image", "not an image Pillow can read"),
+    ("missing.png", None, "missing"),
+    ("empty.dcm", b"", "empty file"),
+    ("junk.dcm", b"\0" * 300, "unreadable DICOM"),
+])
+def test_bad_files(tmp_path, name, content, reason):
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(DecodeError, match=reason):
+        load_gray(str(path))
+
+
+def test_truncated_jpeg(tmp_path):
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (300, 300), np.uint8)).save(tmp_path / "t.jpg")
+    data = (tmp_path / "t.jpg").read_bytes()
+    (tmp_path / "t.jpg").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DecodeError, match="unreadable image"):
+        load_gray(str(tmp_path / "t.jpg"))

@@ -1,0 +1,214 @@
+"""xr-preprocess: the HDF5 file, its records, bad images, interruption, shards and merge."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+from conftest import needs_commands, sh, write_jsonl
+from PIL import Image
+from xrtools.index import main as index
+from xrtools.preprocess import main
+
+from libxr.preprocess import prepare_array
+
+
+@pytest.fixture
+def manifest(cli, synth, tmp_path):
+    """A synthetic folders dataset indexed to a file, with an unknown field added."""
+    records = cli(index, synth("folders", count=40, size=48)).records
+    for r in records:
+        r["mine"] = {"kept": True}
+    return write_jsonl(tmp_path / "m.jsonl", records)
+
+
+def run(cli, manifest, h5, *args):
+    result = cli(main, manifest, "-o", h5, "--workers", 2, *args)
+    return result, result.records
+
+
+def test_file_and_records(cli, manifest, tmp_path):
+    h5 = tmp_path / "x.h5"
+    result, records = run(cli, manifest, h5, "--size", 32)
+    assert result.exit_code == 0, result.stderr
+    source = [json.loads(line) for line in manifest.read_text().splitlines()]
+    assert [r["id"] for r in records] == [r["id"] for r in source]
+    assert all(r["h5"] == str(h5) and r["mine"] == {"kept": True} for r in records)
+    assert [r["row"] for r in records] == list(range(40))
+    with h5py.File(h5) as f:
+        assert f["images"].shape == (40, 1, 32, 32) and f["images"].dtype == np.uint8
+        assert [i.decode() for i in f["ids"][:]] == [r["id"] for r in records]
+        classes = json.loads(f.attrs["classes"])
+        assert classes == ["NORMAL", "PNEUMONIA"]
+        assert [classes[i] for i in f["label"][:]] == [r["label"] for r in records]
+        assert f.attrs["manifest_sha256"] == hashlib.sha256(manifest.read_bytes()).hexdigest()
+        assert json.loads(f.attrs["params"])["size"] == 32 and f.attrs["complete"]
+        for r in records[::7]:
+            assert (f["images"][r["row"]] == prepare_array(r["path"], 32, "pad", ("gray",))).all()
+        train = np.stack([f["images"][r["row"]] for r in records if r["split"] == "train"]) / 255.0
+        assert f.attrs["mean"] == pytest.approx([train.mean()], abs=1e-9)
+        assert f.attrs["std"] == pytest.approx([train.std()], abs=1e-9)
+
+
+def test_same_bytes_whatever_the_workers(cli, manifest, tmp_path):
+    run(cli, manifest, tmp_path / "a.h5", "--workers", 1)
+    run(cli, manifest, tmp_path / "b.h5", "--workers", 2)
+    with h5py.File(tmp_path / "a.h5") as a, h5py.File(tmp_path / "b.h5") as b:
+        assert (a["images"][:] == b["images"][:]).all()
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+def test_enhanced_channels_and_compression(cli, manifest, tmp_path, compression):
+    h5 = tmp_path / "x.h5"
+    result, records = run(cli, manifest, h5, "--size", 40, "--channels", "enhanced", "--compression",
+                          compression, "--fit", "crop")
+    assert result.exit_code == 0
+    with h5py.File(h5) as f:
+        images = f["images"]
+        assert images.shape == (40, 3, 40, 40) and len(f.attrs["mean"]) == 3
+        assert (images.chunks is None) == (compression == "none")
+        assert (images[5] == prepare_array(records[5]["path"], 40, "crop", ("gray", "clahe", "equalize"))).all()
+
+
+def test_multilabel_arrays(cli, synth, tmp_path):
+    records = cli(index, synth("chexpert", count=30, size=32), "--uncertain", "keep").records
+    manifest = write_jsonl(tmp_path / "m.jsonl", records)
+    _, out = run(cli, manifest, tmp_path / "x.h5", "--size", 16)
+    with h5py.File(tmp_path / "x.h5") as f:
+        names = json.loads(f.attrs["label_names"])
+        labels = f["labels"][:]
+        for r in out:
+            for j, name in enumerate(names):
+                value = r["labels"].get(name)
+                assert (np.isnan(labels[r["row"], j]) if value is None else labels[r["row"], j] == value)
+
+
+def broken_set(tmp_path, manifest):
+    """The manifest with a zero-byte, a truncated, a not-an-image and a missing file mixed in."""
+    records = [json.loads(line) for line in manifest.read_text().splitlines()]
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "zero.png").write_bytes(b"")
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200), np.uint8)).save(bad / "cut.jpg")
+    data = (bad / "cut.jpg").read_bytes()
+    (bad / "cut.jpg").write_bytes(data[: len(data) // 3])
+    (bad / "text.png").write_text("not a png")
+    for i, name in zip((3, 10, 11, 30), ("zero.png", "cut.jpg", "text.png", "missing.png")):
+        records[i]["path"] = str(bad / name)
+    return write_jsonl(tmp_path / "broken.jsonl", records), {3: "empty file", 10: "unreadable image",
+                                                            11: "not an image", 30: "missing"}
+
+
+def test_bad_images_are_skipped_listed_and_never_stored(cli, manifest, tmp_path):
+    broken, reasons = broken_set(tmp_path, manifest)
+    h5 = tmp_path / "x.h5"
+    result, records = run(cli, broken, h5, "--size", 24)
+    assert result.exit_code == 0
+    assert len(records) == 40
+    for i, reason in reasons.items():
+        assert reason in records[i]["error"] and "row" not in records[i] and "h5" not in records[i]
+        assert f"skipped {records[i]['path']}" in result.stderr
+    assert "36 images" in result.stderr and "4 skipped" in result.stderr
+    good = [r for r in records if "error" not in r]
+    assert [r["row"] for r in good] == list(range(36))
+    with h5py.File(h5) as f:
+        assert f["images"].shape[0] == 36 and f.attrs["count"] == 36
+        assert [i.decode() for i in f["ids"][:]] == [r["id"] for r in good]
+        for r in good[::5]:
+            assert (f["images"][r["row"]] == prepare_array(r["path"], 24, "pad", ("gray",))).all()
+    strict, _ = run(cli, broken, tmp_path / "y.h5", "--size", 24, "--strict")
+    assert strict.exit_code == 1
+
+
+def test_malformed_manifest_fails_before_any_work(cli, tmp_path):
+    bad = tmp_path / "m.jsonl"
+    bad.write_text('{"id": "a", "path": "x.png"}\n{"id": "b"}\n')
+    result = cli(main, bad, "-o", tmp_path / "x.h5")
+    assert result.exit_code == 1 and f"{bad}:2: record has no 'path' string" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.jsonl"]
+
+
+def test_stdin_and_manifest_option(cli, manifest, tmp_path):
+    out = tmp_path / "records.jsonl"
+    result = cli(main, "-o", tmp_path / "x.h5", "--size", 16, "--manifest", out, input=manifest.read_text())
+    assert result.exit_code == 0 and result.stdout == ""
+    assert len(out.read_text().splitlines()) == 40
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--shard", "2/2"], "--shard"), (["--shard", "x"], "--shard"), (["--channels", "rgb"], "--channels"),
+    (["--size", "4"], "--size"), (["--fit", "zoom"], "--fit"),
+])
+def test_usage_errors(cli, manifest, tmp_path, args, message):
+    result = cli(main, manifest, "-o", tmp_path / "x.h5", *args)
+    assert result.exit_code == 2 and message in result.stderr
+
+
+def test_shards_merge_into_one_virtual_file(cli, manifest, tmp_path):
+    _, records = run(cli, manifest, tmp_path / "whole.h5", "--size", 16)
+    parts = []
+    for i in range(3):
+        result, shard_records = run(cli, manifest, tmp_path / f"part{i}.h5", "--size", 16, "--shard", f"{i}/3")
+        assert result.exit_code == 0
+        parts.append(write_jsonl(tmp_path / f"part{i}.jsonl", shard_records))
+    merged = cli(main, "--merge", "-o", tmp_path / "data.h5", *parts)
+    assert merged.exit_code == 0, merged.stderr
+    out = merged.records
+    assert [r["id"] for r in out] == [r["id"] for r in records]
+    assert [r["row"] for r in out] == list(range(40)) and {r["h5"] for r in out} == {str(tmp_path / "data.h5")}
+    with h5py.File(tmp_path / "data.h5") as f, h5py.File(tmp_path / "whole.h5") as w:
+        assert f["images"].is_virtual
+        assert (f["images"][:] == w["images"][:]).all()
+        assert np.allclose(f.attrs["mean"], w.attrs["mean"]) and np.allclose(f.attrs["std"], w.attrs["std"])
+        assert (f["label"][:] == w["label"][:]).all()
+    # the virtual file finds its shards relative to itself, from any working directory
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for name in ["data.h5"] + [f"part{i}.h5" for i in range(3)]:
+        os.rename(tmp_path / name, moved / name)
+    code = ("import h5py, numpy; f = h5py.File('moved/data.h5'); "
+            "assert f['images'][:].any(); print(int(f['images'][39].sum() > 0))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert done.returncode == 0 and done.stdout.strip() == "1", done.stderr
+
+
+def test_shard_needs_a_file(cli, manifest, tmp_path):
+    result = cli(main, "-o", tmp_path / "x.h5", "--shard", "0/2", input=manifest.read_text())
+    assert result.exit_code == 2 and "--shard needs the manifest as a file" in result.stderr
+
+
+def test_interrupted_run_leaves_nothing_that_looks_finished_and_reruns(synth, tmp_path):
+    """SIGTERM mid-run: no HDF5 file, no records, no temporaries; SIGKILL: only a hidden .part."""
+    needs_commands()
+    root = synth("folders", count=600, size=256, name="big")
+    manifest = tmp_path / "m.jsonl"
+    assert sh(f"xr-index {root} > {manifest}").exit_code == 0
+    bin_dir = os.path.dirname(sys.executable)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        out = tmp_path / "out"
+        out.mkdir()
+        proc = subprocess.Popen([os.path.join(bin_dir, "xr-preprocess"), str(manifest), "-o", str(out / "x.h5"),
+                                 "--size", "256", "--manifest", str(out / "r.jsonl"), "--workers", "1", "-q"])
+        deadline = time.time() + 60
+        while not any(p.name.endswith(".part") for p in out.iterdir()) and time.time() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)
+        proc.send_signal(sig)
+        proc.wait(timeout=60)
+        left = sorted(p.name for p in out.iterdir())
+        assert "x.h5" not in left and "r.jsonl" not in left
+        if sig == signal.SIGTERM:
+            assert proc.returncode == 143 and left == []
+        else:
+            assert all(name.startswith(".") and name.endswith(".part") for name in left)
+        rerun = sh(f"xr-preprocess {manifest} -o {out / 'x.h5'} --size 64 -q > {out / 'r.jsonl'}")
+        assert rerun.exit_code == 0 and len((out / "r.jsonl").read_text().splitlines()) == 600
+        with h5py.File(out / "x.h5") as f:
+            assert f["images"].shape[0] == 600
+        os.rename(out, tmp_path / f"done-{sig}")

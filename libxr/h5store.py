@@ -39,7 +39,7 @@ class Stats:
         self.add_histograms(histograms(image))
 
     def add_histograms(self, hist):
-        """Add an image given by its per-channel histograms (C, 256): exact and cheap."""
+        """Add images given by their summed per-channel histograms (C, 256): exact and cheap."""
         self.sum += hist @ self._LEVELS
         self.sumsq += hist @ np.square(self._LEVELS)
         self.pixels += int(hist[0].sum())
@@ -112,12 +112,13 @@ class Writer:
             for i in np.flatnonzero(ok):
                 self.images[start + i] = images[i]
         self.good[start:end] = ok
+        train = [h for r, good, h in zip(records, ok, hists) if good and r.get("split") == "train"]
+        if train:
+            self.stats.add_histograms(np.sum(train, axis=0))
         rows = []
-        for r, good, hist in zip(records, ok, hists):
+        for good in ok:
             rows.append(self.kept if good else None)
             self.kept += bool(good)
-            if good and r.get("split") == "train":
-                self.stats.add_histograms(hist)
         self.rows = end
         return rows
 

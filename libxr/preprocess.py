@@ -88,6 +88,10 @@ def _work(job):
     return hist, None
 
 
+def _work_many(jobs):
+    return [_work(job) for job in jobs]
+
+
 class Spool:
     """The input manifest as a file we can read twice, and its SHA-256."""
 
@@ -217,29 +221,28 @@ def _ordered(pool, records, opts, target, ahead=AHEAD):
             jobs = [(image_path(rec, opts.root), opts.size, opts.fit, opts.channels, path,
                      offset + (first + i) * nbytes) for i, rec in enumerate(batch)]
             row += len(batch)
-            inflight.append((batch, base, pool.map_async(_work, jobs, chunksize=max(1, len(jobs) // 4))))
+            step = max(1, len(jobs) // 4)
+            futures = [pool.submit(_work_many, jobs[i:i + step]) for i in range(0, len(jobs), step)]
+            inflight.append((batch, base, futures))
 
     for _ in range(ahead):
         submit()
     while inflight:
-        batch, base, results = inflight.popleft()
-        results = results.get()
+        batch, base, futures = inflight.popleft()
+        results = [result for future in futures for result in future.result()]
         submit()
         yield batch, results, None if direct else slots[base:base + len(batch)]
 
 
 class _Serial:
-    """The pool interface, in-process: one worker needs no processes."""
+    """The executor interface, in-process: one worker needs no processes."""
 
-    class _Ready:
-        def __init__(self, value):
-            self.value = value
+    def submit(self, fn, arg):
+        import concurrent.futures
 
-        def get(self):
-            return self.value
-
-    def map_async(self, fn, args, chunksize=1):
-        return self._Ready([fn(a) for a in args])
+        future = concurrent.futures.Future()
+        future.set_result(fn(arg))
+        return future
 
     def __enter__(self):
         return self
@@ -251,17 +254,19 @@ class _Serial:
 def _pool(workers):
     """A process pool, or an in-process stand-in for one worker.
 
-    Workers are forked when this process has no threads to speak of (the
-    command line), which starts fastest; a process that imported torch has
-    thread pools a fork can deadlock on, so its workers come from a clean
-    fork server.
+    A ProcessPoolExecutor, not multiprocessing.Pool, whose terminate() can hang
+    on a worker killed while holding the task queue's lock. Workers are forked
+    when this process has no threads to speak of (the command line), which
+    starts fastest; a process that imported torch has thread pools a fork can
+    deadlock on, so its workers come from a clean fork server.
     """
+    import concurrent.futures
     import sys
 
     if workers <= 1:
         return _Serial()
     method = "forkserver" if "torch" in sys.modules else "fork"
-    return multiprocessing.get_context(method).Pool(workers)
+    return concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
 
 
 @contextlib.contextmanager

@@ -9,16 +9,14 @@ and calls libxr; everything below is done once, here:
 * a closed stdout ends the command quietly with status 0, so ``xr-index big/ | head``
   is not an error, even under ``set -o pipefail``; SIGTERM (a scheduler's stop)
   unwinds like Ctrl-C, removing temporary outputs;
-* ``-``/no input reads stdin; ``-o FILE`` is written atomically.
+* ``-``/no input reads stdin; ``-o FILE`` is written atomically (libxr.atomic).
 """
 
 import contextlib
-import functools
 import io
 import os
 import signal
 import sys
-import tempfile
 import threading
 import traceback
 
@@ -122,35 +120,3 @@ def open_input(path):
             report.info("reading records from stdin (Ctrl-D to end)")
         return sys.stdin.buffer, "<stdin>"
     return open(path, "rb"), path
-
-
-@contextlib.contextmanager
-def atomic_output(path, mode="w"):
-    """Write to ``path`` through a temporary file renamed into place on success.
-
-    A killed or failing command leaves no file that looks finished, so make
-    never takes a half-written output for up to date. ``-`` yields stdout.
-    """
-    if path in (None, "-"):
-        yield sys.stdout.buffer if "b" in mode else sys.stdout
-        sys.stdout.flush()
-        return
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".part")
-    try:
-        encoding = None if "b" in mode else "utf-8"
-        with os.fdopen(fd, mode, encoding=encoding) as stream:
-            yield stream
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-@functools.cache
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -10,11 +10,11 @@ attrs    params (JSON), manifest_sha256, xr_version, mean/std per channel over
 
 import json
 import os
-import tempfile
 
 import numpy as np
 
 from libxr import __version__
+from libxr.atomic import temporary_beside
 from libxr.errors import XRError
 
 FORMAT = "xr-hdf5/1"
@@ -169,8 +169,7 @@ class Writer:
 
 
 def _temporary(path):
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".part")
+    fd, tmp = temporary_beside(path)
     os.close(fd)
     return tmp
 

@@ -212,3 +212,18 @@ def test_interrupted_run_leaves_nothing_that_looks_finished_and_reruns(synth, tm
         with h5py.File(out / "x.h5") as f:
             assert f["images"].shape[0] == 600
         os.rename(out, tmp_path / f"done-{sig}")
+
+
+def test_real_covid_images_all_decode(cli, tmp_path):
+    """640 px JPEG and PNG, RGB and L mixed, folder names with spaces: every image decodes."""
+    from conftest import shared
+
+    manifest = tmp_path / "m.jsonl"
+    assert cli(index, shared("covid19-3class"), "-o", manifest).exit_code == 0
+    result, records = run(cli, manifest, tmp_path / "covid.h5", "--size", 64)
+    assert result.exit_code == 0 and len(records) == 317
+    assert not [r for r in records if "error" in r]
+    with h5py.File(tmp_path / "covid.h5") as f:
+        assert f["images"].shape == (317, 1, 64, 64)
+        assert 0.2 < float(f.attrs["mean"][0]) < 0.8 and float(f.attrs["std"][0]) > 0.1
+        assert json.loads(f.attrs["classes"]) == ["Covid", "Normal", "Viral Pneumonia"]

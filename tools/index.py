@@ -2,7 +2,8 @@
 
 import click
 
-from libxr.cli import atomic_output, command, output_option
+from libxr.atomic import atomic_output
+from libxr.cli import command, output_option
 from libxr.console import report
 from libxr.images import check_headers
 from libxr.index import LAYOUTS, IndexOptions, index

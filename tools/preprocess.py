@@ -5,7 +5,8 @@ import time
 
 import click
 
-from libxr.cli import atomic_output, command, open_input
+from libxr.atomic import atomic_output
+from libxr.cli import command, open_input
 from libxr.console import report
 from libxr.enhance import parse_channels
 from libxr.errors import UsageError

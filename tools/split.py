@@ -4,7 +4,8 @@ import os
 
 import click
 
-from libxr.cli import atomic_output, command, manifest_input, open_input, output_option, seed_option
+from libxr.atomic import atomic_output
+from libxr.cli import command, manifest_input, open_input, output_option, seed_option
 from libxr.console import report
 from libxr.errors import UsageError
 from libxr.split import Pool, SplitOptions, assign, label_counts, leaks, write_split

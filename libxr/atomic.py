@@ -1,0 +1,54 @@
+"""Outputs that appear whole or not at all.
+
+Everything is written to a hidden temporary file beside its destination and
+renamed into place on success, so a killed or failing command leaves no file
+that looks finished (make never takes a half-written output for up to date).
+"""
+
+import contextlib
+import functools
+import os
+import sys
+import tempfile
+
+from libxr.errors import XRError
+
+
+@contextlib.contextmanager
+def atomic_output(path, mode="w"):
+    """Write to ``path`` through a temporary file renamed into place on success.
+
+    A killed or failing command leaves no file that looks finished, so make
+    never takes a half-written output for up to date. ``-`` yields stdout.
+    """
+    if path in (None, "-"):
+        yield sys.stdout.buffer if "b" in mode else sys.stdout
+        sys.stdout.flush()
+        return
+    fd, tmp = temporary_beside(path)
+    try:
+        encoding = None if "b" in mode else "utf-8"
+        with os.fdopen(fd, mode, encoding=encoding) as stream:
+            yield stream
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def temporary_beside(path):
+    """A hidden temporary file in the folder of ``path`` (same file system, so the
+    final rename is atomic): (fd, name)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise XRError(f"{path}: the folder {directory} does not exist")
+    return tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".part")
+
+
+@functools.cache
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -133,3 +133,10 @@ def test_terminated_command_leaves_no_output(tmp_path):
     proc.wait(timeout=60)
     assert proc.returncode == 143
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.csv"]
+
+
+def test_the_library_needs_neither_click_nor_torch():
+    needs_commands()
+    modules = "libxr.index, libxr.split, libxr.synth, libxr.preprocess, libxr.h5store, libxr.atomic"
+    result = sh(f"python -c 'import sys, {modules}; print(sorted(m for m in (\"click\", \"torch\") if m in sys.modules))'")
+    assert result.stdout.strip() == "[]"

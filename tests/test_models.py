@@ -1,0 +1,142 @@
+"""libxr.models: the reports' networks, torchvision by name, safe weights, adaptation, freezing."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from libxr.errors import UsageError, XRError
+from libxr.models import build_model, zoo
+from libxr.models.cnn import filters, kernels
+
+
+@pytest.mark.parametrize("name, options", [
+    ("cnn", {}), ("cnn", {"layers": 3, "kernel_growth": "funnel_out", "filter_growth": "funnel_out",
+                          "global_pool": "flatten", "local_pool": "max", "batch_norm": True}),
+    ("cnn", {"layers": 3, "pool_stride": 1, "local_pool": "none", "global_pool": "max"}),
+    ("vgg5", {}), ("resnet10", {}), ("dense", {}),
+    ("resnet18", {}), ("densenet121", {"head": "mlp:32,16", "dropout": 0.5}), ("efficientnet_b0", {}),
+])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_outputs_for_any_channels(name, options, channels):
+    model = build_model(name, channels, 4, 64, **options).eval()
+    assert model(torch.randn(2, channels, 64, 64)).shape == (2, 4)
+
+
+def test_report_000_progressions():
+    assert kernels(3, "funnel_in") == [7, 5, 3] and filters(3, "funnel_in") == [128, 64, 32]
+    assert kernels(3, "funnel_out") == [3, 5, 7] and filters(3, "funnel_out") == [32, 64, 128]
+    assert kernels(5, "constant") == [3] * 5 and filters(5, "constant") == [64] * 5
+
+
+def test_pool_stride_one_keeps_the_size():
+    model = build_model("cnn", 1, 2, 32, layers=3, pool_stride=1, global_pool="flatten", spatial_dropout=0)
+    assert model.pool(model.features(torch.zeros(1, 1, 32, 32))).shape[1] == 64 * 32 * 32
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"kernel_growth": "spiral"}, "kernel_growth"), ({"local_pool": "min"}, "pooling"),
+])
+def test_bad_cnn_options(options, message):
+    with pytest.raises(UsageError, match=message):
+        build_model("cnn", 1, 2, 32, **options)
+
+
+def test_unknown_model_and_head():
+    with pytest.raises(UsageError, match="unknown model"):
+        build_model("resnet9000", 1, 2, 32)
+    with pytest.raises(UsageError, match="--head"):
+        build_model("resnet18", 1, 2, 32, head="mlp:")
+
+
+def test_one_channel_conv_equals_rgb_conv_on_gray_copies(tmp_path):
+    reference = build_model("resnet18", 3, 2, 32)
+    torch.save(reference.state_dict(), tmp_path / "w.pt")
+    gray = build_model("resnet18", 1, 2, 32, weights=str(tmp_path / "w.pt"))
+    x = torch.randn(2, 1, 32, 32)
+    assert torch.allclose(gray.conv1(x), reference.conv1(x.repeat(1, 3, 1, 1)), atol=1e-5)
+
+
+def test_imagenet_weights_come_from_the_local_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    path, url = zoo.cache_file("resnet18")
+    assert path == str(tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth") and url.endswith(".pth")
+    with pytest.raises(XRError, match=f"put resnet18-f37072fd.pth .* at {path}"):
+        build_model("resnet18", 3, 2, 32, weights="imagenet")
+    import torchvision
+
+    weights = torchvision.models.resnet18().state_dict()
+    weights = {k: torch.randn_like(v) if v.is_floating_point() else v for k, v in weights.items()}
+    os.makedirs(os.path.dirname(path))
+    torch.save(weights, path)
+    model = build_model("resnet18", 3, 2, 32, weights="imagenet")
+    assert torch.equal(model.layer1[0].conv1.weight, weights["layer1.0.conv1.weight"])
+    assert model.fc[-1].out_features == 2                       # a new head for our classes
+
+
+def test_xr_checkpoint_fine_tunes_all_but_a_different_head(tmp_path):
+    parent = build_model("resnet18", 1, 3, 32)
+    torch.save({"model": parent.state_dict(), "epoch": 4, "classes": ["a", "b", "c"]}, tmp_path / "best.pt")
+    child = build_model("resnet18", 1, 5, 32, weights=str(tmp_path / "best.pt"))
+    assert torch.equal(child.layer4[1].conv2.weight, parent.layer4[1].conv2.weight)
+    assert child.fc[-1].out_features == 5
+
+
+class _Boom:
+    def __reduce__(self):
+        return (os.system, (f"touch {_Boom.marker}",))
+
+
+def test_malicious_checkpoint_runs_no_code(tmp_path):
+    _Boom.marker = tmp_path / "pwned"
+    torch.save({"model": _Boom()}, tmp_path / "evil.pt", _use_new_zipfile_serialization=True)
+    with pytest.raises(XRError, match="not a loadable weights file"):
+        build_model("resnet18", 1, 2, 32, weights=str(tmp_path / "evil.pt"))
+    assert not _Boom.marker.exists()
+
+
+def test_missing_or_corrupt_weights(tmp_path):
+    with pytest.raises(XRError, match="no such weights file"):
+        build_model("resnet18", 1, 2, 32, weights=str(tmp_path / "none.pt"))
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(XRError, match="not a loadable weights file"):
+        build_model("resnet18", 1, 2, 32, weights=str(tmp_path / "junk.pt"))
+
+
+def test_freeze_backbone_or_first_blocks():
+    model = build_model("resnet18", 1, 2, 32, freeze="backbone")
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("fc.") for n in trainable)
+    model = build_model("densenet121", 1, 2, 32, freeze=2)
+    frozen = {n.split(".")[1] for n, p in model.named_parameters() if not p.requires_grad}
+    assert frozen == {"conv0", "norm0"}
+    with pytest.raises(UsageError, match="--freeze"):
+        build_model("resnet18", 1, 2, 32, freeze="most")
+
+
+@pytest.mark.parametrize("name, options, steps", [
+    ("cnn", {"layers": 3, "spatial_dropout": 0.1, "dropout": 0.2, "batch_norm": True}, 40),
+    ("vgg5", {}, 40), ("resnet10", {}, 40), ("dense", {}, 150), ("resnet18", {}, 15),
+])
+def test_learning_happens_on_synthetic_radiographs(name, options, steps, synth):
+    """A few optimiser steps on xr-synth images: the training loss falls by 30 %."""
+    from PIL import Image
+
+    root = synth("folders", count=48, size=32)
+    paths = sorted(root.rglob("*.png"))
+    x = torch.tensor(np.stack([np.asarray(Image.open(p), np.float32) / 255 for p in paths]))[:, None]
+    y = torch.tensor([p.parent.name == "PNEUMONIA" for p in paths], dtype=torch.long)
+    torch.manual_seed(0)
+    model = build_model(name, 1, 2, 32, **options).train()
+    optimiser = torch.optim.Adam(model.parameters(), lr=2e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    losses = []
+    for _ in range(steps):
+        optimiser.zero_grad()
+        loss = loss_fn(model((x - 0.5) / 0.25), y)
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses

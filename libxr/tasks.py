@@ -1,0 +1,141 @@
+"""What a manifest asks a model to learn, and the targets and weights that follow.
+
+A task is ``binary`` (two classes, one logit), ``multiclass`` (softmax over the
+classes) or ``multilabel`` (one sigmoid per label), inferred from the records'
+``label`` / ``labels`` fields. For binary tasks the positive class is the one
+that is not called normal/negative/healthy/no finding, whatever the sort order
+(MURA's ``abnormal`` sorts before ``normal``).
+"""
+
+import dataclasses
+
+import numpy as np
+
+from libxr.errors import UsageError, XRError
+
+KINDS = ("binary", "multiclass", "multilabel")
+NEGATIVE_NAMES = ("normal", "negative", "healthy", "no finding", "no_finding", "noncovid", "non-covid", "0")
+
+
+@dataclasses.dataclass
+class Task:
+    kind: str
+    names: list        # classes (single-label, positive last for binary) or labels (multi-label)
+
+    @property
+    def outputs(self):
+        return 1 if self.kind == "binary" else len(self.names)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+def infer_task(records, kind=None, positive=None):
+    """The task of ``records`` (an iterable of manifest records)."""
+    classes, labels, unlabelled = set(), set(), 0
+    for rec in records:
+        if isinstance(rec.get("labels"), dict):
+            labels.update(rec["labels"])
+        elif rec.get("label") is not None:
+            classes.add(str(rec["label"]))
+        else:
+            unlabelled += 1
+    if not classes and not labels:
+        raise XRError("the manifest has no `label` or `labels`: nothing to learn")
+    if classes and labels:
+        raise XRError("the manifest mixes `label` (single-label) and `labels` (multi-label) records")
+    if labels:
+        if kind not in (None, "multilabel"):
+            raise UsageError(f"--task {kind}: the records carry multi-label `labels`")
+        return Task("multilabel", sorted(labels))
+    if len(classes) < 2:
+        raise XRError(f"only one class ({', '.join(classes)}) in the manifest: nothing to tell apart")
+    kind = kind or ("binary" if len(classes) == 2 else "multiclass")
+    if kind == "multilabel":
+        raise UsageError("--task multilabel: the records carry single `label`s")
+    if kind == "binary" and len(classes) != 2:
+        raise UsageError(f"--task binary: the records have {len(classes)} classes")
+    names = sorted(classes)
+    if kind == "binary":
+        names = _binary_order(names, positive)
+    return Task(kind, names)
+
+
+def _binary_order(names, positive):
+    if positive is not None:
+        if positive not in names:
+            raise UsageError(f"--positive {positive!r} is not one of the classes {', '.join(names)}")
+        return [n for n in names if n != positive] + [positive]
+    negatives = [n for n in names if n.lower() in NEGATIVE_NAMES]
+    return negatives + [n for n in names if n not in negatives] if len(negatives) == 1 else names
+
+
+def targets(records, task, uncertain="ignore"):
+    """Targets as numpy: binary float (N,) 0/1; multiclass int64 (N,); multilabel
+    float32 (N, L) with NaN where a label is not stated (masked in the loss).
+
+    ``uncertain``: what a remaining -1 becomes in multi-label targets —
+    ``ignore`` (masked), ``ones`` or ``zeros``.
+    """
+    if task.kind == "multilabel":
+        if uncertain not in ("ignore", "ones", "zeros"):
+            raise UsageError(f"uncertain policy {uncertain!r}: use ignore, ones or zeros")
+        fill = {"ignore": np.nan, "ones": 1.0, "zeros": 0.0}[uncertain]
+        y = np.full((len(records), len(task.names)), np.nan, np.float32)
+        index = {n: j for j, n in enumerate(task.names)}
+        for i, rec in enumerate(records):
+            for name, value in (rec.get("labels") or {}).items():
+                if value is not None and name in index:
+                    y[i, index[name]] = fill if value == -1 else value
+        return y
+    index = {c: i for i, c in enumerate(task.names)}
+    missing = [i for i, rec in enumerate(records) if str(rec.get("label")) not in index]
+    if missing:
+        rec = records[missing[0]]
+        raise XRError(f"record {rec.get('id')!r} has label {rec.get('label')!r}, not one of "
+                      f"{', '.join(task.names)}")
+    y = np.array([index[str(rec["label"])] for rec in records], np.int64)
+    return y.astype(np.float32) if task.kind == "binary" else y
+
+
+def check_training_targets(y, task):
+    """Every class (or label) needs training examples: a clear error before training."""
+    if len(y) == 0:
+        raise XRError("the train split is empty")
+    if task.kind == "multilabel":
+        positives = np.nansum(y == 1, axis=0)
+        empty = [n for n, p in zip(task.names, positives) if p == 0]
+        if empty:
+            raise XRError(f"no positive training example for {', '.join(empty)}")
+        return
+    counts = np.bincount(y.astype(np.int64), minlength=len(task.names))
+    empty = [n for n, c in zip(task.names, counts) if c == 0]
+    if empty:
+        raise XRError(f"no training example of class {', '.join(empty)}")
+
+
+def class_weights(y, task, mode="balanced"):
+    """Loss weights from the training targets.
+
+    Single-label: one weight per class — ``balanced`` is n / (k * count), as
+    scikit-learn computes it (report 000's 0.839 / 1.237 on MURA), or an explicit
+    list. Multi-label: CheXNet's positive weight per label, negatives / positives.
+    ``none`` gives None.
+    """
+    if mode in (None, "none"):
+        return None
+    if task.kind == "multilabel":
+        if mode != "balanced":
+            raise UsageError("multi-label tasks weigh labels by their data (balanced) or not at all (none)")
+        positives = np.nansum(y == 1, axis=0)
+        negatives = np.nansum(y == 0, axis=0)
+        return (negatives / np.maximum(positives, 1)).astype(np.float32)
+    if mode == "balanced":
+        from sklearn.utils.class_weight import compute_class_weight
+
+        classes = np.arange(len(task.names))
+        return compute_class_weight("balanced", classes=classes, y=y.astype(np.int64)).astype(np.float32)
+    weights = np.asarray(mode, np.float32)
+    if weights.shape != (len(task.names),):
+        raise UsageError(f"{len(weights)} class weights for {len(task.names)} classes ({', '.join(task.names)})")
+    return weights

@@ -1,0 +1,73 @@
+"""libxr.tasks: task inference, targets, training checks, class weights."""
+
+import numpy as np
+import pytest
+
+from libxr.errors import UsageError, XRError
+from libxr.tasks import Task, check_training_targets, class_weights, infer_task, targets
+
+
+@pytest.mark.parametrize("labels, kind, names", [
+    (["NORMAL", "PNEUMONIA"], "binary", ["NORMAL", "PNEUMONIA"]),
+    (["normal", "abnormal"], "binary", ["normal", "abnormal"]),          # MURA: abnormal is positive
+    (["Covid", "Normal", "Viral Pneumonia"], "multiclass", ["Covid", "Normal", "Viral Pneumonia"]),
+    (["b", "a"], "binary", ["a", "b"]),
+])
+def test_single_label_tasks(labels, kind, names):
+    task = infer_task([{"label": label} for label in labels])
+    assert (task.kind, task.names, task.outputs) == (kind, names, 1 if kind == "binary" else len(names))
+
+
+def test_multilabel_task_and_overrides():
+    task = infer_task([{"labels": {"Edema": 1}}, {"labels": {"Atelectasis": -1, "Edema": 0}}])
+    assert task == Task("multilabel", ["Atelectasis", "Edema"]) and task.outputs == 2
+    assert infer_task([{"label": "a"}, {"label": "b"}], kind="multiclass").kind == "multiclass"
+    assert infer_task([{"label": "x"}, {"label": "y"}], positive="x").names == ["y", "x"]
+
+
+@pytest.mark.parametrize("records, kind, error, message", [
+    ([{"id": "1"}], None, XRError, "no `label` or `labels`"),
+    ([{"label": "a"}, {"label": "a"}], None, XRError, "only one class"),
+    ([{"label": "a"}, {"labels": {"x": 1}}], None, XRError, "mixes"),
+    ([{"label": "a"}, {"label": "b"}, {"label": "c"}], "binary", UsageError, "3 classes"),
+    ([{"labels": {"x": 1}}], "binary", UsageError, "multi-label"),
+])
+def test_bad_manifests(records, kind, error, message):
+    with pytest.raises(error, match=message):
+        infer_task(records, kind=kind)
+
+
+def test_targets():
+    task = Task("binary", ["normal", "abnormal"])
+    assert targets([{"label": "abnormal"}, {"label": "normal"}], task).tolist() == [1.0, 0.0]
+    multi = Task("multilabel", ["a", "b"])
+    y = targets([{"labels": {"a": 1, "b": -1}}, {"labels": {"b": 0}}], multi)
+    assert np.isnan(y[0, 1]) and y[0, 0] == 1 and np.isnan(y[1, 0]) and y[1, 1] == 0
+    assert targets([{"labels": {"a": 1, "b": -1}}], multi, uncertain="ones").tolist() == [[1, 1]]
+    with pytest.raises(XRError, match="'c', not one of"):
+        targets([{"id": "r", "label": "c"}], task)
+
+
+def test_training_checks():
+    with pytest.raises(XRError, match="train split is empty"):
+        check_training_targets(np.array([]), Task("binary", ["a", "b"]))
+    with pytest.raises(XRError, match="no training example of class b"):
+        check_training_targets(np.array([0.0, 0.0]), Task("binary", ["a", "b"]))
+    with pytest.raises(XRError, match="no positive training example for y"):
+        check_training_targets(np.array([[1, 0], [0, np.nan]]), Task("multilabel", ["x", "y"]))
+
+
+def test_balanced_weights_match_report_000_and_sklearn():
+    # MURA train: 21,935 normal / 14,873 abnormal images -> report 000's 0.839 / 1.237
+    y = np.r_[np.zeros(21935), np.ones(14873)]
+    w = class_weights(y, Task("binary", ["normal", "abnormal"]))
+    assert w == pytest.approx([0.839, 1.237], abs=1e-3)
+    assert class_weights(y, Task("binary", ["n", "a"]), [1, 3]).tolist() == [1, 3]
+    assert class_weights(y, Task("binary", ["n", "a"]), "none") is None
+    with pytest.raises(UsageError, match="2 class weights for 3 classes"):
+        class_weights(np.array([0, 1, 2]), Task("multiclass", ["a", "b", "c"]), [1, 2])
+
+
+def test_chexnet_positive_weights():
+    y = np.array([[1, 0], [0, 0], [0, np.nan], [0, 1]], np.float32)
+    assert class_weights(y, Task("multilabel", ["a", "b"])).tolist() == [3.0, 2.0]

@@ -8,7 +8,7 @@ import time
 import pytest
 from conftest import needs_commands, sh, write_jsonl
 
-COMMANDS = ["index", "split", "synth", "preprocess"]
+COMMANDS = ["index", "split", "synth", "preprocess", "train"]
 
 
 def main_of(name):

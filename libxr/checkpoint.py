@@ -1,0 +1,39 @@
+"""Checkpoints: written atomically, read without executing pickled code.
+
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts —
+model, optimiser and scheduler states, the epoch, the run's configuration,
+the task, normalisation and preprocessing parameters and RNG states — so
+``torch.load(weights_only=True)`` reads it and a file from elsewhere cannot
+run code on load.
+"""
+
+import os
+
+import torch
+
+from libxr.atomic import temporary_beside
+from libxr.errors import XRError
+
+
+def save(state, path):
+    fd, tmp = temporary_beside(path)
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load(path):
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise XRError(f"{path}: no such checkpoint") from None
+    except Exception as exc:  # noqa: BLE001 - torch raises several types for refused or corrupt files
+        raise XRError(f"{path}: not a loadable checkpoint ({str(exc).splitlines()[0]})") from None
+    if not isinstance(state, dict) or "model" not in state:
+        raise XRError(f"{path}: not an xr checkpoint")
+    return state

@@ -1,0 +1,181 @@
+"""xr-train and libxr.train: a run directory, learning, determinism, resume, signals, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from conftest import needs_commands, write_jsonl
+from xrtools.index import main as index
+from xrtools.preprocess import main as preprocess
+from xrtools.split import main as split
+from xrtools.train import main
+
+
+@pytest.fixture(scope="module")
+def manifests(tmp_path_factory):
+    """Synthetic chest films, split by patient, preprocessed to 32 px: (HDF5 manifest, raw manifest)."""
+    from click.testing import CliRunner
+
+    from libxr.synth import SynthOptions, synthesize
+
+    tmp = tmp_path_factory.mktemp("train")
+    synthesize(str(tmp / "ds"), SynthOptions(count=160, size=48, splits=(), seed=2))
+    runner = CliRunner()
+    raw = runner.invoke(index, [str(tmp / "ds"), "--patient-regex", r"person(\d+)_"]).stdout
+    raw = runner.invoke(split, ["--val", "0.25", "--seed", "1"], input=raw).stdout
+    (tmp / "raw.jsonl").write_text(raw)
+    h5 = runner.invoke(preprocess, ["-o", str(tmp / "d.h5"), "--size", "32"], input=raw).stdout
+    (tmp / "h5.jsonl").write_text(h5)
+    return tmp / "h5.jsonl", tmp / "raw.jsonl"
+
+
+FAST = ["--model", "dense", "--batch-size", "16", "--lr", "3e-3"]
+
+
+def train_run(cli, manifest, run_dir, *args):
+    result = cli(main, manifest, "--run-dir", run_dir, *FAST, *args)
+    rows = []
+    if (run_dir / "metrics.jsonl").exists():
+        rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return result, rows
+
+
+def test_run_directory_and_learning(cli, manifests, tmp_path):
+    result, rows = train_run(cli, manifests[0], tmp_path / "run", "--epochs", 6)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip() == str(tmp_path / "run" / "best.pt")
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
+        "best.pt", "config.json", "curves.png", "last.pt", "metrics.jsonl"]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert {"train_loss", "train_auc", "val_loss", "val_auc", "val_kappa", "val_f1", "val_accuracy"} <= rows[0].keys()
+    assert rows[-1]["train_loss"] < 0.8 * rows[0]["train_loss"]
+    assert max(r["val_auc"] for r in rows) > 0.75
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["task"] == {"kind": "binary", "names": ["NORMAL", "PNEUMONIA"]}
+    assert len(config["manifest_sha256"]) == 64 and config["options"]["model"] == "dense"
+    assert (tmp_path / "run" / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    state = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    assert state["task"]["names"] == ["NORMAL", "PNEUMONIA"] and len(state["normalization"]["mean"]) == 1
+    assert state["preprocess"]["size"] == 32
+
+
+def test_same_seed_same_metrics(cli, manifests, tmp_path):
+    runs = [train_run(cli, manifests[0], tmp_path / f"r{i}", "--epochs", 2, "--augment")[1] for i in range(2)]
+    strip = [[{k: v for k, v in r.items() if k != "seconds"} for r in rows] for rows in runs]
+    assert strip[0] == strip[1]
+
+
+def test_resume_continues_exactly(cli, manifests, tmp_path):
+    _, straight = train_run(cli, manifests[0], tmp_path / "a", "--epochs", 3, "--augment")
+    train_run(cli, manifests[0], tmp_path / "b", "--epochs", 1, "--augment")
+    result, resumed = train_run(cli, manifests[0], tmp_path / "b", "--epochs", 3, "--augment", "--resume")
+    assert result.exit_code == 0, result.stderr
+    strip = [[{k: v for k, v in r.items() if k != "seconds"} for r in rows] for rows in (straight, resumed)]
+    assert strip[0] == strip[1]
+
+
+def test_raw_images_without_hdf5(cli, manifests, tmp_path):
+    result, rows = train_run(cli, manifests[1], tmp_path / "run", "--epochs", 2, "--size", 32)
+    assert result.exit_code == 0, result.stderr
+    assert len(rows) == 2
+
+
+@pytest.mark.parametrize("args", [
+    ["--optimizer", "sgd", "--lr", "0.05"], ["--optimizer", "adamw"], ["--optimizer", "rmsprop", "--lr", "1e-3"],
+    ["--scheduler", "step"], ["--scheduler", "cosine", "--warmup", "1"], ["--scheduler", "plateau"],
+    ["--scheduler", "cyclic"], ["--scheduler", "onecycle"], ["--class-weights", "balanced"],
+    ["--class-weights", "1,2"], ["--focal-gamma", "2"],
+])
+def test_every_optimiser_schedule_and_loss_learns(cli, manifests, tmp_path, args):
+    result, rows = train_run(cli, manifests[0], tmp_path / "run", "--epochs", 5, *args)
+    assert result.exit_code == 0, result.stderr
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+
+
+def test_learning_rate_schedules(cli, manifests, tmp_path):
+    _, rows = train_run(cli, manifests[0], tmp_path / "step", "--epochs", 4, "--scheduler", "step", "--lr", "0.01")
+    assert [r["lr"] for r in rows] == pytest.approx([1e-2, 1e-3, 1e-4, 1e-5])   # step_size 4 // 3 = 1
+    _, warm = train_run(cli, manifests[0], tmp_path / "warm", "--epochs", 3, "--warmup", "2", "--lr", "0.01")
+    assert warm[0]["lr"] < warm[1]["lr"] < 0.01 + 1e-12
+
+
+def test_cnn_and_torchvision_models_train(cli, manifests, tmp_path):
+    for model, extra in (("cnn", ["--arch", "layers=2", "--arch", "batch_norm=true"]), ("resnet18", [])):
+        result = cli(main, manifests[0], "--run-dir", tmp_path / model, "--model", model, "--epochs", 1,
+                     "--max-steps", 2, "--batch-size", 8, *extra)
+        assert result.exit_code == 0, result.stderr
+
+
+def test_early_stopping(cli, manifests, tmp_path):
+    _, rows = train_run(cli, manifests[0], tmp_path / "run", "--epochs", 10, "--lr", "1e-12",
+                        "--early-stop", "val_loss", "--patience", 2)
+    assert len(rows) == 3
+
+
+def test_multilabel_training(cli, synth, tmp_path):
+    records = cli(index, synth("chexpert", count=80, size=32), "--uncertain", "keep").records
+    records = cli(split, "--val", "0.25", "--resplit", input="".join(json.dumps(r) + "\n" for r in records)).records
+    manifest = write_jsonl(tmp_path / "m.jsonl", records)
+    result, rows = train_run(cli, manifest, tmp_path / "run", "--epochs", 8, "--size", 32,
+                             "--class-weights", "balanced")
+    assert result.exit_code == 0, result.stderr
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda rs: [{**r, "split": "train"} for r in rs], "no record has split 'val'"),
+    (lambda rs: [{k: v for k, v in r.items() if k != "label"} for r in rs], "no `label` or `labels`"),
+    (lambda rs: [{**r, "label": "A"} for r in rs], "only one class"),
+    (lambda rs: [{**r, "label": "B" if r["split"] == "val" else "A"} for r in rs], "no training example of class B"),
+])
+def test_bad_input_fails_before_training(cli, manifests, tmp_path, edit, message):
+    records = [json.loads(line) for line in manifests[0].read_text().splitlines()]
+    manifest = write_jsonl(tmp_path / "m.jsonl", edit(records))
+    result = cli(main, manifest, "--run-dir", tmp_path / "run", *FAST)
+    assert result.exit_code == 1 and message in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+class _Boom:
+    def __reduce__(self):
+        return (os.system, (f"touch {_Boom.marker}",))
+
+
+def test_resume_refuses_a_malicious_checkpoint(cli, manifests, tmp_path):
+    _Boom.marker = tmp_path / "pwned"
+    train_run(cli, manifests[0], tmp_path / "run", "--epochs", 1)
+    torch.save({"model": _Boom()}, tmp_path / "run" / "last.pt")
+    result, _ = train_run(cli, manifests[0], tmp_path / "run", "--epochs", 2, "--resume")
+    assert result.exit_code == 1 and "not a loadable checkpoint" in result.stderr
+    assert not _Boom.marker.exists()
+
+
+def test_resume_needs_a_run_dir(cli, manifests):
+    result = cli(main, manifests[0], "--resume")
+    assert result.exit_code == 2 and "--run-dir" in result.stderr
+
+
+def test_sigusr1_saves_and_exits_for_requeue(manifests, tmp_path):
+    needs_commands()
+    run = tmp_path / "run"
+    argv = [os.path.join(os.path.dirname(sys.executable), "xr-train"), str(manifests[0]), "--run-dir", str(run),
+            *FAST, "--epochs", "400", "-q"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (run / "last.pt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGUSR1)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 75, err
+    assert "--resume continues" in err and out.strip() == str(run / "best.pt")
+    done = len((run / "metrics.jsonl").read_text().splitlines())
+    assert 1 <= done < 400
+    resumed = subprocess.run(argv[:-3] + ["--epochs", str(done + 1), "--resume", "-q"], capture_output=True,
+                             text=True, timeout=120, check=False)
+    assert resumed.returncode == 0, resumed.stderr
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == done + 1

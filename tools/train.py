@@ -1,0 +1,122 @@
+"""xr-train: train a classifier on a manifest's train split; print the best checkpoint's path."""
+
+import hashlib
+import os
+import sys
+
+import click
+
+from libxr.cli import command, manifest_input, open_input, seed_option
+from libxr.console import report
+from libxr.enhance import parse_channels
+from libxr.errors import UsageError
+from libxr.manifest import read_records
+from libxr.tasks import KINDS
+
+
+def _arch(ctx, param, values):
+    """KEY=VALUE pairs with numbers and booleans typed."""
+    out = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE")
+        value = {"true": True, "false": False}.get(raw.lower(), raw)
+        for kind in (int, float):
+            try:
+                value = kind(raw)
+                break
+            except ValueError:
+                continue
+        out[key.replace("-", "_")] = value
+    return out
+
+
+def _weights(ctx, param, value):
+    if value in ("balanced", "none"):
+        return value
+    try:
+        return [float(v) for v in value.split(",")]
+    except ValueError:
+        raise click.BadParameter("balanced, none, or one weight per class: 1,3") from None
+
+
+@command("xr-train", example="""
+xr-train manifest.jsonl --model resnet18 --epochs 10 --augment > best.txt
+xr-train m.jsonl --model cnn --arch layers=5 --arch kernel_growth=funnel_in --class-weights balanced
+xr-train m.jsonl --model densenet121 --weights imagenet --freeze backbone --head mlp:1024,512
+xr-train m.jsonl --run-dir runs/r1 --resume          # continue after a stop (exit 75)
+""")
+@manifest_input
+@click.option("--model", default="resnet18", show_default=True,
+              help="cnn, vgg5, resnet10, dense, or any torchvision classifier (resnet50, densenet121, ...).")
+@click.option("--arch", multiple=True, callback=_arch, metavar="KEY=VALUE",
+              help="Model option, repeatable: cnn layers/kernel_growth/filter_growth/local_pool/global_pool/"
+                   "spatial_dropout/dropout/batch_norm/pool_stride, ...")
+@click.option("--weights", default="none", show_default=True, help="none, imagenet (local cache) or a PATH.")
+@click.option("--head", default="linear", show_default=True, help="torchvision models: linear or mlp:1024,512.")
+@click.option("--dropout", type=float, default=0.0, show_default=True, help="Dropout in the new head.")
+@click.option("--freeze", help="backbone, or N: freeze the first N blocks.")
+@click.option("--task", type=click.Choice(KINDS), help="Override the task inferred from the records.")
+@click.option("--positive", help="Binary tasks: the positive class.")
+@click.option("--uncertain", type=click.Choice(("ignore", "ones", "zeros")), default="ignore", show_default=True,
+              help="Multi-label: what a remaining -1 label becomes (ignore masks it).")
+@click.option("--size", type=click.IntRange(8), default=224, show_default=True,
+              help="Raw images (no HDF5): pixels per side.")
+@click.option("--fit", type=click.Choice(("pad", "crop", "stretch")), default="pad", show_default=True,
+              help="Raw images: how to reach the size.")
+@click.option("--channels", default="1", show_default=True, help="Raw images: channels, as xr-preprocess.")
+@click.option("--epochs", type=click.IntRange(1), default=10, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True)
+@click.option("--weight-decay", type=click.FloatRange(0), default=0.0, show_default=True)
+@click.option("--optimizer", type=click.Choice(("adam", "adamw", "sgd", "rmsprop")), default="adam",
+              show_default=True)
+@click.option("--momentum", type=float, default=0.9, show_default=True, help="SGD / RMSprop momentum.")
+@click.option("--scheduler", type=click.Choice(("none", "step", "cosine", "plateau", "cyclic", "onecycle")),
+              default="none", show_default=True)
+@click.option("--warmup", type=click.IntRange(0), default=0, show_default=True, help="Warm-up epochs.")
+@click.option("--class-weights", callback=_weights, default="none", show_default=True,
+              help="balanced (from the data; multi-label: CheXNet positive weights), none, or 1,3.")
+@click.option("--focal-gamma", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="Focal loss exponent (0: plain cross-entropy).")
+@click.option("--augment", is_flag=True, help="Rotation ±10°, flip, random resized crop, jitter (report 004).")
+@click.option("--early-stop", type=click.Choice(("val_auc", "val_kappa", "val_f1", "val_accuracy", "val_loss")),
+              help="Stop when this metric stops improving; the best checkpoint is kept.")
+@click.option("--patience", type=click.IntRange(1), default=5, show_default=True)
+@click.option("--min-delta", type=click.FloatRange(0), default=0.0, show_default=True)
+@click.option("--group", help="Train only on records of this group (a MURA body part).")
+@click.option("--run-dir", type=click.Path(file_okay=False),
+              help="Run directory (default runs/ + report 000's name, e.g. resnet18_da1_ts224_t1_bs32_all).")
+@click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its last checkpoint.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--workers", type=click.IntRange(0), default=0, show_default=True, help="DataLoader workers.")
+@click.option("--max-steps", type=click.IntRange(1), help="At most this many batches per epoch.")
+@seed_option
+def main(manifest, run_dir, resume, quiet, verbose, channels, **options):
+    """Train a classifier on the records of MANIFEST whose split is train, validating on val.
+
+    Writes a run directory (config.json, metrics.jsonl, curves.png, best.pt,
+    last.pt) and prints the best checkpoint's path on stdout.
+    """
+    from libxr.train import TrainOptions, train
+
+    if resume and not run_dir:
+        raise UsageError("--resume needs the --run-dir to continue")
+    stream, name = open_input(manifest)
+    digest = hashlib.sha256()
+    with stream:
+        records = list(read_records(_hashing(stream, digest), name, require=("id",)))
+    opts = TrainOptions(channels=parse_channels(channels), **options)
+    with report.bar("training", unit="batches") as tick:
+        best, status = train(records, opts, run_dir, digest.hexdigest(), sys.argv, resume, report.info,
+                             report.warn, tick)
+    if os.path.exists(best):
+        print(best)
+    return status
+
+
+def _hashing(stream, digest):
+    for line in stream:
+        digest.update(line)
+        yield line

@@ -28,12 +28,14 @@ demo: install
 	  | $(BIN)/xr-split --val 0.15 > $(DEMO)/chest.jsonl
 	$(BIN)/xr-split --check $(DEMO)/chest.jsonl
 	$(BIN)/xr-preprocess $(DEMO)/chest.jsonl -o $(DEMO)/chest.h5 --size 96 > $(DEMO)/chest-h5.jsonl
+	$(BIN)/xr-train $(DEMO)/chest-h5.jsonl --model vgg5 --epochs 5 --augment --early-stop val_auc \
+	  --run-dir $(DEMO)/run > $(DEMO)/best.txt
 	$(BIN)/xr-synth $(DEMO)/CheXpert-v1.0-small --layout chexpert -n 600 --size 128 --seed 2
 	$(BIN)/xr-index $(DEMO)/CheXpert-v1.0-small --uncertain ones --propagate --frontal-only \
 	  | $(BIN)/xr-split --val 0.1 --test 0.1 --resplit --out-dir $(DEMO)/chexpert
 	$(BIN)/xr-preprocess $(DEMO)/chexpert/train.jsonl -o $(DEMO)/chexpert/train.h5 --size 96 \
 	  --channels enhanced > $(DEMO)/chexpert/train-h5.jsonl
-	@echo "demo: manifests in $(DEMO)"
+	@echo "demo: manifests, HDF5 files and a trained model ($$(cat $(DEMO)/best.txt)) in $(DEMO)"
 
 bench: install
 	$(BIN)/python bench/bench_index.py

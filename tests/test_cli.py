@@ -3,6 +3,7 @@
 import importlib
 import json
 import os
+import sys
 import time
 
 import pytest
@@ -140,3 +141,21 @@ def test_the_library_needs_neither_click_nor_torch():
     modules = "libxr.index, libxr.split, libxr.synth, libxr.preprocess, libxr.h5store, libxr.atomic"
     result = sh(f"python -c 'import sys, {modules}; print(sorted(m for m in (\"click\", \"torch\") if m in sys.modules))'")
     assert result.stdout.strip() == "[]"
+
+
+def test_example_makefiles_parse():
+    """Every example's Makefile is valid and names only xr commands that exist (make -n)."""
+    import glob
+    import shutil
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    root = os.path.join(os.path.dirname(__file__), "..", "examples")
+    makefiles = glob.glob(os.path.join(root, "*", "Makefile"))
+    assert makefiles
+    for makefile in makefiles:
+        result = sh(f"make -n -C {os.path.dirname(makefile)} OUT=/tmp/xr-example-dry-run")
+        assert result.exit_code == 0, result.stderr
+        for command in ("xr-index", "xr-split", "xr-preprocess", "xr-train"):
+            if command in result.stdout:
+                assert os.path.exists(os.path.join(os.path.dirname(sys.executable), command))

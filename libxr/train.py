@@ -259,13 +259,14 @@ def train(records, opts, run_dir, manifest_sha256=None, argv=None, resume=False,
             if not finite:
                 raise XRError(f"the loss became NaN or infinite in epoch {epoch + 1}; the last good checkpoint "
                               f"is {paths['last.pt'] if epoch else 'not written yet'} (lower --lr)")
-            row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": train_loss}
+            row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": train_loss,
+                   "train_seconds": round(time.perf_counter() - began, 3)}
             row.update({f"train_{k}": v for k, v in epoch_metrics(
                 task, y_seen, scores_from_logits(logits_seen, task)).items()})
             val_loss, val_scores = evaluate(model, data.val_set, opts, device, transform, loss_fn, task)
             row["val_loss"] = val_loss
             row.update({f"val_{k}": v for k, v in epoch_metrics(task, data.y_val, val_scores).items()})
-            row["seconds"] = round(time.perf_counter() - began, 3)
+            row["seconds"] = round(time.perf_counter() - began, 3)   # training and validation
             if scheduler is not None and not per_batch:
                 if opts.scheduler == "plateau":
                     scheduler.step(row.get("val_auc") or -row["val_loss"])
@@ -361,7 +362,8 @@ def _improved(value, best, metric, min_delta):
 
 def _describe(row):
     parts = [f"epoch {row['epoch']}"] + [f"{k} {v:.4f}" for k, v in row.items()
-                                         if k not in ("epoch", "seconds", "lr") and isinstance(v, float)]
+                                         if k not in ("epoch", "seconds", "train_seconds", "lr")
+                                         and isinstance(v, float)]
     return ", ".join(parts) + f" ({row['seconds']:.1f} s)"
 
 

@@ -42,6 +42,7 @@ bench: install
 	$(BIN)/python bench/bench_split.py
 	$(BIN)/python bench/bench_preprocess.py
 	$(BIN)/python bench/bench_loader.py
+	$(BIN)/python bench/bench_train.py
 
 lint: install
 	$(PIP_INSTALL) ruff

@@ -16,7 +16,6 @@ import time
 
 import numpy as np
 import torch
-
 from common import BIN, run
 
 MODEL, SIZE, BATCH, EPOCHS = "vgg5", 64, 32, 3

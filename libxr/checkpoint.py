@@ -27,13 +27,19 @@ def save(state, path):
         raise
 
 
-def load(path):
+def read(path, what="checkpoint"):
+    """Whatever ``path`` holds, loaded with ``weights_only=True``; ``what`` names it in errors."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise XRError(f"{path}: no such checkpoint") from None
+        raise XRError(f"{path}: no such {what}") from None
     except Exception as exc:  # noqa: BLE001 - torch raises several types for refused or corrupt files
-        raise XRError(f"{path}: not a loadable checkpoint ({str(exc).splitlines()[0]})") from None
+        raise XRError(f"{path}: not a loadable {what} ({str(exc).splitlines()[0]})") from None
+
+
+def load(path):
+    """An xr checkpoint (a dict with at least ``model``)."""
+    state = read(path)
     if not isinstance(state, dict) or "model" not in state:
         raise XRError(f"{path}: not an xr checkpoint")
     return state

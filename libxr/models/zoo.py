@@ -50,12 +50,9 @@ def cache_file(name):
 
 def load_state(path):
     """A state dict from a file, without unpickling code; an xr checkpoint's ``model`` entry."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise XRError(f"{path}: no such weights file") from None
-    except Exception as exc:  # noqa: BLE001 - torch raises several types for refused or corrupt files
-        raise XRError(f"{path}: not a loadable weights file ({exc})".splitlines()[0]) from None
+    from libxr.checkpoint import read
+
+    state = read(path, "weights file")
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
     if not isinstance(state, dict):

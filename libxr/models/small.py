@@ -16,7 +16,18 @@ def _head(width, outputs, dropout, hidden=128):
                          nn.Dropout(dropout), nn.Linear(hidden, outputs))
 
 
-class VGG5(nn.Module):
+class _FeaturesHead(nn.Module):
+    """A feature extractor then a dense head; the conv networks pool to 2 x 2 in between."""
+
+    def _conv_head(self, layers, channels, outputs, dropout):
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(2))
+        self.head = _head(channels * 4, outputs, dropout)
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+class VGG5(_FeaturesHead):
     def __init__(self, in_channels, outputs, size, widths=(16, 32, 64, 128, 256), dropout=0.5,
                  batch_norm=True):
         super().__init__()
@@ -26,11 +37,7 @@ class VGG5(nn.Module):
             blocks += [nn.BatchNorm2d(width)] if batch_norm else []
             blocks += [nn.ReLU(inplace=True), nn.MaxPool2d(2)]
             channels = width
-        self.features = nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(2))
-        self.head = _head(channels * 4, outputs, dropout)
-
-    def forward(self, x):
-        return self.head(self.features(x))
+        self._conv_head(blocks, channels, outputs, dropout)
 
 
 class _Residual(nn.Module):
@@ -45,7 +52,7 @@ class _Residual(nn.Module):
         return self.relu(x + self.body(x))
 
 
-class ResNet10(nn.Module):
+class ResNet10(_FeaturesHead):
     """Stem conv, then per width a conv and a two-conv residual block, pooled: 1 + 3 x 3 = 10 convs."""
 
     def __init__(self, in_channels, outputs, size, widths=(32, 64, 128), dropout=0.5, batch_norm=True):
@@ -58,14 +65,10 @@ class ResNet10(nn.Module):
             layers += [nn.Conv2d(channels, width, 3, padding=1), norm(width), nn.ReLU(inplace=True),
                        _Residual(width, batch_norm), nn.MaxPool2d(2)]
             channels = width
-        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(2))
-        self.head = _head(channels * 4, outputs, dropout)
-
-    def forward(self, x):
-        return self.head(self.features(x))
+        self._conv_head(layers, channels, outputs, dropout)
 
 
-class Dense(nn.Module):
+class Dense(_FeaturesHead):
     def __init__(self, in_channels, outputs, size, units=200, depth=4, dropout=0.5):
         super().__init__()
         layers, width = [nn.Flatten()], in_channels * size * size
@@ -74,6 +77,3 @@ class Dense(nn.Module):
             width = units
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(width, outputs)
-
-    def forward(self, x):
-        return self.head(self.features(x))

@@ -71,8 +71,9 @@ def load_matching(model, state):
 def build(name, in_channels, outputs, weights="none", head="linear", dropout=0.0, freeze=None):
     import torchvision
 
-    if name not in names():
-        raise UsageError(f"unknown model {name!r}; torchvision has {', '.join(names()[:12])}, ...")
+    known = names()
+    if name not in known:
+        raise UsageError(f"unknown model {name!r}; torchvision has {', '.join(known[:12])}, ...")
     model = torchvision.models.get_model(name, weights=None)
     if weights == "imagenet":
         path, url = cache_file(name)

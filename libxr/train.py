@@ -171,7 +171,8 @@ def _scheduler(opts, optimizer, steps_per_epoch):
 
 class _StopSignals:
     """SIGTERM / SIGUSR1 (SLURM's warning before the time limit) end the run after the
-    current batch, with a checkpoint, instead of killing it."""
+    current batch instead of killing it; ``last.pt`` then holds the last whole epoch, so
+    a resumed run is the same as one never stopped."""
 
     def __init__(self):
         self.received = None
@@ -230,6 +231,9 @@ def train(records, opts, run_dir, manifest_sha256=None, argv=None, resume=False,
     os.makedirs(run_dir, exist_ok=True)
     paths = {n: os.path.join(run_dir, n) for n in ("best.pt", "last.pt", "metrics.jsonl", "config.json")}
     start, best = 0, {"epoch": None, "value": None}
+    if resume and not os.path.exists(paths["last.pt"]):
+        log(f"{run_dir} has no finished epoch to resume; starting it")
+        resume = False
     if resume:
         state = checkpoint.load(paths["last.pt"])
         model.load_state_dict(state["model"])
@@ -256,6 +260,12 @@ def train(records, opts, run_dir, manifest_sha256=None, argv=None, resume=False,
             train_loss, y_seen, logits_seen, finite = _train_epoch(
                 model, data, opts, epoch, device, transform, loss_fn, optimizer, scaler, scheduler if per_batch
                 else None, steps, signals, tick)
+            if signals.received is not None and y_seen is None:
+                warn(f"stopped by signal {signals.received} during epoch {epoch + 1}; it is discarded and "
+                     f"{'last.pt holds epoch ' + str(epoch) if epoch else 'no epoch was finished'} "
+                     f"(exit {STOPPED}); --resume continues")
+                status = STOPPED
+                break
             if not finite:
                 raise XRError(f"the loss became NaN or infinite in epoch {epoch + 1}; the last good checkpoint "
                               f"is {paths['last.pt'] if epoch else 'not written yet'} (lower --lr)")
@@ -315,7 +325,9 @@ def _train_epoch(model, data, opts, epoch, device, transform, loss_fn, optimizer
     loader = batches(data.train_set, opts.batch_size, shuffle=True, seed=opts.seed, workers=opts.workers,
                      epoch=epoch)
     for step, (x, y) in enumerate(loader):
-        if step >= steps or signals.received is not None:
+        if signals.received is not None:
+            return None, None, None, True
+        if step >= steps:
             break
         x, y = transform(x.to(device, non_blocking=True), train=True), y.to(device, non_blocking=True)
         with torch.autocast(device.type, enabled=device.type == "cuda"):

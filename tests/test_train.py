@@ -179,3 +179,33 @@ def test_sigusr1_saves_and_exits_for_requeue(manifests, tmp_path):
                              text=True, timeout=120, check=False)
     assert resumed.returncode == 0, resumed.stderr
     assert len((run / "metrics.jsonl").read_text().splitlines()) == done + 1
+
+
+@pytest.mark.parametrize("stop_at_batch", [3, 10])   # in epoch 1 (nothing finished) and in epoch 2
+def test_a_signal_mid_epoch_discards_it_and_resume_is_exact(manifests, tmp_path, stop_at_batch):
+    from libxr.manifest import read_records
+    from libxr.train import STOPPED, TrainOptions, train
+
+    with open(manifests[0], "rb") as f:
+        records = list(read_records(f, "m"))
+    opts = TrainOptions(model="dense", batch_size=16, lr=3e-3, epochs=3, augment=True, size=32)
+    quiet = lambda *a, **k: None  # noqa: E731
+    train(records, opts, str(tmp_path / "a"), log=quiet, warn=quiet)
+    batches = 0
+
+    def tick(n, total=None):
+        nonlocal batches
+        batches += n
+        if batches == stop_at_batch:
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+    warnings = []
+    _, status = train(records, opts, str(tmp_path / "b"), log=quiet, warn=warnings.append, tick=tick)
+    assert status == STOPPED and "discarded" in warnings[0]
+    finished = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    assert len(finished) == (0 if stop_at_batch < 6 else 1) and (tmp_path / "b" / "last.pt").exists() == bool(finished)
+    _, status = train(records, opts, str(tmp_path / "b"), resume=True, log=quiet, warn=quiet)
+    assert status == 0
+    rows = [[{k: v for k, v in json.loads(line).items() if "seconds" not in k}
+             for line in (tmp_path / r / "metrics.jsonl").read_text().splitlines()] for r in ("a", "b")]
+    assert rows[0] == rows[1]

@@ -55,6 +55,7 @@ def main():
     from libxr.augment import AugmentOptions, BatchTransform
     from libxr.h5store import describe, open_store
     from libxr.loader import H5Batches, batches
+    from libxr.sampling import epoch_order
 
     root = SHARED / "chest_xray" / "train"
     if not root.exists():
@@ -70,7 +71,7 @@ def main():
         with open_store(h5) as f:
             info = describe(f)
         dataset = H5Batches(h5, rows, np.zeros(len(rows), np.int64))
-        rate(batches(dataset, BATCH, shuffle=True, workers=0))  # warm the page cache
+        rate(batches(dataset, BATCH, epoch_order(range(len(dataset)), 0, 0), workers=0))  # warm the page cache
         for augment in (False, True):
             options = AugmentOptions.reference() if augment else AugmentOptions()
             base = baseline(root, augment, workers)
@@ -82,7 +83,7 @@ def main():
             # summed, the same function for gray input); 3: the baseline's tensor, copied out.
             for channels in (1, 3):
                 transform = BatchTransform(info["mean"], info["std"], options, out_channels=channels, seed=0)
-                ours = max(rate(batches(dataset, BATCH, shuffle=True, workers=w), transform, train=augment)
+                ours = max(rate(batches(dataset, BATCH, epoch_order(range(len(dataset)), 0, 0), workers=w), transform, train=augment)
                            for w in sorted({0, workers}))
                 print(f"  xr, {channels} x {SIZE}^2 float: {ours:,.0f} images/s; ratio = {ours / base:.1f}x")
         if torch.cuda.is_available():

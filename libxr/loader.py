@@ -102,21 +102,13 @@ def _readable(path):
     return header_problem(path) is None
 
 
-def batches(dataset, batch_size, shuffle=False, seed=0, workers=0, drop_last=False, epoch=0):
-    """A DataLoader yielding (uint8 pixels, targets) batches of ``dataset``.
-
-    Shuffling is seeded by (seed, epoch), so every run and every resumed epoch
-    sees the same order.
-    """
+def batches(dataset, batch_size, order=None, workers=0, drop_last=False):
+    """A DataLoader yielding (uint8 pixels, targets) batches of ``dataset``, visiting
+    ``order`` (indices; libxr.sampling makes the seeded ones) or every row in turn."""
     import torch
-    from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+    from torch.utils.data import BatchSampler, DataLoader
 
-    if shuffle:
-        generator = torch.Generator().manual_seed(seed * 100003 + epoch)
-        order = RandomSampler(range(len(dataset)), generator=generator)
-    else:
-        order = SequentialSampler(range(len(dataset)))
-    sampler = BatchSampler(order, batch_size, drop_last)
+    sampler = BatchSampler(range(len(dataset)) if order is None else order, batch_size, drop_last)
     return DataLoader(dataset, batch_size=None, sampler=sampler, num_workers=workers,
                       persistent_workers=False, pin_memory=torch.cuda.is_available(),
                       prefetch_factor=4 if workers else None)

@@ -20,11 +20,13 @@ import torch
 
 from libxr import __version__, checkpoint
 from libxr.augment import AugmentOptions, BatchTransform
+from libxr.distributed import World
 from libxr.errors import UsageError, XRError
 from libxr.loader import H5Batches, ImageBatches, batches
 from libxr.losses import make_loss
 from libxr.metrics import epoch_metrics, scores_from_logits
 from libxr.models import build_model
+from libxr.sampling import epoch_order
 from libxr.tasks import check_training_targets, class_weights, infer_task, targets
 
 STOPPED = 75
@@ -57,6 +59,7 @@ class TrainOptions:
     scheduler: str = "none"
     warmup: int = 0
     class_weights: object = "none"
+    sampling: str = "none"
     focal_gamma: float = 0.0
     augment: bool = False
     early_stop: str = None
@@ -73,14 +76,6 @@ def run_name(opts, size):
     """Report 000's scheme: model, augmentation, size, trainable, batch size, target."""
     trainable = 0 if opts.freeze == "backbone" else 1
     return f"{opts.model}_da{int(opts.augment)}_ts{size}_t{trainable}_bs{opts.batch_size}_{opts.group or 'all'}"
-
-
-def pick_device(name):
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA device here")
-    return torch.device(name)
 
 
 class Data:
@@ -195,9 +190,11 @@ class _StopSignals:
 
 def train(records, opts, run_dir, manifest_sha256=None, argv=None, resume=False, log=print, warn=print,
           tick=lambda n, total=None: None):
-    """Train; returns (best checkpoint path, exit status: 0, or STOPPED after a signal).
+    """Train; returns (best checkpoint path — None on ranks other than 0 —, exit status: 0, or
+    STOPPED after a signal).
 
-    ``run_dir`` None: ``runs/`` + report 000's name for the run.
+    ``run_dir`` None: ``runs/`` + report 000's name for the run. Under torchrun
+    every process calls this; only rank 0 logs and writes.
     """
     if opts.early_stop and opts.early_stop not in METRICS:
         raise UsageError(f"--early-stop {opts.early_stop!r}: use {', '.join(METRICS)}")
@@ -205,30 +202,41 @@ def train(records, opts, run_dir, manifest_sha256=None, argv=None, resume=False,
     np.random.seed(opts.seed)
     data = Data(records, opts)
     run_dir = run_dir or os.path.join("runs", run_name(opts, data.size))
-    device = pick_device(opts.device)
-    task = data.task
+    world = World(opts.device)
+    if not world.main:
+        log = warn = lambda *a, **k: None  # noqa: E731
+        tick = lambda n, total=None: None  # noqa: E731
+    try:
+        return _run(data, opts, world, run_dir, manifest_sha256, argv, resume, log, warn, tick)
+    finally:
+        world.close()
+
+
+def _run(data, opts, world, run_dir, manifest_sha256, argv, resume, log, warn, tick):
+    device, task = world.device, data.task
     arch = dict(opts.arch)
     if opts.model not in ("cnn", "vgg5", "resnet10", "dense"):
         arch = {"weights": opts.weights, "head": opts.head, "dropout": opts.dropout, "freeze": opts.freeze, **arch}
     model = build_model(opts.model, data.in_channels, task.outputs, data.size, **arch).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
+    core, model = model, world.wrap(model)
     weights = class_weights(data.y_train, task, opts.class_weights)
     loss_fn = make_loss(task, weights, opts.focal_gamma)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = _optimizer(opts, params)
-    steps = math.ceil(len(data.train_set) / opts.batch_size)
+    steps = math.ceil(len(epoch_order(data.y_train, opts.seed, 0, opts.sampling, task, world.rank, world.size))
+                      / opts.batch_size)
     steps = min(steps, opts.max_steps) if opts.max_steps else steps
     scheduler, per_batch = _scheduler(opts, optimizer, steps)
     augment = AugmentOptions.reference() if opts.augment else AugmentOptions()
-    transform = BatchTransform(data.mean, data.std, augment, seed=opts.seed)
+    transform = BatchTransform(data.mean, data.std, augment, seed=opts.seed + 7919 * world.rank)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
     config = {"options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(opts).items()},
               "argv": argv or [], "manifest_sha256": manifest_sha256, "xr_version": __version__,
               "torch": torch.__version__, "python": platform.python_version(), "device": str(device),
-              "task": task.to_dict(), "train_records": len(data.train), "val_records": len(data.val),
-              "class_weights": None if weights is None else [float(w) for w in weights]}
-    os.makedirs(run_dir, exist_ok=True)
+              "processes": world.size, "task": task.to_dict(), "train_records": len(data.train),
+              "val_records": len(data.val), "class_weights": None if weights is None else [float(w) for w in weights]}
     paths = {n: os.path.join(run_dir, n) for n in ("best.pt", "last.pt", "metrics.jsonl", "config.json")}
     start, best = 0, {"epoch": None, "value": None}
     if resume and not os.path.exists(paths["last.pt"]):
@@ -236,15 +244,21 @@ def train(records, opts, run_dir, manifest_sha256=None, argv=None, resume=False,
         resume = False
     if resume:
         state = checkpoint.load(paths["last.pt"])
-        model.load_state_dict(state["model"])
+        core.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None and state.get("scheduler"):
             scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"]["torch"])
-        transform._generator(device).set_state(state["rng"]["augment"])
+        rng = state["rng"]["ranks"][world.rank] if world.size == len(state["rng"]["ranks"]) else None
+        if rng is None:
+            warn(f"{paths['last.pt']} was written by {len(state['rng']['ranks'])} processes, this run has "
+                 f"{world.size}: augmentation and dropout draw fresh random numbers")
+        else:
+            torch.set_rng_state(rng["torch"])
+            transform._generator(device).set_state(rng["augment"])
         start, best = state["epoch"] + 1, state["best"]
         log(f"resuming {run_dir} at epoch {start + 1}")
-    else:
+    elif world.main:
+        os.makedirs(run_dir, exist_ok=True)
         _write_json(paths["config.json"], config)
         with open(paths["metrics.jsonl"], "w", encoding="utf-8"):
             pass
@@ -257,23 +271,24 @@ def train(records, opts, run_dir, manifest_sha256=None, argv=None, resume=False,
         for epoch in range(start, opts.epochs):
             _warmup(optimizer, opts, epoch)
             began = time.perf_counter()
-            train_loss, y_seen, logits_seen, finite = _train_epoch(
-                model, data, opts, epoch, device, transform, loss_fn, optimizer, scaler, scheduler if per_batch
-                else None, steps, signals, tick)
-            if signals.received is not None and y_seen is None:
-                warn(f"stopped by signal {signals.received} during epoch {epoch + 1}; it is discarded and "
+            order = epoch_order(data.y_train, opts.seed, epoch, opts.sampling, task, world.rank, world.size)
+            outcome = _train_epoch(model, data, order, opts, world, transform, loss_fn, optimizer, scaler,
+                                   scheduler if per_batch else None, steps, signals, tick)
+            if outcome == "stopped":
+                warn(f"stopped by signal during epoch {epoch + 1}; it is discarded and "
                      f"{'last.pt holds epoch ' + str(epoch) if epoch else 'no epoch was finished'} "
                      f"(exit {STOPPED}); --resume continues")
                 status = STOPPED
                 break
-            if not finite:
+            if outcome == "nonfinite":
                 raise XRError(f"the loss became NaN or infinite in epoch {epoch + 1}; the last good checkpoint "
                               f"is {paths['last.pt'] if epoch else 'not written yet'} (lower --lr)")
+            train_loss, y_seen, logits_seen = outcome
             row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": train_loss,
                    "train_seconds": round(time.perf_counter() - began, 3)}
             row.update({f"train_{k}": v for k, v in epoch_metrics(
                 task, y_seen, scores_from_logits(logits_seen, task)).items()})
-            val_loss, val_scores = evaluate(model, data.val_set, opts, device, transform, loss_fn, task)
+            val_loss, val_scores = evaluate(core, data.val_set, opts, device, transform, loss_fn, task)
             row["val_loss"] = val_loss
             row.update({f"val_{k}": v for k, v in epoch_metrics(task, data.y_val, val_scores).items()})
             row["seconds"] = round(time.perf_counter() - began, 3)   # training and validation
@@ -287,28 +302,31 @@ def train(records, opts, run_dir, manifest_sha256=None, argv=None, resume=False,
             improved = _improved(value, best["value"], monitor, opts.min_delta)
             if improved:
                 best = {"epoch": epoch + 1, "value": value, "metric": monitor}
-            state = {**meta, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                     "epoch": epoch, "best": best, "metrics": _plain(row),
-                     "rng": {"torch": torch.get_rng_state(), "augment": transform._generator(device).get_state()}}
-            checkpoint.save(state, paths["last.pt"])
-            if improved:
-                checkpoint.save(state, paths["best.pt"])
-            with open(paths["metrics.jsonl"], "a", encoding="utf-8") as f:
-                f.write(json.dumps(_plain(row)) + "\n")
+            rng = world.gather({"torch": torch.get_rng_state(), "augment": transform._generator(device).get_state()})
+            if world.main:
+                state = {**meta, "model": core.state_dict(), "optimizer": optimizer.state_dict(),
+                         "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                         "epoch": epoch, "best": best, "metrics": _plain(row), "rng": {"ranks": rng}}
+                checkpoint.save(state, paths["last.pt"])
+                if improved:
+                    checkpoint.save(state, paths["best.pt"])
+                with open(paths["metrics.jsonl"], "a", encoding="utf-8") as f:
+                    f.write(json.dumps(_plain(row)) + "\n")
             log(_describe(row))
             stale = 0 if improved else stale + 1
-            if signals.received is not None:
-                warn(f"stopped by signal {signals.received} in epoch {epoch + 1} (checkpoint saved; "
-                     f"exit {STOPPED}); --resume continues")
+            if world.any(signals.received is not None)[0]:
+                warn(f"stopped by signal after epoch {epoch + 1} (checkpoint saved; exit {STOPPED}); "
+                     "--resume continues")
                 status = STOPPED
                 break
             if opts.early_stop and stale >= opts.patience:
                 log(f"early stop: {monitor} did not improve for {opts.patience} epochs (best {best['value']:.4f} "
                     f"at epoch {best['epoch']})")
                 break
-    plot_curves(paths["metrics.jsonl"], os.path.join(run_dir, "curves.png"))
-    return paths["best.pt"], status
+    if world.main:
+        plot_curves(paths["metrics.jsonl"], os.path.join(run_dir, "curves.png"))
+    world.barrier()
+    return (paths["best.pt"] if world.main else None), status
 
 
 def _warmup(optimizer, opts, epoch):
@@ -317,24 +335,24 @@ def _warmup(optimizer, opts, epoch):
             group["lr"] = opts.lr * (epoch + 1) / (opts.warmup + 1)
 
 
-def _train_epoch(model, data, opts, epoch, device, transform, loss_fn, optimizer, scaler, batch_scheduler, steps,
+def _train_epoch(model, data, order, opts, world, transform, loss_fn, optimizer, scaler, batch_scheduler, steps,
                  signals, tick):
+    """(mean loss, targets, logits) over every process's batches, or "stopped" / "nonfinite"."""
+    device = world.device
     model.train()
-    tick(0, steps)
+    tick(0, min(len(order), steps * opts.batch_size))
     losses, ys, outs = [], [], []
-    loader = batches(data.train_set, opts.batch_size, shuffle=True, seed=opts.seed, workers=opts.workers,
-                     epoch=epoch)
-    for step, (x, y) in enumerate(loader):
-        if signals.received is not None:
-            return None, None, None, True
+    for step, (x, y) in enumerate(batches(data.train_set, opts.batch_size, order, workers=opts.workers)):
         if step >= steps:
             break
+        if world.any(signals.received is not None)[0]:
+            return "stopped"
         x, y = transform(x.to(device, non_blocking=True), train=True), y.to(device, non_blocking=True)
         with torch.autocast(device.type, enabled=device.type == "cuda"):
             logits = model(x)
         loss = loss_fn(logits.float(), y)
-        if not torch.isfinite(loss):
-            return None, None, None, False
+        if world.any(not torch.isfinite(loss))[0]:
+            return "nonfinite"
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -344,9 +362,9 @@ def _train_epoch(model, data, opts, epoch, device, transform, loss_fn, optimizer
         losses.append(loss.item() * len(x))
         ys.append(y.cpu().numpy())
         outs.append(logits.detach().float().cpu().numpy())
-        tick(1)
-    n = sum(len(y) for y in ys)
-    return sum(losses) / max(n, 1), np.concatenate(ys), np.concatenate(outs), True
+        tick(len(x))
+    total, n = world.sum(sum(losses), sum(len(y) for y in ys))
+    return total / max(n, 1), world.concat(np.concatenate(ys)), world.concat(np.concatenate(outs))
 
 
 @torch.no_grad()

@@ -11,6 +11,7 @@ from xrtools.preprocess import main as preprocess
 
 from libxr.loader import H5Batches, ImageBatches, batches
 from libxr.preprocess import prepare_array
+from libxr.sampling import epoch_order
 
 
 @pytest.fixture(scope="module")
@@ -84,11 +85,12 @@ def test_loader_order_is_seeded_and_workers_change_nothing(prepared):
     records = prepared["plain"]
     dataset = H5Batches(records[0]["h5"], [r["row"] for r in records], np.arange(len(records)))
 
-    def order(**kw):
-        return [t.tolist() for _, t in batches(dataset, 8, shuffle=True, **kw)]
+    def order(seed=0, epoch=0, workers=0):
+        shuffled = epoch_order(range(len(dataset)), seed, epoch)
+        return [t.tolist() for _, t in batches(dataset, 8, shuffled, workers=workers)]
 
     a, b = order(seed=1), order(seed=1, workers=2)
     assert a == b and sorted(i for chunk in a for i in chunk) == list(range(len(records)))
     assert order(seed=2) != a and order(seed=1, epoch=1) != a
     assert next(t.tolist() for _, t in batches(dataset, 8)) == list(range(8))
-    assert all(len(t) == 8 for _, t in batches(dataset, 8, shuffle=True, drop_last=True))
+    assert all(len(t) == 8 for _, t in batches(dataset, 8, epoch_order(range(len(dataset)), 0, 0), drop_last=True))

@@ -86,15 +86,19 @@ def test_raw_images_without_hdf5(cli, manifests, tmp_path):
 
 
 @pytest.mark.parametrize("args", [
-    ["--optimizer", "sgd", "--lr", "0.05"], ["--optimizer", "adamw"], ["--optimizer", "rmsprop", "--lr", "1e-3"],
+    ["--optimizer", "sgd", "--lr", "0.01"], ["--optimizer", "adamw"], ["--optimizer", "rmsprop", "--lr", "1e-4"],
     ["--scheduler", "step"], ["--scheduler", "cosine", "--warmup", "1"], ["--scheduler", "plateau"],
     ["--scheduler", "cyclic"], ["--scheduler", "onecycle"], ["--class-weights", "balanced"],
-    ["--class-weights", "1,2"], ["--focal-gamma", "2"],
+    ["--class-weights", "1,2"], ["--focal-gamma", "2"], ["--sampling", "balanced"], ["--sampling", "over"],
+    ["--sampling", "under"],
 ])
-def test_every_optimiser_schedule_and_loss_learns(cli, manifests, tmp_path, args):
-    result, rows = train_run(cli, manifests[0], tmp_path / "run", "--epochs", 5, *args)
+def test_every_optimiser_schedule_loss_and_sampling_learns(cli, manifests, tmp_path, args):
+    # VGG-5 learns the synthetic finding in 3 epochs; the 4 × 200 dense net is too noisy to tell.
+    result, rows = train_run(cli, manifests[0], tmp_path / "run", "--epochs", 3, "--model", "vgg5", "--lr", "1e-3",
+                             *args)
     assert result.exit_code == 0, result.stderr
-    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+    assert rows[-1]["train_loss"] < 0.85 * rows[0]["train_loss"]
+    assert rows[-1]["val_auc"] > 0.9
 
 
 def test_learning_rate_schedules(cli, manifests, tmp_path):
@@ -195,8 +199,8 @@ def test_a_signal_mid_epoch_discards_it_and_resume_is_exact(manifests, tmp_path,
 
     def tick(n, total=None):
         nonlocal batches
-        batches += n
-        if batches == stop_at_batch:
+        batches += n > 0
+        if n and batches == stop_at_batch:
             os.kill(os.getpid(), signal.SIGUSR1)
 
     warnings = []

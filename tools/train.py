@@ -11,6 +11,7 @@ from libxr.console import report
 from libxr.enhance import parse_channels
 from libxr.errors import UsageError
 from libxr.manifest import read_records
+from libxr.sampling import SAMPLINGS
 from libxr.tasks import KINDS
 
 
@@ -46,6 +47,7 @@ xr-train manifest.jsonl --model resnet18 --epochs 10 --augment > best.txt
 xr-train m.jsonl --model cnn --arch layers=5 --arch kernel_growth=funnel_in --class-weights balanced
 xr-train m.jsonl --model densenet121 --weights imagenet --freeze backbone --head mlp:1024,512
 xr-train m.jsonl --run-dir runs/r1 --resume          # continue after a stop (exit 75)
+torchrun --nproc_per_node=4 --no-python xr-train m.jsonl --batch-size 16   # DDP: 16 per process
 """)
 @manifest_input
 @click.option("--model", default="resnet18", show_default=True,
@@ -78,6 +80,9 @@ xr-train m.jsonl --run-dir runs/r1 --resume          # continue after a stop (ex
 @click.option("--warmup", type=click.IntRange(0), default=0, show_default=True, help="Warm-up epochs.")
 @click.option("--class-weights", callback=_weights, default="none", show_default=True,
               help="balanced (from the data; multi-label: CheXNet positive weights), none, or 1,3.")
+@click.option("--sampling", type=click.Choice(SAMPLINGS), default="none", show_default=True,
+              help="What an epoch draws: balanced (classes equally likely, with replacement), over (repeat "
+                   "minority records up to the majority count), under (a fresh subset down to the minority).")
 @click.option("--focal-gamma", type=click.FloatRange(0), default=0.0, show_default=True,
               help="Focal loss exponent (0: plain cross-entropy).")
 @click.option("--augment", is_flag=True, help="Rotation ±10°, flip, random resized crop, jitter (report 004).")
@@ -108,10 +113,10 @@ def main(manifest, run_dir, resume, quiet, verbose, channels, **options):
     with stream:
         records = list(read_records(_hashing(stream, digest), name, require=("id",)))
     opts = TrainOptions(channels=parse_channels(channels), **options)
-    with report.bar("training", unit="batches") as tick:
+    with report.bar("training", unit="images") as tick:
         best, status = train(records, opts, run_dir, digest.hexdigest(), sys.argv, resume, report.info,
                              report.warn, tick)
-    if os.path.exists(best):
+    if best and os.path.exists(best):
         print(best)
     return status
 

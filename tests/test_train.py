@@ -213,3 +213,66 @@ def test_a_signal_mid_epoch_discards_it_and_resume_is_exact(manifests, tmp_path,
     rows = [[{k: v for k, v in json.loads(line).items() if "seconds" not in k}
              for line in (tmp_path / r / "metrics.jsonl").read_text().splitlines()] for r in ("a", "b")]
     assert rows[0] == rows[1]
+
+
+def test_two_process_ddp_matches_one_process(manifests, tmp_path):
+    """torchrun, 2 gloo processes × batch 8 see the same global batches as 1 process × 16."""
+    needs_commands()
+    xr_train = os.path.join(os.path.dirname(sys.executable), "xr-train")
+    args = [str(manifests[0]), "--model", "cnn", "--arch", "layers=3", "--arch", "spatial_dropout=0", "--arch",
+            "dropout=0", "--epochs", "2", "--lr", "1e-3", "-q"]
+    one = subprocess.run([xr_train, *args, "--run-dir", str(tmp_path / "one"), "--batch-size", "16"],
+                         capture_output=True, text=True, timeout=300, check=False)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          "--no-python", xr_train, *args, "--run-dir", str(tmp_path / "two"), "--batch-size", "8"],
+                         capture_output=True, text=True, timeout=300, check=False, env=env)
+    assert one.returncode == 0 and two.returncode == 0, two.stderr[-2000:]
+    assert two.stdout.split() == [str(tmp_path / "two" / "best.pt")]          # rank 0 alone prints
+    assert json.loads((tmp_path / "two" / "config.json").read_text())["processes"] == 2
+    rows = [[json.loads(line) for line in (tmp_path / r / "metrics.jsonl").read_text().splitlines()]
+            for r in ("one", "two")]
+    assert len(rows[0]) == len(rows[1]) == 2
+    for a, b in zip(*rows):
+        for key in ("train_loss", "train_auc", "val_loss", "val_auc", "val_accuracy"):
+            assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-5), key
+
+
+def test_slurm_script_requeues_on_usr1_and_the_requeued_job_finishes(manifests, tmp_path):
+    """examples/slurm/train.sbatch under stand-in srun/scontrol, with 2 torchrun processes on CPU."""
+    import socket
+
+    needs_commands()
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "srun").write_text('#!/bin/bash\nwhile [[ $1 == --* ]]; do shift; done\nexec "$@"\n')
+    (fake / "scontrol").write_text('#!/bin/bash\nif [ "$1" = show ]; then echo localhost; '
+                                   f'else echo "$@" >> {tmp_path / "scontrol.log"}; fi\n')
+    for f in fake.iterdir():
+        f.chmod(0o755)
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    run = tmp_path / "run"
+    env = {**os.environ, "PATH": f"{fake}:{os.path.dirname(sys.executable)}:{os.environ['PATH']}",
+           "MANIFEST": str(manifests[0]), "RUN": str(run), "SLURM_JOB_ID": "42", "SLURM_GPUS_ON_NODE": "2",
+           "RDZV_PORT": str(port), "OMP_NUM_THREADS": "1",
+           "TRAIN_ARGS": "--model dense --batch-size 8 --epochs 400 --device cpu"}
+    script = os.path.join(os.path.dirname(__file__), "..", "examples", "slurm", "train.sbatch")
+    job = subprocess.Popen(["bash", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (run / "last.pt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    job.send_signal(signal.SIGUSR1)
+    out, err = job.communicate(timeout=120)
+    assert job.returncode == 0, err[-2000:]
+    assert (tmp_path / "scontrol.log").read_text() == "requeue 42\n"
+    assert "time limit near" in err and "--resume continues" in err
+    done = len((run / "metrics.jsonl").read_text().splitlines())
+    assert 1 <= done < 400
+    env["TRAIN_ARGS"] = env["TRAIN_ARGS"].replace("400", str(done + 1))
+    again = subprocess.run(["bash", script], env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"resuming {run} at epoch {done + 1}" in again.stderr and again.stdout.strip() == str(run / "best.pt")
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == done + 1
+    assert (tmp_path / "scontrol.log").read_text() == "requeue 42\n"

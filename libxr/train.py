@@ -204,8 +204,8 @@ def train(records, opts, run_dir, manifest_sha256=None, argv=None, resume=False,
     run_dir = run_dir or os.path.join("runs", run_name(opts, data.size))
     world = World(opts.device)
     if not world.main:
-        log = warn = lambda *a, **k: None  # noqa: E731
-        tick = lambda n, total=None: None  # noqa: E731
+        log = warn = lambda *a, **k: None
+        tick = lambda n, total=None: None
     try:
         return _run(data, opts, world, run_dir, manifest_sha256, argv, resume, log, warn, tick)
     finally:

@@ -193,7 +193,7 @@ def test_a_signal_mid_epoch_discards_it_and_resume_is_exact(manifests, tmp_path,
     with open(manifests[0], "rb") as f:
         records = list(read_records(f, "m"))
     opts = TrainOptions(model="dense", batch_size=16, lr=3e-3, epochs=3, augment=True, size=32)
-    quiet = lambda *a, **k: None  # noqa: E731
+    quiet = lambda *a, **k: None
     train(records, opts, str(tmp_path / "a"), log=quiet, warn=quiet)
     batches = 0
 
@@ -264,7 +264,7 @@ def test_slurm_script_requeues_on_usr1_and_the_requeued_job_finishes(manifests, 
     while not (run / "last.pt").exists() and time.time() < deadline:
         time.sleep(0.05)
     job.send_signal(signal.SIGUSR1)
-    out, err = job.communicate(timeout=120)
+    _, err = job.communicate(timeout=120)
     assert job.returncode == 0, err[-2000:]
     assert (tmp_path / "scontrol.log").read_text() == "requeue 42\n"
     assert "time limit near" in err and "--resume continues" in err

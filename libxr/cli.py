@@ -108,6 +108,16 @@ def output_option(fn):
                         help="Write records here (atomically) instead of stdout.")(fn)
 
 
+def device_option(fn):
+    return click.option("--device", default="auto", show_default=True,
+                        help="auto (CUDA when present), cpu, cuda or cuda:N.")(fn)
+
+
+def workers_option(fn):
+    return click.option("--workers", type=click.IntRange(0), default=0, show_default=True,
+                        help="Processes decoding images alongside (DataLoader workers).")(fn)
+
+
 def seed_option(fn):
     return click.option("--seed", default=0, show_default=True, type=int,
                         help="Random seed: the same inputs and seed give the same output.")(fn)

@@ -14,8 +14,9 @@ from libxr.errors import ManifestError
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
-def read_records(stream, name="<stdin>", require=("id",)):
-    """Yield the records of a manifest read from a binary or text stream.
+def read_records(stream, name="<stdin>", require=("id",), numbered=False):
+    """Yield the records of a manifest read from a binary or text stream
+    (``numbered``: (line number, record) pairs, for errors found later).
 
     Blank lines are allowed (``cat`` of files with trailing newlines); anything
     else that is not a JSON object with the ``require``d string fields raises
@@ -40,7 +41,7 @@ def read_records(stream, name="<stdin>", require=("id",)):
             value = record.get(field)
             if not isinstance(value, str) or not value:
                 raise ManifestError(name, lineno, f"record has no {field!r} string")
-        yield record
+        yield (lineno, record) if numbered else record
 
 
 def encode(record):

@@ -57,11 +57,13 @@ def infer_task(records, kind=None, positive=None):
         raise UsageError(f"--task binary: the records have {len(classes)} classes")
     names = sorted(classes)
     if kind == "binary":
-        names = _binary_order(names, positive)
+        names = binary_order(names, positive)
     return Task(kind, names)
 
 
-def _binary_order(names, positive):
+def binary_order(names, positive):
+    """Negative first, positive last: ``positive`` if given, else the one name that reads as
+    negative (normal, healthy, ...) goes first, else the order given."""
     if positive is not None:
         if positive not in names:
             raise UsageError(f"--positive {positive!r} is not one of the classes {', '.join(names)}")

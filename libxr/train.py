@@ -26,6 +26,7 @@ from libxr.loader import H5Batches, ImageBatches, batches
 from libxr.losses import make_loss
 from libxr.metrics import epoch_metrics, scores_from_logits
 from libxr.models import build_model
+from libxr.plots import plot_curves
 from libxr.sampling import epoch_order
 from libxr.tasks import check_training_targets, class_weights, infer_task, targets
 
@@ -416,33 +417,3 @@ def _write_json(path, value):
     with atomic_output(path) as f:
         json.dump(_plain(value), f, indent=2)
         f.write("\n")
-
-
-def plot_curves(metrics_path, png):
-    """Loss and AUC (or accuracy) per epoch, train and validation, as a PNG."""
-    with open(metrics_path, encoding="utf-8") as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    if not rows:
-        return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    epochs = [r["epoch"] for r in rows]
-    second = "auc" if any(r.get("val_auc") is not None for r in rows) else "accuracy"
-    for ax, metric in zip(axes, ("loss", second)):
-        for split in ("train", "val"):
-            values = [r.get(f"{split}_{metric}") for r in rows]
-            ax.plot(epochs, [np.nan if v is None else v for v in values], marker="o", label=split)
-        ax.set_xlabel("epoch")
-        ax.set_title(metric)
-        ax.legend()
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    from libxr.atomic import atomic_output
-
-    with atomic_output(png, "wb") as f:
-        fig.savefig(f, format="png", dpi=100)
-    plt.close(fig)

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from libxr.cli import command, manifest_input, open_input, seed_option
+from libxr.cli import command, device_option, manifest_input, open_input, seed_option, workers_option
 from libxr.console import report
 from libxr.enhance import parse_channels
 from libxr.errors import UsageError
@@ -94,8 +94,8 @@ torchrun --nproc_per_node=4 --no-python xr-train m.jsonl --batch-size 16   # DDP
 @click.option("--run-dir", type=click.Path(file_okay=False),
               help="Run directory (default runs/ + report 000's name, e.g. resnet18_da1_ts224_t1_bs32_all).")
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its last checkpoint.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--workers", type=click.IntRange(0), default=0, show_default=True, help="DataLoader workers.")
+@device_option
+@workers_option
 @click.option("--max-steps", type=click.IntRange(1), help="At most this many batches per epoch.")
 @seed_option
 def main(manifest, run_dir, resume, quiet, verbose, channels, **options):

@@ -1,0 +1,70 @@
+"""A trained classifier, rebuilt from an xr checkpoint, scoring uint8 batches.
+
+The checkpoint carries everything prediction needs — architecture, task,
+class names, normalisation and the preprocessing the training pixels went
+through — so a new raw radiograph is prepared exactly as the training set
+was, and an HDF5 file made with other settings is refused rather than
+silently mis-scored. The checkpoint is read with ``weights_only=True``.
+"""
+
+import numpy as np
+import torch
+
+from libxr import checkpoint
+from libxr.augment import BatchTransform
+from libxr.distributed import pick_device
+from libxr.errors import XRError
+from libxr.metrics import scores_from_logits
+from libxr.models import build_model
+from libxr.tasks import Task
+
+
+class Classifier:
+    def __init__(self, path, device="auto"):
+        state = checkpoint.load(path)
+        missing = [k for k in ("task", "normalization", "preprocess", "model_name", "in_channels", "size")
+                   if k not in state]
+        if missing:
+            raise XRError(f"{path}: not an xr-train checkpoint (no {', '.join(missing)})")
+        self.path = path
+        self.task = Task(**state["task"])
+        self.preprocess = state["preprocess"]
+        self.size, self.in_channels = state["size"], state["in_channels"]
+        self.threshold = state.get("threshold", 0.5)
+        arch = dict(state.get("arch") or {})
+        if "weights" in arch:
+            arch["weights"] = "none"        # the checkpoint holds them
+        self.device = pick_device(device)
+        model = build_model(state["model_name"], self.in_channels, self.task.outputs, self.size, **arch)
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError as exc:
+            raise XRError(f"{path}: its weights do not fit its architecture ({str(exc).splitlines()[0]})") from None
+        self.model = model.to(self.device).eval()
+        if self.device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        norm = state["normalization"]
+        self.transform = BatchTransform(norm["mean"], norm["std"])
+        self.epoch = (state.get("best") or {}).get("epoch")
+
+    def check_store(self, params, where):
+        """Refuse HDF5 pixels prepared differently from the training pixels."""
+        for key in ("size", "fit", "channels"):
+            want, got = self.preprocess.get(key), params.get(key)
+            if want is not None and got is not None and want != got:
+                raise XRError(f"{where}: preprocessed with {key} {got}, the model was trained on {key} {want}: "
+                              "re-run xr-preprocess with the training settings, or predict from the raw images")
+
+    @torch.no_grad()
+    def logits(self, pixels, tta=()):
+        """Logits for a uint8 (B, C, H, W) batch; ``tta`` averages over flipped copies in probability."""
+        x = self.transform(pixels.to(self.device, non_blocking=True))
+        views = [x] + [torch.flip(x, dims=(-1,)) for t in tta if t == "hflip"]
+        with torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
+            outs = [self.model(v).float() for v in views]
+        return torch.stack(outs).cpu().numpy()
+
+    def scores(self, pixels, tta=()):
+        """Per-record probabilities: (B,) positive-class for binary, (B, K) otherwise."""
+        views = self.logits(pixels, tta)
+        return np.mean([scores_from_logits(v, self.task) for v in views], axis=0)

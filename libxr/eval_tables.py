@@ -1,0 +1,79 @@
+"""xr-eval's report as tables — built once as (title, header, rows), then drawn
+with rich on stderr or as Markdown on stdout."""
+
+from libxr.scoring import HEADLINE
+
+PER_CLASS = ("support", "sensitivity", "specificity", "precision", "f1", "auc", "pr_auc")
+BY = {"binary": ("accuracy", "sensitivity", "specificity", "f1", "kappa", "auc"),
+      "multiclass": ("accuracy", "balanced_accuracy", "kappa", "f1_macro", "auc_macro"),
+      "multilabel": ("accuracy", "f1_macro", "auc_macro", "auc_micro")}
+
+
+def _fmt(value, ci=None):
+    if value is None:
+        return "—"
+    if isinstance(value, int):
+        return str(value)
+    text = f"{value:.3f}"
+    return f"{text} ({ci[0]:.3f}–{ci[1]:.3f})" if ci else text
+
+
+def tables(report):
+    """[(title, header, rows)] for a report from libxr.evaluation.evaluate."""
+    kind = report["task"]["kind"]
+    sections = report["sections"]
+    names = list(sections)
+    out = []
+    level = next((s["ci_level"] for s in sections.values() if "ci_level" in s), None)
+    title = "metrics" + (f" ({level:.0%} interval, patients resampled)" if level else "")
+    if report.get("aggregate"):
+        title += f", one prediction per {report['aggregate']}"
+    rows = [["records", *[_fmt(sections[n]["n"]) for n in names]]]
+    if kind == "binary":
+        rows.append(["threshold", *[_fmt(sections[n]["threshold"]) for n in names]])
+    for key in HEADLINE[kind]:
+        rows.append([key, *[_fmt(sections[n].get(key), sections[n].get("ci", {}).get(key)) for n in names]])
+    out.append((title, ["metric", *names], rows))
+    for name in names:
+        section = sections[name]
+        detail = section.get("per_class") or section.get("per_label")
+        if detail:
+            out.append((f"{name}: per {'label' if kind == 'multilabel' else 'class'}", ["", *PER_CLASS],
+                        [[c, *[_fmt(_support(r) if k == "support" else r.get(k)) for k in PER_CLASS]]
+                         for c, r in detail.items()]))
+        if "confusion" in section:
+            labels, matrix = section["confusion"]["labels"], section["confusion"]["matrix"]
+            out.append((f"{name}: confusion, true × predicted", ["", *labels],
+                        [[label, *map(str, row)] for label, row in zip(labels, matrix)]))
+        for field, groups in section.get("by", {}).items():
+            out.append((f"{name}: by {field}", [field, "n", *BY[kind]],
+                        [[value, str(r["n"]), *[_fmt(r.get(k)) for k in BY[kind]]] for value, r in groups.items()]))
+    return out
+
+
+def _support(row):
+    return row.get("support", row.get("positives"))
+
+
+def rich_tables(report):
+    from rich.table import Table
+
+    out = []
+    for title, header, rows in tables(report):
+        table = Table(title=title, title_justify="left")
+        for i, h in enumerate(header):
+            table.add_column(h, justify="left" if i == 0 else "right")
+        for row in rows:
+            table.add_row(*row)
+        out.append(table)
+    return out
+
+
+def markdown(report):
+    parts = []
+    for title, header, rows in tables(report):
+        lines = [f"### {title}", "", "| " + " | ".join(header) + " |",
+                 "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"

@@ -1,0 +1,216 @@
+"""From prediction records to a report: sections per split, thresholds tuned on
+validation, per-group metrics, study-level aggregation and patient bootstrap.
+
+Prediction records are any manifest records with truth (`label`, or `labels`)
+and `scores` (probability per class or label) — from xr-predict or from any
+other tool. The report is a plain dict (written as JSON, rendered as tables).
+"""
+
+import collections
+import dataclasses
+
+import numpy as np
+
+from libxr import scoring, thresholds
+from libxr.errors import ManifestError, XRError
+from libxr.tasks import Task, binary_order
+
+SECTION_ORDER = ("train", "val", "test")
+CI_LEVEL = 0.95
+
+
+@dataclasses.dataclass
+class Predictions:
+    task: Task
+    y: np.ndarray
+    p: np.ndarray
+    records: list
+
+    def take(self, index):
+        index = np.asarray(index, np.int64)
+        return Predictions(self.task, self.y[index], self.p[index], [self.records[i] for i in index])
+
+
+def read_predictions(numbered, name, positive=None, warn=print):
+    """Predictions from (line number, record) pairs; records with `error` are skipped (counted)."""
+    task, rows, skipped = None, [], 0
+    for line, rec in numbered:
+        if "error" in rec:
+            skipped += 1
+            continue
+        scores = rec.get("scores")
+        if not isinstance(scores, dict) or not scores:
+            raise ManifestError(name, line, "record has no `scores` object (run xr-predict first)")
+        multilabel = isinstance(rec.get("labels"), dict)
+        if not multilabel and rec.get("label") is None:
+            raise ManifestError(name, line, "record has no `label` or `labels`: nothing to score against")
+        if task is None:
+            names = list(scores)
+            kind = "multilabel" if multilabel else "binary" if len(names) == 2 else "multiclass"
+            task = Task(kind, binary_order(names, positive) if kind == "binary" else names)
+        elif set(scores) != set(task.names) or multilabel != (task.kind == "multilabel"):
+            raise ManifestError(name, line, f"scores for {', '.join(scores)}, earlier records had "
+                                            f"{', '.join(task.names)}")
+        rows.append((line, rec))
+    if skipped:
+        warn(f"{skipped} records have an `error` (unreadable images) and are left out")
+    if task is None:
+        raise XRError(f"{name}: no scored records")
+    return _arrays(task, rows, name)
+
+
+def _arrays(task, rows, name):
+    records = [rec for _, rec in rows]
+    try:
+        p = np.array([[float(rec["scores"][n]) for n in task.names] for rec in records])
+    except (TypeError, ValueError):
+        line = next(line for line, rec in rows if not all(_number(v) for v in rec["scores"].values()))
+        raise ManifestError(name, line, "a score is not a number") from None
+    if task.kind == "multilabel":
+        index = {n: j for j, n in enumerate(task.names)}
+        y = np.full(p.shape, np.nan)
+        for i, rec in enumerate(records):
+            for label, value in rec["labels"].items():
+                if label in index and value in (0, 1):      # -1 (uncertain) and null are not stated
+                    y[i, index[label]] = value
+        return Predictions(task, y, p, records)
+    index = {n: j for j, n in enumerate(task.names)}
+    for line, rec in rows:
+        if str(rec["label"]) not in index:
+            raise ManifestError(name, line, f"label {rec['label']!r} is not one of the scored classes "
+                                            f"({', '.join(task.names)})")
+    y = np.array([index[str(rec["label"])] for rec in records])
+    return Predictions(task, y, p[:, 1] if task.kind == "binary" else p, records)
+
+
+def _number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def aggregate(preds, field):
+    """One prediction per value of ``field`` (MURA: study): mean probability, the shared truth."""
+    groups = collections.defaultdict(list)
+    for i, rec in enumerate(preds.records):
+        if rec.get(field) is None:
+            raise XRError(f"record {rec['id']!r} has no `{field}` to aggregate by")
+        groups[rec[field]].append(i)
+    keep, y, p = [], [], []
+    for key, members in groups.items():
+        truth = preds.y[members]
+        if not np.array_equal(np.nan_to_num(truth, nan=-9), np.nan_to_num(truth[:1].repeat(len(members), 0),
+                                                                          nan=-9)):
+            raise XRError(f"{field} {key!r}: its records disagree on the truth")
+        first = preds.records[members[0]]
+        keep.append({**{k: first.get(k) for k in ("patient", "group", "split", "view")}, "id": str(key),
+                     field: key, "images": len(members)})
+        y.append(truth[0])
+        p.append(preds.p[members].mean(0))
+    return Predictions(preds.task, np.array(y), np.array(p), keep)
+
+
+@dataclasses.dataclass
+class EvalOptions:
+    threshold: object = 0.5          # a float or a rule (libxr.thresholds)
+    tune_on: str = "val"
+    by: tuple = ()
+    aggregate: str = None
+    bootstrap: int = 0
+    seed: int = 0
+    splits: tuple = ()
+
+
+def evaluate(preds, opts, warn=print, tick=lambda n, total=None: None):
+    """The report dict: task, thresholds, and a section per split (or one, ``all``)."""
+    if opts.aggregate:
+        preds = aggregate(preds, opts.aggregate)
+    rule = thresholds.parse(opts.threshold)
+    task = preds.task
+    split_of = [rec.get("split") or "all" for rec in preds.records]
+    names = sorted(set(split_of), key=lambda s: (SECTION_ORDER.index(s) if s in SECTION_ORDER else 9, s))
+    if opts.splits:
+        missing = [s for s in opts.splits if s not in names]
+        if missing:
+            raise XRError(f"no scored records of split {', '.join(missing)} (there are: {', '.join(names)})")
+        names = [s for s in names if s in opts.splits]
+    cut, tuned_on = _thresholds(preds, rule, opts.tune_on, split_of, warn)
+    report = {"task": task.to_dict(), "threshold_rule": opts.threshold, "threshold": cut, "tuned_on": tuned_on,
+              "aggregate": opts.aggregate, "records": len(preds.records), "sections": {}}
+    for name in names:
+        part = preds.take([i for i, s in enumerate(split_of) if s == name])
+        section = scoring.metrics(task, part.y, part.p, cut)
+        _warn_undefined(section, name, task, warn)
+        if opts.bootstrap:
+            section["ci"] = bootstrap(part, cut, opts.bootstrap, opts.seed, tick)
+            section["ci_level"] = CI_LEVEL
+        for field in opts.by:
+            section.setdefault("by", {})[field] = _by(part, field, cut)
+        report["sections"][name] = section
+    return report
+
+
+def _thresholds(preds, rule, tune_on, split_of, warn):
+    if isinstance(rule, float) or preds.task.kind == "multiclass":
+        if not isinstance(rule, float):
+            warn("multiclass decisions are the most probable class; the threshold rule is not used")
+        return (rule if isinstance(rule, float) else None), None
+    chosen = [i for i, s in enumerate(split_of) if s == tune_on]
+    source = tune_on
+    if not chosen:
+        warn(f"no records of split {tune_on!r} to choose the threshold on: chose it on all records, which "
+             "flatters them")
+        chosen, source = list(range(len(split_of))), "all"
+    part = preds.take(chosen)
+    if preds.task.kind == "binary":
+        cut = thresholds.choose(rule, part.y, part.p)
+        if cut is None:
+            raise XRError(f"cannot choose a {rule} threshold on split {source!r}: it has one class only")
+        return cut, source
+    cuts = []
+    for j, label in enumerate(preds.task.names):
+        known = ~np.isnan(part.y[:, j])
+        c = thresholds.choose(rule, part.y[known, j], part.p[known, j])
+        if c is None:
+            warn(f"label {label}: one class only in {source!r}; its threshold stays 0.5")
+        cuts.append(0.5 if c is None else c)
+    return cuts, source
+
+
+def _warn_undefined(section, name, task, warn):
+    key = "auc" if task.kind == "binary" else "auc_macro"
+    if section.get(key) is None:
+        warn(f"{name}: ROC-AUC is undefined (only one class present)")
+
+
+def _by(part, field, cut):
+    values = collections.defaultdict(list)
+    for i, rec in enumerate(part.records):
+        values["(none)" if rec.get(field) is None else str(rec[field])].append(i)
+    if list(values) == ["(none)"]:
+        raise XRError(f"--by {field}: no record has a `{field}` field")
+    out = {}
+    for value, idx in sorted(values.items()):
+        sub = part.take(idx)
+        out[value] = scoring.metrics(part.task, sub.y, sub.p, cut, detail=False)
+    return out
+
+
+def bootstrap(part, cut, replicates, seed, tick=lambda n, total=None: None):
+    """Percentile intervals of the headline metrics, resampling patients (or records without one)."""
+    groups = collections.defaultdict(list)
+    for i, rec in enumerate(part.records):
+        groups[rec.get("patient") or rec["id"]].append(i)
+    members = [np.array(v) for v in groups.values()]
+    rng = np.random.default_rng(seed)
+    draws = collections.defaultdict(list)
+    tick(0, replicates)
+    for _ in range(replicates):
+        picked = np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
+        values = scoring.metrics(part.task, part.y[picked], part.p[picked], cut, detail=False)
+        for key in scoring.HEADLINE[part.task.kind]:
+            if values.get(key) is not None:
+                draws[key].append(values[key])
+        tick(1)
+    alpha = (1 - CI_LEVEL) / 2
+    return {k: [float(np.quantile(v, alpha)), float(np.quantile(v, 1 - alpha))] for k, v in draws.items()
+            if len(v) >= replicates // 2}
+

@@ -1,0 +1,52 @@
+"""Runs ranked by a metric, from the JSON reports xr-eval wrote (report 000's
+evaluation table across hyperparameter settings)."""
+
+import csv
+import json
+
+from libxr.errors import UsageError, XRError
+from libxr.scoring import HEADLINE
+
+LOWER_IS_BETTER = ("log_loss", "brier", "ece")
+
+
+def load(paths, split=None):
+    """One row per report: name, split, n, and its headline metrics (with interval ends when present)."""
+    rows = []
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as f:
+                report = json.load(f)
+            sections, kind = report["sections"], report["task"]["kind"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise XRError(f"{path}: not an xr-eval JSON report ({exc})") from None
+        name = split or ("test" if "test" in sections else list(sections)[-1])
+        if name not in sections:
+            raise XRError(f"{path}: no {name!r} section (it has {', '.join(sections)})")
+        section = sections[name]
+        row = {"run": report.get("name") or path, "split": name, "task": kind, "n": section["n"]}
+        for key in HEADLINE[kind]:
+            row[key] = section.get(key)
+            if key in section.get("ci", {}):
+                row[f"{key}_low"], row[f"{key}_high"] = section["ci"][key]
+        rows.append(row)
+    return rows
+
+
+def rank(rows, metric):
+    usable = [r for r in rows if r.get(metric) is not None]
+    if not usable:
+        known = sorted({k for r in rows for k, v in r.items() if isinstance(v, float)})
+        raise UsageError(f"--rank-by {metric!r}: no report has it (they have: {', '.join(known)})")
+    usable.sort(key=lambda r: r[metric], reverse=metric not in LOWER_IS_BETTER)
+    missing = [r for r in rows if r.get(metric) is None]
+    return [{"rank": i + 1, **r} for i, r in enumerate(usable)] + [{"rank": None, **r} for r in missing]
+
+
+def write_csv(rows, stream):
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    writer = csv.DictWriter(stream, columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if v is None else round(v, 6) if isinstance(v, float) else v)
+                         for k, v in row.items()})

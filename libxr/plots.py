@@ -1,0 +1,137 @@
+"""PNG figures people would rather look at than read: training curves, ROC and
+precision-recall curves, confusion matrices and reliability diagrams.
+
+Drawn with matplotlib's Agg backend (no display needed on a cluster node) and
+written atomically.
+"""
+
+import contextlib
+import json
+
+import numpy as np
+
+from libxr.atomic import atomic_output
+
+
+@contextlib.contextmanager
+def _figure(png, ncols=1, nrows=1, width=5.0, height=4.5):
+    """A figure of nrows × ncols axes (yielded as a flat list), saved to ``png`` on success."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False)
+    try:
+        yield fig, list(axes.flat)
+        fig.tight_layout()
+        with atomic_output(png, "wb") as f:
+            fig.savefig(f, format="png", dpi=100)
+    finally:
+        plt.close(fig)
+
+
+def plot_curves(metrics_path, png):
+    """Loss and AUC (or accuracy) per epoch, train and validation, from a run's metrics.jsonl."""
+    with open(metrics_path, encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    if not rows:
+        return
+    epochs = [r["epoch"] for r in rows]
+    second = "auc" if any(r.get("val_auc") is not None for r in rows) else "accuracy"
+    with _figure(png, 2) as (_, axes):
+        for ax, metric in zip(axes, ("loss", second)):
+            for split in ("train", "val"):
+                values = [r.get(f"{split}_{metric}") for r in rows]
+                ax.plot(epochs, [np.nan if v is None else v for v in values], marker="o", label=split)
+            ax.set_xlabel("epoch")
+            ax.set_title(metric)
+            ax.legend()
+            ax.grid(alpha=0.3)
+
+
+def _curves(task, y, p):
+    """(name, 0/1 truth, probability) per class or label for one-vs-rest curves."""
+    if task.kind == "binary":
+        return [(task.names[1], y.astype(int), p)]
+    if task.kind == "multiclass":
+        return [(name, (y == j).astype(int), p[:, j]) for j, name in enumerate(task.names)]
+    out = []
+    for j, name in enumerate(task.names):
+        known = ~np.isnan(y[:, j])
+        out.append((name, y[known, j].astype(int), p[known, j]))
+    return out
+
+
+def plot_roc(task, y, p, png, title):
+    from sklearn.metrics import auc, roc_curve
+
+    with _figure(png) as (_, (ax,)):
+        for name, truth, prob in _curves(task, y, p):
+            if len(np.unique(truth)) == 2:
+                fpr, tpr, _ = roc_curve(truth, prob)
+                ax.plot(fpr, tpr, label=f"{name} (AUC {auc(fpr, tpr):.3f})")
+        ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+        ax.set(xlabel="1 − specificity (false positive rate)", ylabel="sensitivity (true positive rate)",
+               title=f"ROC — {title}", xlim=(0, 1), ylim=(0, 1.01))
+        ax.legend(loc="lower right", fontsize="small")
+        ax.grid(alpha=0.3)
+
+
+def plot_pr(task, y, p, png, title):
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    with _figure(png) as (_, (ax,)):
+        for name, truth, prob in _curves(task, y, p):
+            if truth.any():
+                precision, recall, _ = precision_recall_curve(truth, prob)
+                ax.plot(recall, precision, label=f"{name} (AP {average_precision_score(truth, prob):.3f})")
+        ax.set(xlabel="recall (sensitivity)", ylabel="precision", title=f"Precision-recall — {title}",
+               xlim=(0, 1), ylim=(0, 1.01))
+        ax.legend(loc="lower left", fontsize="small")
+        ax.grid(alpha=0.3)
+
+
+def plot_confusion(section, png, title):
+    """The section's confusion matrix, or one 2 × 2 matrix per label (multi-label)."""
+    matrices = ([(title, section["confusion"])] if "confusion" in section else
+                [(label, r["confusion"]) for label, r in section.get("per_label", {}).items()])
+    cols = min(len(matrices), 4)
+    k = len(matrices[0][1]["labels"])
+    size = max(3.0, 0.6 * k + 2)
+    with _figure(png, cols, -(-len(matrices) // cols), size, size) as (_, axes):
+        for ax in axes[len(matrices):]:
+            ax.axis("off")
+        for ax, (name, confusion) in zip(axes, matrices):
+            m = np.asarray(confusion["matrix"])
+            ax.imshow(m, cmap="Blues")
+            labels = confusion["labels"]
+            ax.set(xticks=range(len(labels)), yticks=range(len(labels)), xlabel="predicted", ylabel="true",
+                   title=name)
+            ax.set_xticklabels(labels, rotation=30, ha="right", fontsize="small")
+            ax.set_yticklabels(labels, fontsize="small")
+            for (i, j), v in np.ndenumerate(m):
+                ax.text(j, i, str(v), ha="center", va="center", color="white" if v > m.max() / 2 else "black")
+
+
+def plot_calibration(task, y, p, png, title, bins=10):
+    """Reliability diagram: observed frequency against predicted probability, with counts."""
+    from sklearn.calibration import calibration_curve
+
+    with _figure(png) as (_, (ax,)):
+        if task.kind == "multiclass":
+            pairs = [("top class", (p.argmax(1) == y).astype(int), p.max(1))]
+        else:
+            pairs = _curves(task, y, p)
+            if task.kind == "multilabel":
+                pairs = [("all labels", np.concatenate([t for _, t, _ in pairs]),
+                          np.concatenate([q for _, _, q in pairs]))]
+        for name, truth, prob in pairs:
+            if len(truth):
+                observed, predicted = calibration_curve(truth, prob, n_bins=bins, strategy="uniform")
+                ax.plot(predicted, observed, marker="o", label=name)
+        ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="perfect")
+        ax.set(xlabel="predicted probability", ylabel="observed frequency", title=f"Calibration — {title}",
+               xlim=(0, 1), ylim=(0, 1))
+        ax.legend(loc="upper left", fontsize="small")
+        ax.grid(alpha=0.3)

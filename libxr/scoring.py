@@ -1,0 +1,165 @@
+"""The field's metrics from truth and probabilities, every one through scikit-learn.
+
+Binary, multiclass and multi-label (per label over the records that state it,
+then averaged). Sensitivity is recall of the positive class and specificity
+recall of the negative one. A metric the data leaves undefined — AUC with one
+class present — is None with a warning, never a crash. ``headline`` names the
+metrics that tables, confidence intervals and leaderboards show.
+"""
+
+import warnings
+
+import numpy as np
+
+HEADLINE = {
+    "binary": ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "precision", "npv", "f1", "kappa",
+               "auc", "pr_auc", "log_loss", "brier", "ece"),
+    "multiclass": ("accuracy", "balanced_accuracy", "kappa", "f1_macro", "f1_micro", "f1_weighted",
+                   "precision_macro", "recall_macro", "auc_macro", "auc_micro", "pr_auc_macro", "log_loss", "brier",
+                   "ece"),
+    "multilabel": ("accuracy", "sensitivity_macro", "specificity_macro", "f1_macro", "f1_micro", "f1_samples",
+                   "precision_micro", "recall_micro", "kappa_macro", "auc_macro", "auc_micro", "pr_auc_macro",
+                   "log_loss", "brier"),
+}
+ECE_BINS = 10
+
+
+def metrics(task, y, p, threshold=0.5, detail=True):
+    """Headline metrics (and, with ``detail``, per class/label and confusion matrices).
+
+    ``y``/``p``: binary (N,) 0/1 and positive-class probabilities; multiclass (N,)
+    class indices and (N, K) probabilities; multi-label (N, L) 0/1 with NaN where
+    not stated and (N, L) probabilities. ``threshold``: a float, or one per label.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")     # sklearn's ill-defined-metric warnings: we report None instead
+        if task.kind == "binary":
+            return _binary(np.asarray(y).astype(int), np.asarray(p, np.float64), threshold, detail, task.names)
+        if task.kind == "multiclass":
+            return _multiclass(np.asarray(y).astype(int), np.asarray(p, np.float64), task.names, detail)
+        return _multilabel(np.asarray(y, np.float64), np.asarray(p, np.float64), threshold, task.names, detail)
+
+
+def _binary(y, p, threshold, detail, names=("negative", "positive")):
+    from sklearn import metrics as m
+
+    pred = (p >= threshold).astype(int)
+    both = len(np.unique(y)) == 2
+    tn, fp, fn, tp = m.confusion_matrix(y, pred, labels=[0, 1]).ravel()
+    out = {"n": int(len(y)), "positives": int(y.sum()), "threshold": float(threshold),
+           "accuracy": m.accuracy_score(y, pred),
+           "balanced_accuracy": m.balanced_accuracy_score(y, pred) if both else None,
+           "sensitivity": m.recall_score(y, pred, zero_division=np.nan) if tp + fn else None,
+           "specificity": m.recall_score(y, pred, pos_label=0, zero_division=np.nan) if tn + fp else None,
+           "precision": m.precision_score(y, pred, zero_division=np.nan) if tp + fp else None,
+           "npv": m.precision_score(y, pred, pos_label=0, zero_division=np.nan) if tn + fn else None,
+           "f1": m.f1_score(y, pred, zero_division=0),
+           "kappa": m.cohen_kappa_score(y, pred) if len(np.unique(np.r_[y, pred])) > 1 else None,
+           "auc": m.roc_auc_score(y, p) if both else None,
+           "pr_auc": m.average_precision_score(y, p) if y.any() else None,
+           "log_loss": m.log_loss(y, np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1]),
+           "brier": m.brier_score_loss(y, p, pos_label=1) if len(y) else None,
+           "ece": expected_calibration_error(y, p)}
+    if detail:
+        out["confusion"] = {"labels": list(names), "matrix": [[int(tn), int(fp)], [int(fn), int(tp)]]}
+    return _plain(out)
+
+
+def _multiclass(y, p, names, detail):
+    from sklearn import metrics as m
+
+    k = len(names)
+    pred = p.argmax(1)
+    present = np.unique(y)
+    onehot = np.eye(k)[y]
+    out = {"n": int(len(y)), "accuracy": m.accuracy_score(y, pred),
+           "balanced_accuracy": m.balanced_accuracy_score(y, pred),
+           "kappa": m.cohen_kappa_score(y, pred) if len(np.unique(np.r_[y, pred])) > 1 else None}
+    for avg in ("macro", "micro", "weighted"):
+        out[f"f1_{avg}"] = m.f1_score(y, pred, labels=range(k), average=avg, zero_division=0)
+        out[f"precision_{avg}"] = m.precision_score(y, pred, labels=range(k), average=avg, zero_division=0)
+        out[f"recall_{avg}"] = m.recall_score(y, pred, labels=range(k), average=avg, zero_division=0)
+    complete = len(present) == k
+    out["auc_macro"] = m.roc_auc_score(y, p, multi_class="ovr", average="macro", labels=range(k)) if complete else None
+    out["auc_micro"] = m.roc_auc_score(onehot, p, average="micro") if len(present) > 1 else None
+    out["pr_auc_macro"] = m.average_precision_score(onehot, p, average="macro") if complete else None
+    out["log_loss"] = m.log_loss(y, np.clip(p, 1e-15, 1), labels=range(k))
+    out["brier"] = float(np.mean(np.sum((p - onehot) ** 2, axis=1))) if len(y) else None
+    out["ece"] = expected_calibration_error(pred == y, p.max(1))
+    if detail:
+        out["per_class"] = {}
+        for j, name in enumerate(names):
+            out["per_class"][name] = _binary((y == j).astype(int), p[:, j], 0.5, False) | {
+                # one-vs-rest decisions come from the argmax, not a 0.5 cut
+                **_decided((y == j).astype(int), (pred == j).astype(int))}
+        out["confusion"] = {"labels": list(names),
+                            "matrix": m.confusion_matrix(y, pred, labels=range(k)).tolist()}
+    return _plain(out)
+
+
+def _decided(truth, pred):
+    from sklearn import metrics as m
+
+    return {"sensitivity": m.recall_score(truth, pred, zero_division=np.nan) if truth.any() else None,
+            "specificity": m.recall_score(truth, pred, pos_label=0, zero_division=np.nan)
+            if (truth == 0).any() else None,
+            "precision": m.precision_score(truth, pred, zero_division=np.nan) if pred.any() else None,
+            "f1": m.f1_score(truth, pred, zero_division=0), "support": int(truth.sum()), "threshold": None,
+            "accuracy": m.accuracy_score(truth, pred)}
+
+
+def _multilabel(y, p, threshold, names, detail):
+    from sklearn import metrics as m
+
+    cuts = np.broadcast_to(np.asarray(threshold, np.float64), (y.shape[1],))
+    per = {}
+    for j, name in enumerate(names):
+        known = ~np.isnan(y[:, j])
+        if known.any():
+            per[name] = _binary(y[known, j].astype(int), p[known, j], cuts[j], detail, ("0", "1"))
+    stated = ~np.isnan(y)
+    truth, prob = y[stated].astype(int), p[stated]
+    pred = (p >= cuts).astype(int)
+
+    def mean(key):
+        values = [r[key] for r in per.values() if r[key] is not None]
+        return float(np.mean(values)) if values else None
+
+    complete = stated.all(1)
+    out = {"n": int(len(y)), "stated": int(stated.sum()),
+           "accuracy": m.accuracy_score(truth, pred[stated]) if len(truth) else None,
+           "sensitivity_macro": mean("sensitivity"), "specificity_macro": mean("specificity"),
+           "f1_macro": mean("f1"), "f1_micro": m.f1_score(truth, pred[stated], zero_division=0),
+           "f1_samples": m.f1_score(y[complete].astype(int), pred[complete], average="samples", zero_division=0)
+           if complete.any() else None,
+           "precision_micro": m.precision_score(truth, pred[stated], zero_division=0),
+           "recall_micro": m.recall_score(truth, pred[stated], zero_division=0),
+           "kappa_macro": mean("kappa"), "auc_macro": mean("auc"),
+           "auc_micro": m.roc_auc_score(truth, prob) if len(np.unique(truth)) == 2 else None,
+           "pr_auc_macro": mean("pr_auc"), "log_loss": mean("log_loss"), "brier": mean("brier")}
+    if detail:
+        out["per_label"] = per
+    return _plain(out)
+
+
+def expected_calibration_error(hit, confidence, bins=ECE_BINS):
+    """Σ over equal-width confidence bins of |accuracy − confidence| weighted by the bin's share."""
+    hit, confidence = np.asarray(hit, np.float64), np.asarray(confidence, np.float64)
+    if not len(hit):
+        return None
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in np.unique(which):
+        inside = which == b
+        total += inside.mean() * abs(hit[inside].mean() - confidence[inside].mean())
+    return float(total)
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (np.floating, float)):
+        return None if np.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value

@@ -1,0 +1,46 @@
+"""Decision thresholds for a positive-class probability, by rule.
+
+A number is used as given. ``youden`` maximises sensitivity + specificity − 1;
+``sens=0.95`` is the highest threshold whose sensitivity reaches 0.95 — the
+most specific one that misses at most 5 % of positives (report 004 weighs a
+missed pneumonia far above a false alarm); ``spec=0.9`` likewise for
+specificity. Rules are chosen on validation predictions and applied to test:
+choosing on the test set itself flatters it.
+"""
+
+import numpy as np
+
+from libxr.errors import UsageError
+
+
+def parse(rule):
+    """A float, ``youden``, ``sens=X`` or ``spec=X`` — checked early, as a usage error."""
+    if rule == "youden":
+        return rule
+    name, sep, value = str(rule).partition("=")
+    try:
+        number = float(value if sep else rule)
+    except ValueError:
+        number = None
+    if number is None or not 0 <= number <= 1 or (sep and name not in ("sens", "spec")):
+        raise UsageError(f"threshold {rule!r}: use a probability (0.5), youden, sens=0.95 or spec=0.9")
+    return (name, number) if sep else number
+
+
+def choose(rule, truth, prob):
+    """The threshold ``rule`` gives on (0/1 ``truth``, ``prob``); None when it needs both classes."""
+    if isinstance(rule, float):
+        return rule
+    truth, prob = np.asarray(truth).astype(int), np.asarray(prob, np.float64)
+    if len(np.unique(truth)) < 2:
+        return None
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, cut = roc_curve(truth, prob, drop_intermediate=False)
+    cut = np.minimum(cut, 1.0)          # roc_curve's first threshold is +inf (nothing positive)
+    if rule == "youden":
+        return float(cut[np.argmax(tpr - fpr)])
+    name, target = rule
+    if name == "sens":
+        return float(cut[np.flatnonzero(tpr >= target)[0]])
+    return float(cut[np.flatnonzero(1 - fpr >= target)[-1]])

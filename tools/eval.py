@@ -1,0 +1,151 @@
+"""xr-eval: the field's metrics, tables and plots from prediction records; or a leaderboard of runs."""
+
+import json
+import os
+
+import click
+
+from libxr.atomic import atomic_output
+from libxr.cli import command, open_input, output_option, seed_option
+from libxr.console import report
+from libxr.errors import UsageError
+
+
+@command("xr-eval", example="""
+xr-predict -m runs/r1/best.pt cx.jsonl | xr-eval --threshold youden --bootstrap 1000 --plots plots/
+xr-eval scored.jsonl --split test --by group --aggregate study      # MURA: per body part, per study
+xr-eval scored.jsonl --threshold sens=0.95 --format md > report.md   # tuned on val, applied to test
+xr-eval scored.jsonl --run runs/r1 --json runs/r1/eval.json
+xr-eval --leaderboard runs/*/eval.json --rank-by kappa > leaderboard.csv
+""")
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--threshold", default="0.5", show_default=True,
+              help="Binary / multi-label decisions: a probability, youden, sens=0.95 or spec=0.9 "
+                   "(rules are chosen on the --tune-on split and applied to every split).")
+@click.option("--tune-on", default="val", show_default=True, metavar="SPLIT",
+              help="The split whose records choose a threshold rule.")
+@click.option("--split", "splits", multiple=True, metavar="NAME",
+              help="Report only this split (repeatable); default every split present.")
+@click.option("--by", multiple=True, metavar="FIELD", help="Also per value of this field: group, view, sex, ...")
+@click.option("--aggregate", metavar="FIELD",
+              help="One prediction per FIELD value (mean probability), e.g. study for MURA.")
+@click.option("--positive", help="Binary: the positive class (default: the one not named normal/negative).")
+@click.option("--bootstrap", type=click.IntRange(0), default=0, show_default=True, metavar="N",
+              help="95 %% intervals from N resamples of patients.")
+@click.option("--format", "fmt", type=click.Choice(("table", "md", "json")), default="table", show_default=True,
+              help="table: rich tables on stderr; md or json: the report on stdout.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Also write the report as JSON (for --leaderboard).")
+@click.option("--plots", type=click.Path(file_okay=False), metavar="DIR",
+              help="Write ROC, precision-recall, confusion and calibration PNGs per split here.")
+@click.option("--run", type=click.Path(file_okay=False, exists=True), metavar="DIR",
+              help="The xr-train run directory: names the report and adds its training curves to --plots.")
+@click.option("--name", help="The report's name in a leaderboard (default: the --run folder or the file).")
+@click.option("--leaderboard", is_flag=True, help="FILES are xr-eval JSON reports: rank them, CSV to stdout.")
+@click.option("--rank-by", metavar="METRIC", help="Leaderboard metric (default auc, or auc_macro).")
+@output_option
+@seed_option
+def main(files, threshold, tune_on, splits, by, aggregate, positive, bootstrap, fmt, json_path, plots, run, name,
+         leaderboard, rank_by, output, seed, quiet, verbose):
+    """Score prediction records (truth in `label`/`labels`, probabilities in `scores`).
+
+    Reports accuracy, balanced accuracy, sensitivity, specificity, precision, NPV,
+    F1 (per class; macro, micro, weighted; samples), Cohen's kappa, ROC-AUC and
+    PR-AUC (per class, macro, micro), log loss, Brier score, calibration error
+    and confusion matrices — one column per split.
+    """
+    if leaderboard:
+        return _leaderboard(files, splits, rank_by, output)
+    from libxr.evaluation import EvalOptions, evaluate, read_predictions
+    from libxr.manifest import read_records
+    from libxr.thresholds import parse
+
+    parse(threshold)
+    preds = None
+    for path in files or ("-",):
+        stream, source = open_input(path)
+        with stream:
+            part = read_predictions(read_records(stream, source, numbered=True), source, positive, report.warn)
+        preds = part if preds is None else _join(preds, part, source)
+    opts = EvalOptions(threshold=threshold, tune_on=tune_on, by=by, aggregate=aggregate, bootstrap=bootstrap,
+                       seed=seed, splits=splits)
+    with report.bar("bootstrap", unit="resamples") as tick:
+        result = evaluate(preds, opts, report.warn, tick)
+    result["name"] = name or (os.path.basename(os.path.normpath(run)) if run else ", ".join(files or ("<stdin>",)))
+    if json_path:
+        with atomic_output(json_path) as f:
+            json.dump(result, f, indent=1)
+            f.write("\n")
+    if plots:
+        _plots(preds, result, opts, plots, run)
+    if fmt == "table":
+        from libxr.eval_tables import rich_tables
+
+        for table in rich_tables(result):
+            report.table(table)
+    else:
+        from libxr.eval_tables import markdown
+
+        with atomic_output(output) as out:
+            out.write(markdown(result) if fmt == "md" else json.dumps(result, indent=1) + "\n")
+
+
+def _join(a, b, source):
+    import numpy as np
+
+    from libxr.evaluation import Predictions
+
+    if a.task != b.task:
+        raise UsageError(f"{source}: scores for {', '.join(b.task.names)}, the files before had "
+                         f"{', '.join(a.task.names)}")
+    return Predictions(a.task, np.concatenate([a.y, b.y]), np.concatenate([a.p, b.p]), a.records + b.records)
+
+
+def _plots(preds, result, opts, folder, run):
+    from libxr.evaluation import aggregate
+    from libxr.plots import plot_calibration, plot_confusion, plot_curves, plot_pr, plot_roc
+
+    os.makedirs(folder, exist_ok=True)
+    if opts.aggregate:
+        preds = aggregate(preds, opts.aggregate)
+    split_of = [r.get("split") or "all" for r in preds.records]
+    written = []
+    for split, section in result["sections"].items():
+        part = preds.take([i for i, s in enumerate(split_of) if s == split])
+        for kind, draw in (("roc", plot_roc), ("pr", plot_pr), ("calibration", plot_calibration)):
+            path = os.path.join(folder, f"{split}-{kind}.png")
+            draw(preds.task, part.y, part.p, path, split)
+            written.append(path)
+        path = os.path.join(folder, f"{split}-confusion.png")
+        plot_confusion(section, path, split)
+        written.append(path)
+    if run and os.path.exists(os.path.join(run, "metrics.jsonl")):
+        path = os.path.join(folder, "training.png")
+        plot_curves(os.path.join(run, "metrics.jsonl"), path)
+        written.append(path)
+    report.info(f"wrote {len(written)} plots to {folder}")
+
+
+def _leaderboard(files, splits, rank_by, output):
+    from libxr.leaderboard import load, rank, write_csv
+
+    if not files:
+        raise UsageError("--leaderboard needs the JSON reports to rank (xr-eval --json FILE wrote them)")
+    if len(splits) > 1:
+        raise UsageError("--leaderboard ranks one split: give --split once")
+    rows = load(files, splits[0] if splits else None)
+    metric = rank_by or ("auc" if rows[0]["task"] == "binary" else "auc_macro")
+    ranked = rank(rows, metric)
+    with atomic_output(output) as out:
+        write_csv(ranked, out)
+    if not report.quiet:
+        from rich.table import Table
+
+        table = Table(title=f"leaderboard by {metric} ({ranked[0]['split']})", title_justify="left")
+        for column in ("rank", "run", "n", metric):
+            table.add_column(column, justify="left" if column == "run" else "right")
+        for row in ranked:
+            value = row.get(metric)
+            table.add_row(str(row["rank"] or "—"), str(row["run"]), str(row["n"]),
+                          "—" if value is None else f"{value:.4f}")
+        report.table(table)

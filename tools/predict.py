@@ -1,0 +1,52 @@
+"""xr-predict: score manifest records with a trained checkpoint; records with `scores`/`pred` to stdout."""
+
+import click
+
+from libxr.atomic import atomic_output
+from libxr.cli import command, device_option, manifest_input, open_input, output_option, workers_option
+from libxr.console import report
+from libxr.manifest import read_records, write_records
+
+
+@command("xr-predict", example="""
+xr-predict -m runs/r1/best.pt test.jsonl | xr-eval
+xr-index incoming/ | xr-predict -m "$(cat best.txt)" --tta hflip > scored.jsonl   # raw images, no HDF5 step
+xr-predict -m best.pt m.jsonl --threshold 0.3 --batch-size 128 --workers 4 -o scored.jsonl
+""")
+@manifest_input
+@click.option("-m", "--model", "checkpoint", required=True, type=click.Path(dir_okay=False),
+              help="An xr-train checkpoint (best.pt); read without running pickled code.")
+@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
+@click.option("--tta", type=click.Choice(("none", "hflip")), default="none", show_default=True,
+              help="Test-time augmentation: hflip averages the image's and its mirror's probabilities.")
+@click.option("--threshold", type=click.FloatRange(0, 1),
+              help="Binary and multi-label decisions: positive at or above this probability "
+                   "(default: the checkpoint's, else 0.5).")
+@click.option("--strict", is_flag=True, help="Stop with exit 1 at the first unreadable image.")
+@device_option
+@workers_option
+@output_option
+def main(manifest, checkpoint, batch_size, tta, threshold, strict, device, workers, output, quiet, verbose):
+    """Add `scores` (per-class probabilities) and `pred` to every record of MANIFEST.
+
+    HDF5-backed records are read from their file (it must have been made with
+    the training settings); other records are decoded from `path` with the
+    checkpoint's preprocessing. An unreadable image gives its record an `error`
+    field and no scores, and the run goes on. Records keep their order and fields.
+    """
+    from libxr.classifier import Classifier
+    from libxr.predict import predict
+
+    clf = Classifier(checkpoint, device)
+    stream, name = open_input(manifest)
+    with stream:
+        records = list(read_records(stream, name))
+    failed = []
+    with atomic_output(output) as out, report.bar("scoring", unit="images", total=len(records)) as tick:
+        scored = predict(records, clf, batch_size, () if tta == "none" else (tta,), threshold, workers, strict,
+                         tick, failed.append)
+        n = write_records(scored, out)
+    report.info(f"scored {n - len(failed) - sum('error' in r for r in records)} of {n} records with "
+                f"{checkpoint} ({clf.task.kind}: {', '.join(clf.task.names)})")
+    if failed:
+        report.warn(f"{len(failed)} images could not be read and have an `error` field; the first: {failed[0]}")

@@ -46,7 +46,7 @@ def _binary(y, p, threshold, detail, names=("negative", "positive")):
     pred = (p >= threshold).astype(int)
     both = len(np.unique(y)) == 2
     tn, fp, fn, tp = m.confusion_matrix(y, pred, labels=[0, 1]).ravel()
-    out = {"n": int(len(y)), "positives": int(y.sum()), "threshold": float(threshold),
+    out = {"n": len(y), "positives": int(y.sum()), "threshold": float(threshold),
            "accuracy": m.accuracy_score(y, pred),
            "balanced_accuracy": m.balanced_accuracy_score(y, pred) if both else None,
            "sensitivity": m.recall_score(y, pred, zero_division=np.nan) if tp + fn else None,
@@ -72,7 +72,7 @@ def _multiclass(y, p, names, detail):
     pred = p.argmax(1)
     present = np.unique(y)
     onehot = np.eye(k)[y]
-    out = {"n": int(len(y)), "accuracy": m.accuracy_score(y, pred),
+    out = {"n": len(y), "accuracy": m.accuracy_score(y, pred),
            "balanced_accuracy": m.balanced_accuracy_score(y, pred),
            "kappa": m.cohen_kappa_score(y, pred) if len(np.unique(np.r_[y, pred])) > 1 else None}
     for avg in ("macro", "micro", "weighted"):
@@ -126,7 +126,7 @@ def _multilabel(y, p, threshold, names, detail):
         return float(np.mean(values)) if values else None
 
     complete = stated.all(1)
-    out = {"n": int(len(y)), "stated": int(stated.sum()),
+    out = {"n": len(y), "stated": int(stated.sum()),
            "accuracy": m.accuracy_score(truth, pred[stated]) if len(truth) else None,
            "sensitivity_macro": mean("sensitivity"), "specificity_macro": mean("specificity"),
            "f1_macro": mean("f1"), "f1_micro": m.f1_score(truth, pred[stated], zero_division=0),

@@ -64,7 +64,7 @@ class _Inputs:
                 wanted.setdefault(source, []).append((p, index[0]))
             elif kind == "raw":
                 try:
-                    pixels[p] = torch.from_numpy(prepare_array(source, size, fit, kinds))
+                    pixels[p] = torch.from_numpy(prepare_array(source, size, fit, kinds).copy())
                 except (DecodeError, OSError, ValueError, MemoryError) as exc:
                     reasons[p] = f"{source}: {exc}"
         for source, pairs in wanted.items():    # one fancy-indexed read per file

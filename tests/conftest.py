@@ -87,3 +87,39 @@ def needs_commands():
 def write_jsonl(path, records):
     path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     return path
+
+
+def _chest_set(tmp, count, seed, *split_args):
+    """Synthetic chest films (48 px), split by patient, preprocessed to 32 px: (HDF5, raw) manifests."""
+    from xrtools.index import main as index
+    from xrtools.preprocess import main as preprocess
+    from xrtools.split import main as split
+
+    synthesize(str(tmp / "ds"), SynthOptions(count=count, size=48, splits=(), seed=seed))
+    runner = CliRunner()
+    raw = runner.invoke(index, [str(tmp / "ds"), "--patient-regex", r"person(\d+)_"]).stdout
+    raw = runner.invoke(split, [*split_args, "--seed", "1"], input=raw).stdout
+    (tmp / "raw.jsonl").write_text(raw)
+    h5 = runner.invoke(preprocess, ["-o", str(tmp / "d.h5"), "--size", "32"], input=raw).stdout
+    (tmp / "h5.jsonl").write_text(h5)
+    return tmp / "h5.jsonl", tmp / "raw.jsonl"
+
+
+@pytest.fixture(scope="session")
+def manifests(tmp_path_factory):
+    """160 films split train/val: (HDF5 manifest, raw manifest)."""
+    return _chest_set(tmp_path_factory.mktemp("train"), 160, 2, "--val", "0.25")
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """A VGG-5 trained 3 epochs on 200 films split train/val/test:
+    {"h5": manifest, "raw": manifest, "ckpt": best.pt, "dir": folder}."""
+    from xrtools.train import main as train
+
+    tmp = tmp_path_factory.mktemp("trained")
+    h5, raw = _chest_set(tmp, 200, 3, "--val", "0.2", "--test", "0.3")
+    result = CliRunner().invoke(train, [str(h5), "--model", "vgg5", "--epochs", "3", "--batch-size", "16",
+                                        "--run-dir", str(tmp / "run"), "-q"])
+    assert result.exit_code == 0, result.stderr
+    return {"h5": h5, "raw": raw, "ckpt": tmp / "run" / "best.pt", "dir": tmp}

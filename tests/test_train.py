@@ -11,28 +11,8 @@ import pytest
 import torch
 from conftest import needs_commands, write_jsonl
 from xrtools.index import main as index
-from xrtools.preprocess import main as preprocess
 from xrtools.split import main as split
 from xrtools.train import main
-
-
-@pytest.fixture(scope="module")
-def manifests(tmp_path_factory):
-    """Synthetic chest films, split by patient, preprocessed to 32 px: (HDF5 manifest, raw manifest)."""
-    from click.testing import CliRunner
-
-    from libxr.synth import SynthOptions, synthesize
-
-    tmp = tmp_path_factory.mktemp("train")
-    synthesize(str(tmp / "ds"), SynthOptions(count=160, size=48, splits=(), seed=2))
-    runner = CliRunner()
-    raw = runner.invoke(index, [str(tmp / "ds"), "--patient-regex", r"person(\d+)_"]).stdout
-    raw = runner.invoke(split, ["--val", "0.25", "--seed", "1"], input=raw).stdout
-    (tmp / "raw.jsonl").write_text(raw)
-    h5 = runner.invoke(preprocess, ["-o", str(tmp / "d.h5"), "--size", "32"], input=raw).stdout
-    (tmp / "h5.jsonl").write_text(h5)
-    return tmp / "h5.jsonl", tmp / "raw.jsonl"
-
 
 FAST = ["--model", "dense", "--batch-size", "16", "--lr", "3e-3"]
 

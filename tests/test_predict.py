@@ -1,0 +1,151 @@
+"""xr-predict: scores from HDF5 rows and raw images alike, order and fields kept, bad images,
+TTA, thresholds, refused files — through CliRunner and real pipes."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from conftest import needs_commands, sh, write_jsonl
+from xrtools.predict import main
+
+from libxr.classifier import Classifier
+
+
+def records(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_scores_and_pred_on_every_record_fields_and_order_kept(cli, trained):
+    result = cli(main, "-m", trained["ckpt"], trained["h5"])
+    assert result.exit_code == 0, result.stderr
+    source, scored = records(trained["h5"]), result.records
+    assert [r["id"] for r in scored] == [r["id"] for r in source]
+    for before, after in zip(source, scored):
+        assert {k: after[k] for k in before} == before
+        assert list(after["scores"]) == ["NORMAL", "PNEUMONIA"]
+        assert sum(after["scores"].values()) == pytest.approx(1, abs=2e-6)
+        assert after["pred"] == ("PNEUMONIA" if after["scores"]["PNEUMONIA"] >= 0.5 else "NORMAL")
+    test = [r for r in scored if r["split"] == "test"]
+    from sklearn.metrics import roc_auc_score
+
+    auc = roc_auc_score([r["label"] == "PNEUMONIA" for r in test], [r["scores"]["PNEUMONIA"] for r in test])
+    assert auc > 0.85                                                       # the model learned something
+    assert "scored 200 of 200 records" in result.stderr
+
+
+def test_raw_images_get_the_checkpoints_preprocessing(cli, trained):
+    """No HDF5 step: the raw files, decoded as xr-preprocess did, score the same."""
+    from_h5 = cli(main, "-m", trained["ckpt"], trained["h5"]).records
+    from_raw = cli(main, "-m", trained["ckpt"], trained["raw"], "--workers", 2, "--batch-size", 7).records
+    assert [r["id"] for r in from_raw] == [r["id"] for r in from_h5]
+    for a, b in zip(from_h5, from_raw):
+        assert b["scores"]["PNEUMONIA"] == pytest.approx(a["scores"]["PNEUMONIA"], abs=1e-5)
+
+
+def test_unreadable_images_get_an_error_and_the_run_goes_on(cli, trained, tmp_path):
+    source = records(trained["raw"])[:12]
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "text.png").write_text("not an image")
+    source[3]["path"] = str(tmp_path / "empty.png")
+    source[7]["path"] = str(tmp_path / "text.png")
+    source[9]["path"] = str(tmp_path / "missing.png")
+    source[10]["error"] = "failed in xr-preprocess"
+    manifest = write_jsonl(tmp_path / "m.jsonl", source)
+    result = cli(main, "-m", trained["ckpt"], manifest)
+    assert result.exit_code == 0, result.stderr
+    out = result.records
+    assert len(out) == 12 and [i for i, r in enumerate(out) if "error" in r] == [3, 7, 9, 10]
+    assert all("scores" not in out[i] for i in (3, 7, 9, 10)) and all("scores" in out[i] for i in (0, 11))
+    assert str(tmp_path / "empty.png") in out[3]["error"] and out[10]["error"] == "failed in xr-preprocess"
+    assert "3 images could not be read" in result.stderr and "scored 8 of 12" in result.stderr
+    strict = cli(main, "-m", trained["ckpt"], manifest, "--strict", "-o", tmp_path / "out.jsonl")
+    assert strict.exit_code == 1 and "empty.png" in strict.stderr
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_tta_and_threshold(cli, trained):
+    plain = cli(main, "-m", trained["ckpt"], trained["h5"]).records
+    flipped = cli(main, "-m", trained["ckpt"], trained["h5"], "--tta", "hflip").records
+    p0 = np.array([r["scores"]["PNEUMONIA"] for r in plain])
+    p1 = np.array([r["scores"]["PNEUMONIA"] for r in flipped])
+    assert not np.allclose(p0, p1) and np.all((p1 >= 0) & (p1 <= 1))
+    strict_cut = cli(main, "-m", trained["ckpt"], trained["h5"], "--threshold", "0.99").records
+    assert sum(r["pred"] == "PNEUMONIA" for r in strict_cut) == int((p0 >= 0.99).sum())
+    assert sum(r["pred"] == "PNEUMONIA" for r in strict_cut) < sum(r["pred"] == "PNEUMONIA" for r in plain)
+
+
+def test_classifier_averages_the_mirror_in_probability(trained):
+    clf = Classifier(str(trained["ckpt"]), "cpu")
+    x = torch.randint(0, 255, (4, 1, 32, 32), dtype=torch.uint8)
+    both = clf.scores(x, ("hflip",))
+    expected = (clf.scores(x) + clf.scores(torch.flip(x, dims=(-1,)))) / 2
+    assert both == pytest.approx(expected, abs=1e-6)
+
+
+def test_multiclass_and_multilabel_records(cli, synth, tmp_path):
+    from xrtools.index import main as index
+    from xrtools.split import main as split
+    from xrtools.train import main as train
+
+    for layout, check in (("chexpert", lambda r: isinstance(r["pred"], list) and len(r["scores"]) >= 2),
+                          ("folders3", lambda r: r["pred"] in r["scores"] and len(r["scores"]) == 3)):
+        if layout == "folders3":
+            root = synth("folders", count=60, size=32, classes=("COVID", "NORMAL", "Viral Pneumonia"))
+        else:
+            root = synth("chexpert", count=60, size=32)
+        indexed = cli(index, root).stdout
+        manifest = tmp_path / f"{layout}.jsonl"
+        manifest.write_text(cli(split, "--val", "0.3", "--resplit", input=indexed).stdout)
+        run = tmp_path / layout
+        trained = cli(train, manifest, "--model", "dense", "--size", 32, "--epochs", 1, "--run-dir", run, "-q")
+        assert trained.exit_code == 0, trained.stderr
+        out = cli(main, "-m", run / "best.pt", manifest).records
+        assert out and all(check(r) for r in out if "error" not in r)
+
+
+@pytest.mark.parametrize("problem, message", [
+    ("size", "preprocessed with size 48, the model was trained on size 32"),
+    ("row", "is not one of its"),
+    ("nothing", "neither `h5`/`row` nor `path`"),
+])
+def test_records_that_cannot_be_scored(cli, trained, tmp_path, problem, message):
+    from xrtools.preprocess import main as preprocess
+
+    source = records(trained["h5"])[:5]
+    if problem == "size":
+        out = cli(preprocess, "-o", tmp_path / "big.h5", "--size", 48, input=trained["raw"].read_text())
+        source = out.records[:5]
+    elif problem == "row":
+        source[2]["row"] = 10_000
+    else:
+        del source[1]["h5"], source[1]["row"], source[1]["path"]
+    result = cli(main, "-m", trained["ckpt"], write_jsonl(tmp_path / "m.jsonl", source))
+    assert result.exit_code == 1 and message in result.stderr
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "no such checkpoint"),
+    (b"garbage", "not a loadable checkpoint"),
+    ({"model": {}}, "not an xr-train checkpoint"),
+])
+def test_bad_checkpoints(cli, trained, tmp_path, content, message):
+    path = tmp_path / "c.pt"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        torch.save(content, path)
+    result = cli(main, "-m", path, trained["h5"])
+    assert result.exit_code == 1 and message in result.stderr
+
+
+def test_through_a_pipe_into_xr_eval(trained, tmp_path):
+    needs_commands()
+    copy = tmp_path / "best.pt"
+    shutil.copy(trained["ckpt"], copy)
+    result = sh(f"xr-predict -m {copy} {trained['h5']} | xr-eval --split test --format json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["sections"]["test"]["n"] == sum(r["split"] == "test" for r in records(trained["h5"]))
+    assert report["sections"]["test"]["auc"] > 0.8

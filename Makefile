@@ -25,17 +25,20 @@ demo: install
 	rm -rf $(DEMO) && mkdir -p $(DEMO)
 	$(BIN)/xr-synth $(DEMO)/chest -n 600 --size 128 --seed 1
 	$(BIN)/xr-index $(DEMO)/chest --patient-regex 'person(\d+)_' --summary \
-	  | $(BIN)/xr-split --val 0.15 > $(DEMO)/chest.jsonl
+	  | $(BIN)/xr-split --val 0.15 --test 0.2 > $(DEMO)/chest.jsonl
 	$(BIN)/xr-split --check $(DEMO)/chest.jsonl
 	$(BIN)/xr-preprocess $(DEMO)/chest.jsonl -o $(DEMO)/chest.h5 --size 96 > $(DEMO)/chest-h5.jsonl
 	$(BIN)/xr-train $(DEMO)/chest-h5.jsonl --model vgg5 --epochs 5 --augment --early-stop val_auc \
 	  --run-dir $(DEMO)/run > $(DEMO)/best.txt
+	$(BIN)/xr-predict -m $$(cat $(DEMO)/best.txt) $(DEMO)/chest-h5.jsonl \
+	  | $(BIN)/xr-eval --threshold youden --bootstrap 200 --plots $(DEMO)/plots --run $(DEMO)/run \
+	    --json $(DEMO)/run/eval.json
 	$(BIN)/xr-synth $(DEMO)/CheXpert-v1.0-small --layout chexpert -n 600 --size 128 --seed 2
 	$(BIN)/xr-index $(DEMO)/CheXpert-v1.0-small --uncertain ones --propagate --frontal-only \
 	  | $(BIN)/xr-split --val 0.1 --test 0.1 --resplit --out-dir $(DEMO)/chexpert
 	$(BIN)/xr-preprocess $(DEMO)/chexpert/train.jsonl -o $(DEMO)/chexpert/train.h5 --size 96 \
 	  --channels enhanced > $(DEMO)/chexpert/train-h5.jsonl
-	@echo "demo: manifests, HDF5 files and a trained model ($$(cat $(DEMO)/best.txt)) in $(DEMO)"
+	@echo "demo: manifests, HDF5 files, a trained model ($$(cat $(DEMO)/best.txt)), its report and plots in $(DEMO)"
 
 bench: install
 	$(BIN)/python bench/bench_index.py
@@ -43,10 +46,11 @@ bench: install
 	$(BIN)/python bench/bench_preprocess.py
 	$(BIN)/python bench/bench_loader.py
 	$(BIN)/python bench/bench_train.py
+	$(BIN)/python bench/bench_predict.py
 
 lint: install
 	$(PIP_INSTALL) ruff
-	$(BIN)/ruff check --line-length 110 libxr tools tests bench
+	$(BIN)/ruff check --line-length 110 libxr tools tests bench examples
 
 clean:
 	rm -rf build $(VENV) *.egg-info

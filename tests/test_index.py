@@ -343,3 +343,18 @@ def test_dicom_files_are_indexed_like_images(cli, tmp_path):
     records = cli(main, tmp_path).records
     assert [(r["id"], r["label"]) for r in records] == [("abnormal/scan.dcm", "abnormal"),
                                                         ("normal/scan.dcm", "normal")]
+
+
+def test_fields_from_file_names(cli, synth):
+    records = cli(main, synth("folders", count=30, size=32), "--field", "person=person(\\d+)",
+                  "--field", "second=_(2)\\.png").records
+    assert all(r["person"] == r["id"].split("person")[1].split("_")[0] for r in records)
+    assert {r.get("second") for r in records} == {"2", None}
+    assert any("second" not in r for r in records)
+
+
+@pytest.mark.parametrize("field, message", [("label=x", "xr sets itself"), ("kind", "NAME=REGEX"),
+                                            ("kind=(", "--field kind=")])
+def test_bad_fields(cli, synth, field, message):
+    result = cli(main, synth("folders", count=30, size=32), "--field", field)
+    assert result.exit_code == 2 and message in result.stderr

@@ -17,8 +17,24 @@ def _names(ctx, param, value):
     return tuple(v.strip() for v in value.split(",") if v.strip()) if value else ()
 
 
+RESERVED = ("id", "path", "label", "labels", "split", "h5", "row", "scores", "pred", "error", "source")
+
+
+def _fields(ctx, param, values):
+    out = []
+    for item in values:
+        name, sep, pattern = item.partition("=")
+        if not sep or not name or not pattern:
+            raise click.BadParameter(f"{item!r} is not NAME=REGEX")
+        if name in RESERVED:
+            raise click.BadParameter(f"{name!r} is a field xr sets itself")
+        out.append((name, pattern))
+    return tuple(out)
+
+
 @command("xr-index", example="""
 xr-index data/chest_xray --patient-regex '(person\\d+|IM-\\d+)' --summary > all.jsonl
+xr-index data/chest_xray --field kind='_(bacteria|virus)_'     # a field to group metrics by
 xr-index CheXpert-v1.0-small/train.csv --uncertain ones --propagate --frontal-only
 xr-index labels.csv --layout csv --path-col file --label-col finding --encoding cp1252
 """)
@@ -28,6 +44,9 @@ xr-index labels.csv --layout csv --path-col file --label-col finding --encoding 
               help="Folder the table's image paths are relative to (default: found from the table).")
 @click.option("--patient-regex", metavar="REGEX",
               help="Patient id from file names: group 1 of REGEX, or the whole match.")
+@click.option("--field", "fields", multiple=True, callback=_fields, metavar="NAME=REGEX",
+              help="Add field NAME from file names: group 1 of REGEX or the whole match (repeatable), "
+                   "e.g. kind='_(bacteria|virus)_' for per-group metrics.")
 @click.option("--labels", callback=_names, metavar="A,B,...",
               help="chexpert/nih: keep only these labels.")
 @click.option("--uncertain", type=click.Choice(tuple(UNCERTAIN_POLICIES)), default="keep",

@@ -10,7 +10,7 @@ import os
 
 from libxr.errors import UsageError
 from libxr.index import chexpert, folders, mura, nih, table_layout
-from libxr.index.paths import ExistenceCache, PatientFromName, Tally
+from libxr.index.paths import ExistenceCache, FromName, Tally
 from libxr.index.table import Table
 
 READERS = {"folders": folders.read, "mura": mura.read, "chexpert": chexpert.read,
@@ -26,6 +26,7 @@ class IndexOptions:
     encoding: str = "utf-8"
     delimiter: str = None
     patient_regex: str = None
+    fields: tuple = ()               # (name, regex) pairs: more fields from file names
     uncertain: str = "keep"
     blank: str = "unknown"
     frontal_only: bool = False
@@ -91,7 +92,8 @@ def index(source, layout=None, opts=None, tally=None):
     if layout == "folders" and not os.path.isdir(source):
         raise UsageError(f"{source}: the folders layout needs a directory")
     records = READERS[layout](source, opts, tally)
-    patient_of = PatientFromName(opts.patient_regex) if opts.patient_regex else None
+    patient_of = FromName(opts.patient_regex) if opts.patient_regex else None
+    extra = [(name, FromName(pattern, f"--field {name}=")) for name, pattern in opts.fields]
     exists = ExistenceCache() if layout in TABLE_LAYOUTS else None
     for rec in records:
         if patient_of is not None:
@@ -100,6 +102,10 @@ def index(source, layout=None, opts=None, tally=None):
                 tally.no_patient += 1
             else:
                 rec = _with_patient(rec, patient)
+        for name, value_of in extra:
+            value = value_of(rec["path"])
+            if value is not None:
+                rec[name] = value
         if exists is not None and not exists(rec["path"]):
             tally.miss(rec["path"])
             if opts.drop_missing:

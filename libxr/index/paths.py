@@ -91,14 +91,15 @@ class ExistenceCache:
         self.absent.append(directory.rstrip(os.sep) + os.sep)
 
 
-class PatientFromName:
-    """``--patient-regex``: the patient id is group 1 (or the whole match) in the file name."""
+class FromName:
+    """A value from the file name: group 1 of a regex, or the whole match (``--patient-regex``,
+    ``--field``); None when the name does not match."""
 
-    def __init__(self, pattern):
+    def __init__(self, pattern, option="--patient-regex"):
         try:
             self.regex = re.compile(pattern)
         except re.error as exc:
-            raise UsageError(f"--patient-regex {pattern!r}: {exc}") from None
+            raise UsageError(f"{option} {pattern!r}: {exc}") from None
 
     def __call__(self, path):
         match = self.regex.search(os.path.basename(path))

@@ -1,0 +1,216 @@
+"""xr-eval: sections per split, thresholds tuned on val, --by, --aggregate, bootstrap, formats,
+plots, leaderboard, and the bad inputs — on hand-made prediction records and a real model's."""
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+from conftest import write_jsonl
+from sklearn import metrics as m
+from xrtools.eval import main
+
+rng = np.random.default_rng(3)
+
+
+def binary_records(n=120, splits=("val", "test"), **extra):
+    out = []
+    for i in range(n):
+        y = int(rng.random() < 0.4)
+        p = float(np.clip(0.3 * y + 0.7 * rng.random(), 0, 1))
+        out.append({"id": f"r{i}", "label": "PNEUMONIA" if y else "NORMAL", "patient": f"p{i // 2}",
+                    "split": splits[i % len(splits)], "group": ["XR_WRIST", "XR_HAND"][i % 3 == 0],
+                    "study": f"s{i // 3}", "scores": {"NORMAL": round(1 - p, 6), "PNEUMONIA": round(p, 6)},
+                    **extra})
+    return out
+
+
+def truth_and_prob(records, split):
+    part = [r for r in records if r["split"] == split]
+    return (np.array([r["label"] == "PNEUMONIA" for r in part], int),
+            np.array([r["scores"]["PNEUMONIA"] for r in part]))
+
+
+def evaluate(cli, tmp_path, records, *args):
+    result = cli(main, write_jsonl(tmp_path / "p.jsonl", records), "--format", "json", *args)
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout), result.stderr
+
+
+def test_a_section_per_split_with_sklearns_numbers(cli, tmp_path):
+    recs = binary_records()
+    report, _ = evaluate(cli, tmp_path, recs)
+    assert list(report["sections"]) == ["val", "test"]
+    y, p = truth_and_prob(recs, "test")
+    test = report["sections"]["test"]
+    assert test["n"] == len(y) and test["auc"] == pytest.approx(m.roc_auc_score(y, p))
+    assert test["kappa"] == pytest.approx(m.cohen_kappa_score(y, p >= 0.5))
+    assert test["confusion"]["labels"] == ["NORMAL", "PNEUMONIA"]
+
+
+@pytest.mark.parametrize("rule", ["youden", "sens=0.95", "spec=0.8"])
+def test_threshold_rules_are_chosen_on_val_and_applied_to_test(cli, tmp_path, rule):
+    from libxr.thresholds import choose, parse
+
+    recs = binary_records()
+    report, _ = evaluate(cli, tmp_path, recs, "--threshold", rule)
+    yv, pv = truth_and_prob(recs, "val")
+    cut = choose(parse(rule), yv, pv)
+    assert report["threshold"] == pytest.approx(cut) and report["tuned_on"] == "val"
+    yt, pt = truth_and_prob(recs, "test")
+    assert report["sections"]["test"]["sensitivity"] == pytest.approx(m.recall_score(yt, pt >= cut))
+    if rule == "sens=0.95":
+        assert report["sections"]["val"]["sensitivity"] >= 0.95
+
+
+def test_a_rule_without_a_val_split_warns_that_it_flatters(cli, tmp_path):
+    report, err = evaluate(cli, tmp_path, binary_records(splits=("test",)), "--threshold", "youden")
+    assert report["tuned_on"] == "all" and "flatters" in err
+
+
+def test_by_group_and_study_aggregation(cli, tmp_path):
+    recs = binary_records()
+    for r in recs:      # a study shares its truth
+        r["label"] = "PNEUMONIA" if int(r["study"][1:]) % 2 else "NORMAL"
+    report, _ = evaluate(cli, tmp_path, recs, "--by", "group", "--split", "test")
+    groups = report["sections"]["test"]["by"]["group"]
+    wrist = [r for r in recs if r["split"] == "test" and r["group"] == "XR_WRIST"]
+    assert groups["XR_WRIST"]["n"] == len(wrist)
+    assert groups["XR_WRIST"]["auc"] == pytest.approx(m.roc_auc_score(
+        [r["label"] == "PNEUMONIA" for r in wrist], [r["scores"]["PNEUMONIA"] for r in wrist]))
+    report, _ = evaluate(cli, tmp_path, [dict(r, split="test") for r in recs], "--aggregate", "study")
+    studies = {}
+    for r in recs:
+        studies.setdefault(r["study"], []).append(r)
+    y = [s[0]["label"] == "PNEUMONIA" for s in studies.values()]
+    p = [np.mean([r["scores"]["PNEUMONIA"] for r in s]) for s in studies.values()]
+    assert report["sections"]["test"]["n"] == len(studies) == 40
+    assert report["sections"]["test"]["auc"] == pytest.approx(m.roc_auc_score(y, p), abs=1e-9)
+
+
+def test_bootstrap_intervals_bracket_the_estimate_and_repeat_with_the_seed(cli, tmp_path):
+    recs = binary_records()
+    a, _ = evaluate(cli, tmp_path, recs, "--bootstrap", 200, "--seed", 4)
+    b, _ = evaluate(cli, tmp_path, recs, "--bootstrap", 200, "--seed", 4)
+    c, _ = evaluate(cli, tmp_path, recs, "--bootstrap", 200, "--seed", 5)
+    test = a["sections"]["test"]
+    for key in ("auc", "accuracy", "sensitivity", "specificity", "kappa", "f1"):
+        low, high = test["ci"][key]
+        assert low <= test[key] <= high and high - low > 0.01
+    assert a == b and a["sections"]["test"]["ci"] != c["sections"]["test"]["ci"]
+
+
+def test_multiclass_and_multilabel_predictions(cli, tmp_path):
+    names = ["COVID", "NORMAL", "Viral Pneumonia"]
+    recs = []
+    for i in range(90):
+        y = i % 3
+        p = rng.dirichlet(np.ones(3)) + np.eye(3)[y] * 0.5
+        p /= p.sum()
+        recs.append({"id": str(i), "label": names[y], "scores": dict(zip(names, map(float, p)))})
+    report, _ = evaluate(cli, tmp_path, recs)
+    section = report["sections"]["all"]
+    y = [i % 3 for i in range(90)]
+    probs = np.array([[r["scores"][n] for n in names] for r in recs])
+    assert section["auc_macro"] == pytest.approx(m.roc_auc_score(y, probs, multi_class="ovr"))
+    assert len(section["confusion"]["matrix"]) == 3 and set(section["per_class"]) == set(names)
+    labels = ["Edema", "Effusion"]
+    recs = [{"id": str(i), "labels": {"Edema": i % 2, "Effusion": -1 if i % 5 == 0 else (i // 2) % 2},
+             "scores": {"Edema": 0.3 + 0.4 * (i % 2), "Effusion": float(rng.random())}} for i in range(60)]
+    report, _ = evaluate(cli, tmp_path, recs)
+    section = report["sections"]["all"]
+    assert set(section["per_label"]) == set(labels) and section["per_label"]["Effusion"]["n"] == 48
+    assert section["per_label"]["Edema"]["auc"] == 1.0
+
+
+def test_formats_tables_and_plots(cli, tmp_path):
+    recs = binary_records()
+    path = write_jsonl(tmp_path / "p.jsonl", recs)
+    md = cli(main, path, "--format", "md", "--by", "group")
+    assert md.exit_code == 0 and "| metric | val | test |" in md.stdout and "### test: by group" in md.stdout
+    table = cli(main, path, "--json", tmp_path / "e.json", "--plots", tmp_path / "plots")
+    assert table.exit_code == 0 and table.stdout == ""
+    assert "sensitivity" in table.stderr and "confusion" in table.stderr
+    assert json.loads((tmp_path / "e.json").read_text())["sections"]["test"]["n"] == 60
+    pngs = sorted(p.name for p in (tmp_path / "plots").iterdir())
+    assert pngs == sorted(f"{s}-{k}.png" for s in ("val", "test") for k in ("roc", "pr", "calibration", "confusion"))
+    assert all((tmp_path / "plots" / p).read_bytes()[:4] == b"\x89PNG" for p in pngs)
+
+
+def test_training_curves_from_a_run_directory(cli, trained, tmp_path):
+    from xrtools.predict import main as predict
+
+    scored = cli(predict, "-m", trained["ckpt"], trained["h5"]).stdout
+    path = tmp_path / "s.jsonl"
+    path.write_text(scored)
+    run = trained["ckpt"].parent
+    result = cli(main, path, "--run", run, "--plots", tmp_path / "plots", "--json", tmp_path / "e.json")
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "plots" / "training.png").exists() and (tmp_path / "plots" / "test-roc.png").exists()
+    assert json.loads((tmp_path / "e.json").read_text())["name"] == "run"
+
+
+def test_leaderboard_ranks_runs(cli, tmp_path):
+    reports = []
+    for i, noise in enumerate((0.9, 0.3, 0.6)):
+        recs = []
+        for j in range(80):
+            y = j % 2
+            p = float(np.clip(0.5 * y + noise * rng.random() + (0.5 - noise) / 2, 0, 1))
+            recs.append({"id": str(j), "label": ["NORMAL", "PNEUMONIA"][y], "split": "test",
+                         "scores": {"NORMAL": 1 - p, "PNEUMONIA": p}})
+        out = tmp_path / f"e{i}.json"
+        assert cli(main, write_jsonl(tmp_path / f"p{i}.jsonl", recs), "--json", out, "--name", f"run{i}",
+                   "-q").exit_code == 0
+        reports.append(out)
+    result = cli(main, "--leaderboard", *reports)
+    assert result.exit_code == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [r["run"] for r in rows] == ["run1", "run2", "run0"] and [r["rank"] for r in rows] == ["1", "2", "3"]
+    assert float(rows[0]["auc"]) >= float(rows[1]["auc"]) >= float(rows[2]["auc"])
+    by_loss = list(csv.DictReader(io.StringIO(cli(main, "--leaderboard", *reports, "--rank-by", "log_loss").stdout)))
+    assert float(by_loss[0]["log_loss"]) <= float(by_loss[-1]["log_loss"])
+    bad = cli(main, "--leaderboard", *reports, "--rank-by", "charm")
+    assert bad.exit_code == 2 and "no report has it" in bad.stderr
+
+
+@pytest.mark.parametrize("edit, line, message", [
+    (lambda rs: rs[4].pop("scores"), 5, "has no `scores`"),
+    (lambda rs: rs[6].pop("label"), 7, "no `label` or `labels`"),
+    (lambda rs: rs[2].update(label="COVID"), 3, "label 'COVID' is not one of the scored classes"),
+    (lambda rs: rs[8]["scores"].update(COVID=0.1), 9, "earlier records had"),
+    (lambda rs: rs[1]["scores"].update(NORMAL="high"), 2, "a score is not a number"),
+])
+def test_bad_prediction_records_name_the_line(cli, tmp_path, edit, line, message):
+    recs = binary_records(20)
+    edit(recs)
+    path = write_jsonl(tmp_path / "p.jsonl", recs)
+    result = cli(main, path)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"xr-eval: error: {path}:{line}: ") and message in result.stderr
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--threshold", "best"], 2, "youden, sens=0.95"),
+    (["--split", "train"], 1, "no scored records of split train"),
+    (["--by", "hospital"], 1, "no record has a `hospital` field"),
+    (["--aggregate", "visit"], 1, "has no `visit`"),
+])
+def test_bad_options(cli, tmp_path, args, code, message):
+    result = cli(main, write_jsonl(tmp_path / "p.jsonl", binary_records(20)), *args)
+    assert result.exit_code == code and message in result.stderr
+
+
+def test_one_class_truth_reports_auc_as_undefined(cli, tmp_path):
+    recs = [r for r in binary_records(60) if r["label"] == "PNEUMONIA"]
+    report, err = evaluate(cli, tmp_path, recs)
+    assert report["sections"]["test"]["auc"] is None and "ROC-AUC is undefined" in err
+    assert report["sections"]["test"]["sensitivity"] is not None
+
+
+def test_unreadable_records_are_left_out_and_counted(cli, tmp_path):
+    recs = binary_records(20)
+    recs[3] = {"id": "bad", "label": "NORMAL", "split": "test", "error": "x.png: truncated"}
+    report, err = evaluate(cli, tmp_path, recs)
+    assert report["records"] == 19 and "1 records have an `error`" in err

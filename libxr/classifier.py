@@ -30,7 +30,9 @@ class Classifier:
         self.task = Task(**state["task"])
         self.preprocess = state["preprocess"]
         self.size, self.in_channels = state["size"], state["in_channels"]
-        self.threshold = state.get("threshold", 0.5)
+        self.threshold = state.get("threshold")
+        if self.threshold is None:
+            self.threshold = 0.5
         arch = dict(state.get("arch") or {})
         if "weights" in arch:
             arch["weights"] = "none"        # the checkpoint holds them

@@ -160,19 +160,10 @@ def _thresholds(preds, rule, tune_on, split_of, warn):
              "flatters them")
         chosen, source = list(range(len(split_of))), "all"
     part = preds.take(chosen)
-    if preds.task.kind == "binary":
-        cut = thresholds.choose(rule, part.y, part.p)
-        if cut is None:
-            raise XRError(f"cannot choose a {rule} threshold on split {source!r}: it has one class only")
-        return cut, source
-    cuts = []
-    for j, label in enumerate(preds.task.names):
-        known = ~np.isnan(part.y[:, j])
-        c = thresholds.choose(rule, part.y[known, j], part.p[known, j])
-        if c is None:
-            warn(f"label {label}: one class only in {source!r}; its threshold stays 0.5")
-        cuts.append(0.5 if c is None else c)
-    return cuts, source
+    cut = thresholds.for_task(rule, preds.task, part.y, part.p, warn)
+    if cut is None:
+        raise XRError(f"cannot choose a {rule} threshold on split {source!r}: it has one class only")
+    return cut, source
 
 
 def _warn_undefined(section, name, task, warn):

@@ -121,4 +121,5 @@ def decision(task, score, threshold=0.5):
     scores = {name: round(float(s), 6) for name, s in zip(task.names, score)}
     if task.kind == "multiclass":
         return {"scores": scores, "pred": task.names[int(score.argmax())]}
-    return {"scores": scores, "pred": [n for n, s in zip(task.names, score) if s >= threshold]}
+    cuts = np.broadcast_to(np.asarray(threshold, np.float64), score.shape)     # one, or one per label
+    return {"scores": scores, "pred": [n for n, s, c in zip(task.names, score, cuts) if s >= c]}

@@ -44,3 +44,20 @@ def choose(rule, truth, prob):
     if name == "sens":
         return float(cut[np.flatnonzero(tpr >= target)[0]])
     return float(cut[np.flatnonzero(1 - fpr >= target)[-1]])
+
+
+def for_task(rule, task, y, p, warn=lambda message: None):
+    """``rule``'s threshold for a task: one float (binary; None when undefined), one per label
+    (multi-label; 0.5 for a label with one class), None for multiclass (decisions are argmax)."""
+    if task.kind == "multiclass":
+        return None
+    if task.kind == "binary":
+        return choose(rule, y, p)
+    cuts = []
+    for j, label in enumerate(task.names):
+        known = ~np.isnan(y[:, j])
+        cut = choose(rule, y[known, j], p[known, j])
+        if cut is None:
+            warn(f"label {label}: one class only; its threshold stays 0.5")
+        cuts.append(0.5 if cut is None else cut)
+    return cuts

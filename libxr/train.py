@@ -18,7 +18,7 @@ import time
 import numpy as np
 import torch
 
-from libxr import __version__, checkpoint
+from libxr import __version__, checkpoint, thresholds
 from libxr.augment import AugmentOptions, BatchTransform
 from libxr.distributed import World
 from libxr.errors import UsageError, XRError
@@ -307,7 +307,9 @@ def _run(data, opts, world, run_dir, manifest_sha256, argv, resume, log, warn, t
             if world.main:
                 state = {**meta, "model": core.state_dict(), "optimizer": optimizer.state_dict(),
                          "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                         "epoch": epoch, "best": best, "metrics": _plain(row), "rng": {"ranks": rng}}
+                         "epoch": epoch, "best": best, "metrics": _plain(row), "rng": {"ranks": rng},
+                         # xr-predict's default operating point: Youden's on validation
+                         "threshold": thresholds.for_task("youden", task, data.y_val, val_scores)}
                 checkpoint.save(state, paths["last.pt"])
                 if improved:
                     checkpoint.save(state, paths["best.pt"])

@@ -21,12 +21,13 @@ def test_scores_and_pred_on_every_record_fields_and_order_kept(cli, trained):
     result = cli(main, "-m", trained["ckpt"], trained["h5"])
     assert result.exit_code == 0, result.stderr
     source, scored = records(trained["h5"]), result.records
+    cut = torch.load(trained["ckpt"], weights_only=True)["threshold"]
     assert [r["id"] for r in scored] == [r["id"] for r in source]
     for before, after in zip(source, scored):
         assert {k: after[k] for k in before} == before
         assert list(after["scores"]) == ["NORMAL", "PNEUMONIA"]
         assert sum(after["scores"].values()) == pytest.approx(1, abs=2e-6)
-        assert after["pred"] == ("PNEUMONIA" if after["scores"]["PNEUMONIA"] >= 0.5 else "NORMAL")
+        assert after["pred"] == ("PNEUMONIA" if after["scores"]["PNEUMONIA"] >= cut else "NORMAL")
     test = [r for r in scored if r["split"] == "test"]
     from sklearn.metrics import roc_auc_score
 
@@ -63,6 +64,15 @@ def test_unreadable_images_get_an_error_and_the_run_goes_on(cli, trained, tmp_pa
     strict = cli(main, "-m", trained["ckpt"], manifest, "--strict", "-o", tmp_path / "out.jsonl")
     assert strict.exit_code == 1 and "empty.png" in strict.stderr
     assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_the_checkpoints_threshold_is_youdens_on_validation(cli, trained):
+    from libxr.thresholds import choose
+
+    val = [r for r in cli(main, "-m", trained["ckpt"], trained["h5"], "--threshold", "0.5").records
+           if r["split"] == "val"]
+    cut = choose("youden", [r["label"] == "PNEUMONIA" for r in val], [r["scores"]["PNEUMONIA"] for r in val])
+    assert torch.load(trained["ckpt"], weights_only=True)["threshold"] == pytest.approx(cut, abs=1e-5)
 
 
 def test_tta_and_threshold(cli, trained):

@@ -21,7 +21,7 @@ xr-predict -m best.pt m.jsonl --threshold 0.3 --batch-size 128 --workers 4 -o sc
               help="Test-time augmentation: hflip averages the image's and its mirror's probabilities.")
 @click.option("--threshold", type=click.FloatRange(0, 1),
               help="Binary and multi-label decisions: positive at or above this probability "
-                   "(default: the checkpoint's, else 0.5).")
+                   "(default: the checkpoint's — Youden's on validation — else 0.5).")
 @click.option("--strict", is_flag=True, help="Stop with exit 1 at the first unreadable image.")
 @device_option
 @workers_option
@@ -46,7 +46,10 @@ def main(manifest, checkpoint, batch_size, tta, threshold, strict, device, worke
         scored = predict(records, clf, batch_size, () if tta == "none" else (tta,), threshold, workers, strict,
                          tick, failed.append)
         n = write_records(scored, out)
+    cut = threshold if threshold is not None else clf.threshold
+    shown = f"{cut:.3f}" if isinstance(cut, float) else ", ".join(f"{c:.3f}" for c in cut)
     report.info(f"scored {n - len(failed) - sum('error' in r for r in records)} of {n} records with "
-                f"{checkpoint} ({clf.task.kind}: {', '.join(clf.task.names)})")
+                f"{checkpoint} ({clf.task.kind}: {', '.join(clf.task.names)}"
+                f"{'' if clf.task.kind == 'multiclass' else '; threshold ' + shown})")
     if failed:
         report.warn(f"{len(failed)} images could not be read and have an `error` field; the first: {failed[0]}")

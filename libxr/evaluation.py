@@ -30,6 +30,18 @@ class Predictions:
         index = np.asarray(index, np.int64)
         return Predictions(self.task, self.y[index], self.p[index], [self.records[i] for i in index])
 
+    def join(self, other, source):
+        """These predictions followed by ``other``'s (read from ``source``)."""
+        if other.task != self.task:
+            raise XRError(f"{source}: scores for {', '.join(other.task.names)}, the files before had "
+                          f"{', '.join(self.task.names)}")
+        return Predictions(self.task, np.concatenate([self.y, other.y]), np.concatenate([self.p, other.p]),
+                           self.records + other.records)
+
+    def split(self, name):
+        """The predictions of records whose split is ``name`` (``all``: records without one)."""
+        return self.take([i for i, r in enumerate(self.records) if (r.get("split") or "all") == name])
+
 
 def read_predictions(numbered, name, positive=None, warn=print):
     """Predictions from (line number, record) pairs; records with `error` are skipped (counted)."""
@@ -120,9 +132,10 @@ class EvalOptions:
 
 
 def evaluate(preds, opts, warn=print, tick=lambda n, total=None: None):
-    """The report dict: task, thresholds, and a section per split (or one, ``all``)."""
-    if opts.aggregate:
-        preds = aggregate(preds, opts.aggregate)
+    """The report dict: task, thresholds, and a section per split (or one, ``all``).
+
+    ``preds`` are already aggregated when ``opts.aggregate`` names a field (:func:`aggregate`).
+    """
     rule = thresholds.parse(opts.threshold)
     task = preds.task
     split_of = [rec.get("split") or "all" for rec in preds.records]
@@ -132,11 +145,11 @@ def evaluate(preds, opts, warn=print, tick=lambda n, total=None: None):
         if missing:
             raise XRError(f"no scored records of split {', '.join(missing)} (there are: {', '.join(names)})")
         names = [s for s in names if s in opts.splits]
-    cut, tuned_on = _thresholds(preds, rule, opts.tune_on, split_of, warn)
+    cut, tuned_on = _thresholds(preds, rule, opts.tune_on, warn)
     report = {"task": task.to_dict(), "threshold_rule": opts.threshold, "threshold": cut, "tuned_on": tuned_on,
               "aggregate": opts.aggregate, "records": len(preds.records), "sections": {}}
     for name in names:
-        part = preds.take([i for i, s in enumerate(split_of) if s == name])
+        part = preds.split(name)
         section = scoring.metrics(task, part.y, part.p, cut)
         _warn_undefined(section, name, task, warn)
         if opts.bootstrap:
@@ -148,18 +161,16 @@ def evaluate(preds, opts, warn=print, tick=lambda n, total=None: None):
     return report
 
 
-def _thresholds(preds, rule, tune_on, split_of, warn):
+def _thresholds(preds, rule, tune_on, warn):
     if isinstance(rule, float) or preds.task.kind == "multiclass":
         if not isinstance(rule, float):
             warn("multiclass decisions are the most probable class; the threshold rule is not used")
         return (rule if isinstance(rule, float) else None), None
-    chosen = [i for i, s in enumerate(split_of) if s == tune_on]
-    source = tune_on
-    if not chosen:
+    part, source = preds.split(tune_on), tune_on
+    if not part.records:
         warn(f"no records of split {tune_on!r} to choose the threshold on: chose it on all records, which "
              "flatters them")
-        chosen, source = list(range(len(split_of))), "all"
-    part = preds.take(chosen)
+        part, source = preds, "all"
     cut = thresholds.for_task(rule, preds.task, part.y, part.p, warn)
     if cut is None:
         raise XRError(f"cannot choose a {rule} threshold on split {source!r}: it has one class only")

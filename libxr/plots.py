@@ -63,7 +63,8 @@ def _curves(task, y, p):
     return out
 
 
-def plot_roc(task, y, p, png, title):
+def plot_roc(task, y, p, png, title, threshold=None):
+    """One-vs-rest ROC curves; a binary task's operating point at ``threshold`` is marked."""
     from sklearn.metrics import auc, roc_curve
 
     with _figure(png) as (_, (ax,)):
@@ -71,6 +72,10 @@ def plot_roc(task, y, p, png, title):
             if len(np.unique(truth)) == 2:
                 fpr, tpr, _ = roc_curve(truth, prob)
                 ax.plot(fpr, tpr, label=f"{name} (AUC {auc(fpr, tpr):.3f})")
+                if task.kind == "binary" and threshold is not None:
+                    pred = prob >= threshold
+                    ax.plot([pred[truth == 0].mean()], [pred[truth == 1].mean()], "o", color="black",
+                            label=f"threshold {threshold:.3f}")
         ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
         ax.set(xlabel="1 − specificity (false positive rate)", ylabel="sensitivity (true positive rate)",
                title=f"ROC — {title}", xlim=(0, 1), ylim=(0, 1.01))
@@ -135,3 +140,23 @@ def plot_calibration(task, y, p, png, title, bins=10):
                xlim=(0, 1), ylim=(0, 1))
         ax.legend(loc="upper left", fontsize="small")
         ax.grid(alpha=0.3)
+
+
+def report_plots(preds, report, folder, run=None):
+    """xr-eval's figures for each section of ``report``; the paths written."""
+    import os
+
+    os.makedirs(folder, exist_ok=True)
+    written = []
+    for split, section in report["sections"].items():
+        part = preds.split(split)
+        name = os.path.join(folder, split)
+        plot_roc(preds.task, part.y, part.p, f"{name}-roc.png", split, section.get("threshold"))
+        plot_pr(preds.task, part.y, part.p, f"{name}-pr.png", split)
+        plot_calibration(preds.task, part.y, part.p, f"{name}-calibration.png", split)
+        plot_confusion(section, f"{name}-confusion.png", split)
+        written += [f"{name}-{kind}.png" for kind in ("roc", "pr", "calibration", "confusion")]
+    if run and os.path.exists(os.path.join(run, "metrics.jsonl")):
+        written.append(os.path.join(folder, "training.png"))
+        plot_curves(os.path.join(run, "metrics.jsonl"), written[-1])
+    return written

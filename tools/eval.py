@@ -57,6 +57,7 @@ def main(files, threshold, tune_on, splits, by, aggregate, positive, bootstrap, 
     if leaderboard:
         return _leaderboard(files, splits, rank_by, output)
     from libxr.evaluation import EvalOptions, evaluate, read_predictions
+    from libxr.evaluation import aggregate as per_field
     from libxr.manifest import read_records
     from libxr.thresholds import parse
 
@@ -66,7 +67,9 @@ def main(files, threshold, tune_on, splits, by, aggregate, positive, bootstrap, 
         stream, source = open_input(path)
         with stream:
             part = read_predictions(read_records(stream, source, numbered=True), source, positive, report.warn)
-        preds = part if preds is None else _join(preds, part, source)
+        preds = part if preds is None else preds.join(part, source)
+    if aggregate:
+        preds = per_field(preds, aggregate)
     opts = EvalOptions(threshold=threshold, tune_on=tune_on, by=by, aggregate=aggregate, bootstrap=bootstrap,
                        seed=seed, splits=splits)
     with report.bar("bootstrap", unit="resamples") as tick:
@@ -77,7 +80,9 @@ def main(files, threshold, tune_on, splits, by, aggregate, positive, bootstrap, 
             json.dump(result, f, indent=1)
             f.write("\n")
     if plots:
-        _plots(preds, result, opts, plots, run)
+        from libxr.plots import report_plots
+
+        report.info(f"wrote {len(report_plots(preds, result, plots, run))} plots to {plots}")
     if fmt == "table":
         from libxr.eval_tables import rich_tables
 
@@ -88,42 +93,6 @@ def main(files, threshold, tune_on, splits, by, aggregate, positive, bootstrap, 
 
         with atomic_output(output) as out:
             out.write(markdown(result) if fmt == "md" else json.dumps(result, indent=1) + "\n")
-
-
-def _join(a, b, source):
-    import numpy as np
-
-    from libxr.evaluation import Predictions
-
-    if a.task != b.task:
-        raise UsageError(f"{source}: scores for {', '.join(b.task.names)}, the files before had "
-                         f"{', '.join(a.task.names)}")
-    return Predictions(a.task, np.concatenate([a.y, b.y]), np.concatenate([a.p, b.p]), a.records + b.records)
-
-
-def _plots(preds, result, opts, folder, run):
-    from libxr.evaluation import aggregate
-    from libxr.plots import plot_calibration, plot_confusion, plot_curves, plot_pr, plot_roc
-
-    os.makedirs(folder, exist_ok=True)
-    if opts.aggregate:
-        preds = aggregate(preds, opts.aggregate)
-    split_of = [r.get("split") or "all" for r in preds.records]
-    written = []
-    for split, section in result["sections"].items():
-        part = preds.take([i for i, s in enumerate(split_of) if s == split])
-        for kind, draw in (("roc", plot_roc), ("pr", plot_pr), ("calibration", plot_calibration)):
-            path = os.path.join(folder, f"{split}-{kind}.png")
-            draw(preds.task, part.y, part.p, path, split)
-            written.append(path)
-        path = os.path.join(folder, f"{split}-confusion.png")
-        plot_confusion(section, path, split)
-        written.append(path)
-    if run and os.path.exists(os.path.join(run, "metrics.jsonl")):
-        path = os.path.join(folder, "training.png")
-        plot_curves(os.path.join(run, "metrics.jsonl"), path)
-        written.append(path)
-    report.info(f"wrote {len(written)} plots to {folder}")
 
 
 def _leaderboard(files, splits, rank_by, output):

@@ -109,8 +109,9 @@ def test_multiclass_and_multilabel_predictions(cli, tmp_path):
         p = rng.dirichlet(np.ones(3)) + np.eye(3)[y] * 0.5
         p /= p.sum()
         recs.append({"id": str(i), "label": names[y], "scores": dict(zip(names, map(float, p)))})
-    report, _ = evaluate(cli, tmp_path, recs)
+    report, _ = evaluate(cli, tmp_path, recs, "--plots", tmp_path / "mc")
     section = report["sections"]["all"]
+    assert len(list((tmp_path / "mc").iterdir())) == 4
     y = [i % 3 for i in range(90)]
     probs = np.array([[r["scores"][n] for n in names] for r in recs])
     assert section["auc_macro"] == pytest.approx(m.roc_auc_score(y, probs, multi_class="ovr"))
@@ -118,9 +119,10 @@ def test_multiclass_and_multilabel_predictions(cli, tmp_path):
     labels = ["Edema", "Effusion"]
     recs = [{"id": str(i), "labels": {"Edema": i % 2, "Effusion": -1 if i % 5 == 0 else (i // 2) % 2},
              "scores": {"Edema": 0.3 + 0.4 * (i % 2), "Effusion": float(rng.random())}} for i in range(60)]
-    report, _ = evaluate(cli, tmp_path, recs)
+    report, _ = evaluate(cli, tmp_path, recs, "--plots", tmp_path / "ml", "--threshold", "youden")
     section = report["sections"]["all"]
     assert set(section["per_label"]) == set(labels) and section["per_label"]["Effusion"]["n"] == 48
+    assert len(report["threshold"]) == 2 and len(list((tmp_path / "ml").iterdir())) == 4
     assert section["per_label"]["Edema"]["auc"] == 1.0
 
 

@@ -3,7 +3,8 @@
 Binary, multiclass and multi-label (per label over the records that state it,
 then averaged). Sensitivity is recall of the positive class and specificity
 recall of the negative one. A metric the data leaves undefined — AUC with one
-class present — is None with a warning, never a crash. ``headline`` names the
+class present, kappa with one true class, F1 with nothing positive in truth or
+prediction — is None (xr-eval warns when AUC is), never a crash. ``headline`` names the
 metrics that tables, confidence intervals and leaderboards show.
 """
 
@@ -53,8 +54,9 @@ def _binary(y, p, threshold, detail, names=("negative", "positive")):
            "specificity": m.recall_score(y, pred, pos_label=0, zero_division=np.nan) if tn + fp else None,
            "precision": m.precision_score(y, pred, zero_division=np.nan) if tp + fp else None,
            "npv": m.precision_score(y, pred, pos_label=0, zero_division=np.nan) if tn + fn else None,
-           "f1": m.f1_score(y, pred, zero_division=0),
-           "kappa": m.cohen_kappa_score(y, pred) if len(np.unique(np.r_[y, pred])) > 1 else None,
+           "f1": m.f1_score(y, pred, zero_division=0) if tp + fp + fn else None,
+           # agreement beyond chance means nothing when the truth has one class (a MURA body part's normals)
+           "kappa": m.cohen_kappa_score(y, pred) if both else None,
            "auc": m.roc_auc_score(y, p) if both else None,
            "pr_auc": m.average_precision_score(y, p) if y.any() else None,
            "log_loss": m.log_loss(y, np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1]),

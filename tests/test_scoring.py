@@ -100,8 +100,10 @@ def test_multilabel_unstated_labels_are_left_out_per_label():
 
 
 @pytest.mark.parametrize("y, p, undefined", [
-    (np.ones(10), np.linspace(0, 1, 10), {"auc", "specificity", "balanced_accuracy"}),
-    (np.zeros(10), np.linspace(0, 1, 10), {"auc", "sensitivity", "pr_auc", "balanced_accuracy"}),
+    (np.ones(10), np.linspace(0, 1, 10), {"auc", "specificity", "balanced_accuracy", "kappa"}),
+    (np.zeros(10), np.linspace(0, 1, 10), {"auc", "sensitivity", "pr_auc", "balanced_accuracy", "kappa"}),
+    (np.zeros(10), np.full(10, 0.2), {"auc", "sensitivity", "pr_auc", "balanced_accuracy", "kappa", "precision",
+                                      "f1"}),
     (np.array([0, 1] * 5), np.full(10, 0.2), {"precision"}),     # nothing called positive (kappa 0)
 ])
 def test_degenerate_binary_inputs_give_none_not_a_crash(y, p, undefined):

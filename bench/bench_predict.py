@@ -40,7 +40,7 @@ def main():
         env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
         run(["xr-synth", os.path.join(tmp, "ds"), "-n", str(COUNT), "--size", str(SIZE), "--splits", "", "-q"])
         manifest = os.path.join(tmp, "m.jsonl")
-        subprocess.run(f"xr-index {tmp}/ds -q | xr-split --val 0.2 -q | xr-preprocess -o {tmp}/d.h5 -q > {manifest}",
+        subprocess.run(f"xr-index {tmp}/ds -q | xr-split --val 0.2 -q | xr-preprocess -o {tmp}/d.h5 --size {SIZE} -q > {manifest}",
                        shell=True, check=True, env=env)
         run(["xr-train", manifest, "--model", "vgg5", "--epochs", "1", "--max-steps", "2", "--run-dir",
              os.path.join(tmp, "run"), "-q"])

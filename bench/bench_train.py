@@ -46,7 +46,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         run(["xr-synth", os.path.join(tmp, "ds"), "-n", "1280", "--size", str(SIZE), "--splits", "", "-q"])
         manifest = os.path.join(tmp, "m.jsonl")
-        subprocess.run(f"xr-index {tmp}/ds -q | xr-split --val 0.2 -q | xr-preprocess -o {tmp}/d.h5 -q > {manifest}",
+        subprocess.run(f"xr-index {tmp}/ds -q | xr-split --val 0.2 -q | xr-preprocess -o {tmp}/d.h5 --size {SIZE} -q > {manifest}",
                        shell=True, check=True, env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"})
         run(["xr-train", manifest, "--model", MODEL, "--epochs", str(EPOCHS), "--batch-size", str(BATCH),
              "--run-dir", os.path.join(tmp, "run"), "-q"])

@@ -1,4 +1,4 @@
-"""The field's metrics from truth and probabilities, every one through scikit-learn.
+"""The field's metrics from truth and probabilities, each equal to scikit-learn's.
 
 Binary, multiclass and multi-label (per label over the records that state it,
 then averaged). Sensitivity is recall of the positive class and specificity
@@ -42,29 +42,41 @@ def metrics(task, y, p, threshold=0.5, detail=True):
 
 
 def _binary(y, p, threshold, detail, names=("negative", "positive")):
+    """Decision metrics from the four confusion counts (the formulas sklearn uses — tests hold
+    them equal — without its per-call input checks, which made bootstraps slow); ranking
+    metrics through sklearn."""
     from sklearn import metrics as m
 
-    pred = (p >= threshold).astype(int)
-    both = len(np.unique(y)) == 2
-    tn, fp, fn, tp = m.confusion_matrix(y, pred, labels=[0, 1]).ravel()
-    out = {"n": len(y), "positives": int(y.sum()), "threshold": float(threshold),
-           "accuracy": m.accuracy_score(y, pred),
-           "balanced_accuracy": m.balanced_accuracy_score(y, pred) if both else None,
-           "sensitivity": m.recall_score(y, pred, zero_division=np.nan) if tp + fn else None,
-           "specificity": m.recall_score(y, pred, pos_label=0, zero_division=np.nan) if tn + fp else None,
-           "precision": m.precision_score(y, pred, zero_division=np.nan) if tp + fp else None,
-           "npv": m.precision_score(y, pred, pos_label=0, zero_division=np.nan) if tn + fn else None,
-           "f1": m.f1_score(y, pred, zero_division=0) if tp + fp + fn else None,
+    pred = p >= threshold
+    tp = int(np.sum(pred & (y == 1)))
+    fp = int(np.sum(pred)) - tp
+    fn = int(np.sum(y == 1)) - tp
+    n = len(y)
+    tn = n - tp - fp - fn
+    both = bool(tp + fn) and bool(tn + fp)
+    sens = _ratio(tp, tp + fn)
+    spec = _ratio(tn, tn + fp)
+    agree, chance = (tp + tn) / n, ((tp + fp) * (tp + fn) + (tn + fn) * (tn + fp)) / n ** 2
+    clipped = np.clip(p, 1e-15, 1 - 1e-15)
+    out = {"n": n, "positives": tp + fn, "threshold": float(threshold),
+           "accuracy": agree, "balanced_accuracy": (sens + spec) / 2 if both else None,
+           "sensitivity": sens, "specificity": spec,
+           "precision": _ratio(tp, tp + fp), "npv": _ratio(tn, tn + fn),
+           "f1": _ratio(2 * tp, 2 * tp + fp + fn),
            # agreement beyond chance means nothing when the truth has one class (a MURA body part's normals)
-           "kappa": m.cohen_kappa_score(y, pred) if both else None,
+           "kappa": (agree - chance) / (1 - chance) if both and chance < 1 else (0.0 if both else None),
            "auc": m.roc_auc_score(y, p) if both else None,
-           "pr_auc": m.average_precision_score(y, p) if y.any() else None,
-           "log_loss": m.log_loss(y, np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1]),
-           "brier": m.brier_score_loss(y, p, pos_label=1) if len(y) else None,
+           "pr_auc": m.average_precision_score(y, p) if tp + fn else None,
+           "log_loss": float(-np.mean(y * np.log(clipped) + (1 - y) * np.log(1 - clipped))),
+           "brier": float(np.mean((p - y) ** 2)),
            "ece": expected_calibration_error(y, p)}
     if detail:
-        out["confusion"] = {"labels": list(names), "matrix": [[int(tn), int(fp)], [int(fn), int(tp)]]}
+        out["confusion"] = {"labels": list(names), "matrix": [[tn, fp], [fn, tp]]}
     return _plain(out)
+
+
+def _ratio(a, b):
+    return a / b if b else None
 
 
 def _multiclass(y, p, names, detail):

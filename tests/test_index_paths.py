@@ -5,7 +5,7 @@ import os
 import pytest
 
 from libxr.errors import UsageError
-from libxr.index.paths import ExistenceCache, PatientFromName, TablePaths
+from libxr.index.paths import ExistenceCache, FromName, TablePaths
 
 
 @pytest.mark.parametrize("table, root, cell, expected", [
@@ -47,9 +47,9 @@ def test_existence_cache(tmp_path):
     (r"person(\d+)", "person7/other_name.png", None),   # the file name only, not folders
 ])
 def test_patient_from_name(pattern, name, patient):
-    assert PatientFromName(pattern)(name) == patient
+    assert FromName(pattern)(name) == patient
 
 
 def test_bad_regex():
     with pytest.raises(UsageError, match="--patient-regex"):
-        PatientFromName("(")
+        FromName("(")

@@ -27,8 +27,8 @@ from libxr.console import report
 from libxr.errors import XRError
 
 
-class XRCommand(click.Command):
-    """A click command that reports errors in one line with the documented exit codes."""
+class _XRBehaviour:
+    """Error reporting, exit codes and signals, for commands and command groups alike."""
 
     def main(self, args=None, prog_name=None, **extra):
         if threading.current_thread() is threading.main_thread():
@@ -49,7 +49,7 @@ class XRCommand(click.Command):
         sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx):
-        report.prog = self.name
+        report.prog = ctx.command_path
         report.quiet = bool(ctx.params.get("quiet"))
         try:
             return super().invoke(ctx)
@@ -70,28 +70,65 @@ class XRCommand(click.Command):
         message = str(exc)
         if isinstance(exc, OSError) and exc.filename is not None:
             message = f"{exc.filename}: {exc.strerror}"
-        print(f"{self.name}: error: {message}", file=sys.stderr)
+        print(f"{ctx.command_path}: error: {message}", file=sys.stderr)
         return code
+
+
+class XRCommand(_XRBehaviour, click.Command):
+    """A click command that reports errors in one line with the documented exit codes."""
+
+
+class XRGroup(_XRBehaviour, click.Group):
+    """A command with subcommands (xr-cascade chain|vote|...), each an XRCommand."""
+
+    command_class = XRCommand
 
 
 def _terminated(signum, frame):
     raise SystemExit(128 + signum)
 
 
+def _epilog(example):
+    lines = ["\b", "Example:"] + ["  " + line for line in example.strip("\n").splitlines()]
+    return "\n".join(lines)
+
+
+def _common(fn, name):
+    fn = click.option("-v", "--verbose", is_flag=True, help="Show the traceback of an error.")(fn)
+    fn = click.option("-q", "--quiet", is_flag=True,
+                      help="No progress, tables or information on stderr (warnings stay).")(fn)
+    return click.version_option(__version__, "--version", prog_name=name, message="%(prog)s %(version)s")(fn)
+
+
+SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
 def command(name, example):
     """Declare an xr command; ``example`` is shell text shown verbatim under ``Example:``."""
-    lines = ["\b", "Example:"] + ["  " + line for line in example.strip("\n").splitlines()]
 
     def decorate(fn):
-        fn = click.option("-v", "--verbose", is_flag=True,
-                          help="Show the traceback of an error.")(fn)
-        fn = click.option("-q", "--quiet", is_flag=True,
-                          help="No progress, tables or information on stderr (warnings stay).")(fn)
-        fn = click.version_option(__version__, "--version", prog_name=name,
-                                  message="%(prog)s %(version)s")(fn)
-        return click.command(name, cls=XRCommand, epilog="\n".join(lines),
-                             context_settings={"help_option_names": ["-h", "--help"],
-                                               "max_content_width": 100})(fn)
+        return click.command(name, cls=XRCommand, epilog=_epilog(example),
+                             context_settings=SETTINGS)(_common(fn, name))
+
+    return decorate
+
+
+def group(name, example):
+    """Declare an xr command with subcommands; add them with :func:`subcommand`."""
+
+    def decorate(fn):
+        return click.group(name, cls=XRGroup, epilog=_epilog(example), context_settings=SETTINGS)(
+            click.version_option(__version__, "--version", prog_name=name, message="%(prog)s %(version)s")(fn))
+
+    return decorate
+
+
+def subcommand(parent, name, example):
+    """Declare a subcommand of ``parent`` (an XRGroup), with the options every command has."""
+
+    def decorate(fn):
+        return parent.command(name, epilog=_epilog(example), context_settings=SETTINGS)(
+            _common(fn, f"{parent.name} {name}"))
 
     return decorate
 

@@ -1,0 +1,73 @@
+"""Several prediction files over the same records, matched by `id` — never by line order.
+
+Every file must score the same classes (or labels); a duplicate id in a file, or
+an id some files have and others lack, is an error that names the file and line.
+"""
+
+import numpy as np
+
+from libxr.errors import ManifestError, XRError
+from libxr.manifest import read_records
+from libxr.tasks import Task, binary_order
+
+
+class Scored:
+    """One prediction file: records by id, in file order, and the task their scores imply."""
+
+    def __init__(self, stream, name):
+        self.name = name
+        self.records, self.lines = {}, {}
+        self.names = None
+        multilabel = None
+        for line, rec in read_records(stream, name, numbered=True):
+            if rec["id"] in self.records:
+                raise ManifestError(name, line, f"id {rec['id']!r} again (first on line {self.lines[rec['id']]})")
+            self.records[rec["id"]], self.lines[rec["id"]] = rec, line
+            if "error" in rec:
+                continue
+            scores = rec.get("scores")
+            if not isinstance(scores, dict) or not scores:
+                raise ManifestError(name, line, "record has no `scores` (run xr-predict first)")
+            if self.names is None:
+                self.names, multilabel = list(scores), isinstance(rec.get("pred"), list)
+            elif set(scores) != set(self.names):
+                raise ManifestError(name, line, f"scores for {', '.join(scores)}, earlier records had "
+                                                f"{', '.join(self.names)}")
+        if self.names is None:
+            raise XRError(f"{name}: no scored records")
+        kind = "multilabel" if multilabel else "binary" if len(self.names) == 2 else "multiclass"
+        self.task = Task(kind, binary_order(self.names, None) if kind == "binary" else self.names)
+
+    def probabilities(self, ids):
+        """(len(ids), classes) scores in task order; NaN rows for records with an `error`."""
+        rows = [self.records[i].get("scores") for i in ids]
+        return np.array([[np.nan] * len(self.task.names) if s is None else [float(s[n]) for n in self.task.names]
+                         for s in rows])
+
+
+def align(files):
+    """The ids of the first file, checked present exactly once in every other file, and one task."""
+    for other in files[1:]:
+        if other.task != files[0].task:
+            raise XRError(f"{other.name} scores {', '.join(other.task.names)}; {files[0].name} scores "
+                          f"{', '.join(files[0].task.names)}")
+    return same_ids(files)
+
+
+def same_ids(files):
+    """The ids of the first file, checked present exactly once in every other file (whatever they score)."""
+    first = files[0]
+    ids = list(first.records)
+    for other in files[1:]:
+        missing = [i for i in ids if i not in other.records]
+        extra = [i for i in other.records if i not in first.records]
+        if missing or extra:
+            which, file = (missing[0], first) if missing else (extra[0], other)
+            raise ManifestError(file.name, file.lines[which], f"id {which!r} is not in "
+                                f"{other.name if missing else first.name} ({len(missing) + len(extra)} ids differ)")
+    return ids
+
+
+def base(record):
+    """A record without the fields a combination replaces."""
+    return {k: v for k, v in record.items() if k not in ("scores", "pred", "error", "stages")}

@@ -1,0 +1,192 @@
+"""Combining several models' predictions of the same records (libxr.aligned):
+majority vote, weighted mean of probabilities, expert routing by a record field,
+and stacking with a logistic-regression meta-model.
+
+Every mode writes ordinary prediction records — `scores` and `pred` over the
+same classes — so xr-eval scores an ensemble like a single model. A record one
+of the files could not score (`error`) keeps an `error` and gets no scores.
+"""
+
+import json
+
+import numpy as np
+
+from libxr.aligned import align, base
+from libxr.atomic import atomic_output
+from libxr.errors import UsageError, XRError
+from libxr.predict import decision
+
+
+def _records(files, ids, probs, threshold):
+    """Output records from the first file's, with combined probabilities (rows of ``probs``)."""
+    task = files[0].task
+    for i, p in zip(ids, probs):
+        rec = base(files[0].records[i])
+        if np.isnan(p).any():
+            bad = next(f.name for f in files if "error" in f.records[i])
+            yield {**rec, "error": f"not scored in {bad}"}
+        else:
+            yield {**rec, **decision(task, p[1] if task.kind == "binary" else p, threshold)}
+
+
+def _weights(weights, count):
+    if weights is None:
+        return np.ones(count) / count
+    w = np.asarray(weights, np.float64)
+    if len(w) != count or (w < 0).any() or w.sum() == 0:
+        raise UsageError(f"--weights: give {count} non-negative numbers, not all zero (one per file)")
+    return w / w.sum()
+
+
+def mean(files, weights=None, threshold=0.5):
+    """The (weighted) mean of the files' probabilities."""
+    ids = align(files)
+    w = _weights(weights, len(files))
+    probs = sum(wi * f.probabilities(ids) for wi, f in zip(w, files))
+    return _records(files, ids, probs, threshold)
+
+
+def vote(files, weights=None):
+    """Majority vote of the files' decisions (`pred`); `scores` are the (weighted) vote shares.
+
+    A tie goes to the class with the highest mean probability among the tied ones.
+    Multi-label: a label is predicted when more than half the votes name it.
+    """
+    ids = align(files)
+    task = files[0].task
+    w = _weights(weights, len(files))
+    shares, means = np.zeros((len(ids), len(task.names))), np.zeros((len(ids), len(task.names)))
+    for wi, f in zip(w, files):
+        means += wi * f.probabilities(ids)
+        for row, i in enumerate(ids):
+            pred = f.records[i].get("pred")
+            if task.kind == "multilabel":
+                shares[row] += wi * np.isin(task.names, pred or [])
+            elif pred in task.names:
+                shares[row, task.names.index(pred)] += wi
+            elif "error" not in f.records[i]:
+                raise XRError(f"{f.name}: record {i!r} has pred {pred!r}, not one of {', '.join(task.names)}")
+    for row, i in enumerate(ids):
+        rec = base(files[0].records[i])
+        if np.isnan(means[row]).any():
+            bad = next(f.name for f in files if "error" in f.records[i])
+            yield {**rec, "error": f"not scored in {bad}"}
+            continue
+        scores = {n: round(float(s), 6) for n, s in zip(task.names, shares[row])}
+        if task.kind == "multilabel":
+            yield {**rec, "scores": scores, "pred": [n for n, s in zip(task.names, shares[row]) if s > 0.5]}
+            continue
+        top = np.flatnonzero(np.isclose(shares[row], shares[row].max()))
+        winner = top[np.argmax(means[row][top])]
+        yield {**rec, "scores": scores, "pred": task.names[winner]}
+
+
+def route(files, experts, field):
+    """Each record takes the prediction of its ``field`` value's expert (``experts``: value -> file)."""
+    task = files[0].task
+    for f in files[1:]:
+        if f.task != task:
+            raise XRError(f"{f.name} scores {', '.join(f.task.names)}; {files[0].name} scores "
+                          f"{', '.join(task.names)}")
+    order = list(dict.fromkeys(i for f in files for i in f.records))
+    for i in order:
+        rec = next(f.records[i] for f in files if i in f.records)
+        value = rec.get(field)
+        if value is None:
+            raise XRError(f"record {i!r} has no `{field}` to route it by")
+        expert = experts.get(str(value))
+        if expert is None:
+            raise XRError(f"record {i!r} has {field} {value!r}: no expert for it (give --expert {value}=FILE)")
+        if i not in expert.records:
+            raise XRError(f"{expert.name}: no record {i!r}, which its {field} {value!r} sends there")
+        chosen = expert.records[i]
+        yield {**chosen, "expert": expert.name}
+
+
+class Stacker:
+    """A logistic-regression meta-model over the files' probabilities, saved as plain JSON
+    (coefficients, not a pickle: a meta-model from elsewhere cannot run code)."""
+
+    def __init__(self, task, coef, intercept, files):
+        self.task, self.coef, self.intercept, self.files = task, np.asarray(coef), np.asarray(intercept), files
+
+    @staticmethod
+    def features(files, ids, task):
+        """Binary: each file's positive probability; otherwise every class (label) probability."""
+        probs = [f.probabilities(ids) for f in files]
+        if task.kind == "binary":
+            return np.stack([p[:, 1] for p in probs], 1)
+        return np.concatenate(probs, 1)
+
+    @classmethod
+    def fit(cls, files, ids, y, task, seed=0):
+        from sklearn.linear_model import LogisticRegression
+
+        x = cls.features(files, ids, task)
+        if task.kind == "multilabel":
+            coef, intercept = [], []
+            for j, label in enumerate(task.names):
+                known = ~np.isnan(y[:, j])
+                if len(np.unique(y[known, j])) < 2:
+                    raise XRError(f"label {label}: one class only in the fitting records; cannot stack")
+                model = LogisticRegression(max_iter=1000, random_state=seed).fit(x[known], y[known, j])
+                coef.append(model.coef_[0])
+                intercept.append(model.intercept_[0])
+            return cls(task, coef, intercept, len(files))
+        if len(np.unique(y)) < (2 if task.kind == "binary" else len(task.names)):
+            raise XRError("the fitting records do not have every class; cannot stack")
+        model = LogisticRegression(max_iter=1000, random_state=seed).fit(x, y)
+        return cls(task, model.coef_, model.intercept_, len(files))
+
+    def probabilities(self, files, ids):
+        if len(files) != self.files:
+            raise UsageError(f"the meta-model was fitted on {self.files} files, not {len(files)}")
+        x = self.features(files, ids, self.task)
+        z = x @ self.coef.T + self.intercept
+        if self.task.kind == "multiclass":
+            e = np.exp(z - z.max(1, keepdims=True))
+            return e / e.sum(1, keepdims=True)
+        p = 1 / (1 + np.exp(-z))
+        return np.concatenate([1 - p, p], 1) if self.task.kind == "binary" else p
+
+    def save(self, path):
+        with atomic_output(path) as f:
+            json.dump({"format": "xr-stacker-1", "task": self.task.to_dict(), "files": self.files,
+                       "coef": self.coef.tolist(), "intercept": self.intercept.tolist()}, f, indent=1)
+
+    @classmethod
+    def load(cls, path):
+        from libxr.tasks import Task
+
+        try:
+            with open(path, encoding="utf-8") as f:
+                d = json.load(f)
+            if d.get("format") != "xr-stacker-1":
+                raise ValueError("no xr-stacker-1 format tag")
+            return cls(Task(**d["task"]), d["coef"], d["intercept"], d["files"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise XRError(f"{path}: not an xr-cascade stack meta-model ({exc})") from None
+
+
+def stack(files, fit_on="val", load=None, save=None, threshold=0.5, seed=0, log=print):
+    """Fit (on the records whose split is ``fit_on``) or load a meta-model; apply it to every record."""
+    from libxr.evaluation import read_predictions
+
+    ids = align(files)
+    task = files[0].task
+    if load:
+        stacker = Stacker.load(load)
+        if stacker.task != task:
+            raise XRError(f"{load} was fitted on {', '.join(stacker.task.names)}, the files score "
+                          f"{', '.join(task.names)}")
+    else:
+        fit_ids = [i for i in ids if files[0].records[i].get("split") == fit_on
+                   and all("error" not in f.records[i] for f in files)]
+        if not fit_ids:
+            raise XRError(f"no records of split {fit_on!r} to fit the meta-model on (--fit-on)")
+        truth = read_predictions(((files[0].lines[i], files[0].records[i]) for i in fit_ids), files[0].name)
+        stacker = Stacker.fit(files, fit_ids, truth.y, task, seed)
+        log(f"meta-model fitted on {len(fit_ids)} {fit_on} records")
+        if save:
+            stacker.save(save)
+    return _records(files, ids, stacker.probabilities(files, ids), threshold)

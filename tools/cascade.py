@@ -1,0 +1,177 @@
+"""xr-cascade: chain classifiers in cascade, or combine several models' predictions."""
+
+import os
+
+import click
+
+from libxr.atomic import atomic_output
+from libxr.cli import group, open_input, output_option, seed_option, subcommand
+from libxr.console import report
+from libxr.errors import UsageError
+from libxr.manifest import read_records, write_records
+
+
+@group("xr-cascade", example="""
+xr-cascade derive m.jsonl --merge infected=Covid,'Viral Pneumonia' --out-dir stages/
+xr-cascade chain --stage s1.jsonl --stage s2.jsonl --gate infected | xr-eval
+xr-cascade vote a.jsonl b.jsonl c.jsonl | xr-eval
+xr-cascade mean a.jsonl b.jsonl --weights 2,1
+xr-cascade route --by group --expert XR_WRIST=wrist.jsonl --expert XR_HAND=hand.jsonl
+xr-cascade stack a.jsonl b.jsonl c.jsonl --fit-on val --save meta.json
+""")
+def main():
+    """Cascades and ensembles over prediction records (xr-predict's output), matched by id.
+
+    Every subcommand writes ordinary prediction records (`scores`, `pred`) over the
+    final classes, so xr-eval scores the combination like a single model.
+    """
+
+
+def _scored(paths):
+    from libxr.aligned import Scored
+
+    files = []
+    for path in paths:
+        stream, name = open_input(path)
+        with stream:
+            files.append(Scored(stream, name))
+    return files
+
+
+def _write(records, output):
+    with atomic_output(output) as out:
+        n = write_records(records, out)
+    report.info(f"wrote {n} records")
+
+
+def _numbers(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return [float(v) for v in value.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: numbers separated by commas") from None
+
+
+threshold_option = click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+                                help="Binary and multi-label decisions on the combined probabilities.")
+weights_option = click.option("--weights", callback=_numbers, metavar="W1,W2,...",
+                              help="One weight per file (default equal).")
+files_argument = click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, allow_dash=True))
+
+
+@subcommand(main, "derive", example="""
+xr-cascade derive covid.jsonl --merge infected=Covid,'Viral Pneumonia' --out-dir stages/
+#  stages/stage1.jsonl: Normal vs infected;  stages/infected.jsonl: Covid vs Viral Pneumonia
+""")
+@click.argument("manifest", default="-", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--merge", "merges", multiple=True, required=True, metavar="NEW=A,B",
+              help="Classes A, B, ... become NEW for stage 1, and NEW's records form a stage-2 manifest.")
+@click.option("--out-dir", required=True, type=click.Path(file_okay=False),
+              help="Write stage1.jsonl and NEW.jsonl here.")
+def derive_cmd(manifest, merges, out_dir, quiet, verbose):
+    """The training manifests of a cascade's stages from one multiclass manifest."""
+    from libxr.cascade import derive
+
+    parsed = {}
+    for item in merges:
+        new, sep, old = item.partition("=")
+        if not sep or not new or not old:
+            raise UsageError(f"--merge {item!r}: give NEW=A,B")
+        parsed[new] = [c.strip() for c in old.split(",") if c.strip()]
+    stream, name = open_input(manifest)
+    with stream:
+        stages = derive(read_records(stream, name), parsed)
+    os.makedirs(out_dir, exist_ok=True)
+    for stage, records in stages.items():
+        path = os.path.join(out_dir, f"{stage}.jsonl")
+        with atomic_output(path) as out:
+            write_records(records, out)
+        labels = sorted({str(r.get("label")) for r in records})
+        report.info(f"{path}: {len(records)} records, classes {', '.join(labels)}")
+        print(path)
+
+
+@subcommand(main, "chain", example="""
+xr-predict -m s1.pt m.jsonl > s1.jsonl; xr-predict -m s2.pt m.jsonl > s2.jsonl
+xr-cascade chain --stage s1.jsonl --stage s2.jsonl --gate infected > cascade.jsonl
+""")
+@click.option("--stage", "stages", multiple=True, required=True, type=click.Path(dir_okay=False, allow_dash=True),
+              help="A stage's prediction records, in order (xr-predict over the same records).")
+@click.option("--gate", "gates", multiple=True, metavar="CLASS",
+              help="The class of the previous stage that the next stage refines (one per later stage).")
+@output_option
+def chain_cmd(stages, gates, output, quiet, verbose):
+    """Compose stages: P(class of stage k) = P(gate) x P(class | gate), decisions through the gates."""
+    from libxr.aligned import same_ids
+    from libxr.cascade import chain
+
+    files = _scored(stages)
+    ids = same_ids(files)
+    _write(chain([[f.records[i] for i in ids] for f in files], list(gates)), output)
+
+
+@subcommand(main, "vote", example="""
+xr-cascade vote a.jsonl b.jsonl c.jsonl | xr-eval
+""")
+@files_argument
+@weights_option
+@output_option
+def vote_cmd(files, weights, output, quiet, verbose):
+    """Majority vote of the files' decisions; scores are the vote shares (ties: the higher mean probability)."""
+    from libxr.ensemble import vote
+
+    _write(vote(_scored(files), weights), output)
+
+
+@subcommand(main, "mean", example="""
+xr-cascade mean a.jsonl b.jsonl --weights 2,1 --threshold 0.4 | xr-eval
+""")
+@files_argument
+@weights_option
+@threshold_option
+@output_option
+def mean_cmd(files, weights, threshold, output, quiet, verbose):
+    """The (weighted) mean of the files' probabilities."""
+    from libxr.ensemble import mean
+
+    _write(mean(_scored(files), weights, threshold), output)
+
+
+@subcommand(main, "route", example="""
+xr-cascade route --by group --expert XR_WRIST=wrist.jsonl --expert XR_HAND=hand.jsonl | xr-eval --by group
+""")
+@click.option("--by", "field", default="group", show_default=True, help="The record field that picks the expert.")
+@click.option("--expert", "experts", multiple=True, required=True, metavar="VALUE=FILE",
+              help="The predictions of the expert for records whose field is VALUE (repeatable).")
+@output_option
+def route_cmd(field, experts, output, quiet, verbose):
+    """Mixture of experts: each record takes its group's expert's prediction."""
+    from libxr.ensemble import route
+
+    pairs = [e.partition("=") for e in experts]
+    if any(not sep or not value or not path for value, sep, path in pairs):
+        raise UsageError("--expert: give VALUE=FILE")
+    files = _scored([path for _, _, path in pairs])
+    _write(route(files, {value: f for (value, _, _), f in zip(pairs, files)}, field), output)
+
+
+@subcommand(main, "stack", example="""
+xr-cascade stack a.jsonl b.jsonl c.jsonl --fit-on val --save meta.json > stacked.jsonl
+xr-cascade stack a2.jsonl b2.jsonl c2.jsonl --load meta.json | xr-eval
+""")
+@files_argument
+@click.option("--fit-on", default="val", show_default=True, metavar="SPLIT",
+              help="Fit the meta-model on the records of this split (validation: never the test set).")
+@click.option("--save", type=click.Path(dir_okay=False), help="Save the fitted meta-model (JSON) for reuse.")
+@click.option("--load", type=click.Path(dir_okay=False, exists=True), help="Apply a saved meta-model; no fitting.")
+@threshold_option
+@output_option
+@seed_option
+def stack_cmd(files, fit_on, save, load, threshold, output, seed, quiet, verbose):
+    """Stacking: a logistic-regression meta-model on the files' probabilities."""
+    from libxr.ensemble import stack
+
+    if save and load:
+        raise UsageError("--save and --load: fit and save, or load and apply, not both")
+    _write(stack(_scored(files), fit_on, load, save, threshold, seed, report.info), output)

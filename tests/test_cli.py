@@ -9,7 +9,7 @@ import time
 import pytest
 from conftest import needs_commands, sh, write_jsonl
 
-COMMANDS = ["index", "split", "synth", "preprocess", "train", "predict", "eval"]
+COMMANDS = ["index", "split", "synth", "preprocess", "train", "predict", "eval", "cascade"]
 
 
 def main_of(name):

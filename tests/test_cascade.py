@@ -1,0 +1,178 @@
+"""xr-cascade: every combination mode on hand-made predictions with known answers, the cascade's
+probability composition, deriving stage manifests, matching by id and the bad inputs."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import needs_commands, sh, write_jsonl
+from xrtools.cascade import main
+
+NAMES = ["Normal", "Covid", "Viral Pneumonia"]
+
+
+def preds(tmp_path, name, rows, names=("NORMAL", "PNEUMONIA"), **extra):
+    """rows: (id, label, probabilities, pred) -> a prediction file."""
+    recs = [{"id": i, "label": label, "scores": dict(zip(names, p)), "pred": pred, **extra}
+            for i, label, p, pred in rows]
+    return write_jsonl(tmp_path / f"{name}.jsonl", recs)
+
+
+def run(cli, *args):
+    result = cli(main, *args)
+    assert result.exit_code == 0, result.stderr
+    return {r["id"]: r for r in result.records}
+
+
+def test_vote_by_hand(cli, tmp_path):
+    # three models, three records: 2-1 majority, unanimous, and a 3-way split across 3 classes
+    a = preds(tmp_path, "a", [("r1", "Covid", [0.1, 0.8, 0.1], "Covid"), ("r2", "Normal", [0.9, 0.05, 0.05], "Normal"),
+                              ("r3", "Normal", [0.5, 0.3, 0.2], "Normal")], NAMES)
+    b = preds(tmp_path, "b", [("r1", "Covid", [0.2, 0.6, 0.2], "Covid"), ("r2", "Normal", [0.8, 0.1, 0.1], "Normal"),
+                              ("r3", "Normal", [0.2, 0.7, 0.1], "Covid")], NAMES)
+    c = preds(tmp_path, "c", [("r1", "Covid", [0.1, 0.2, 0.7], "Viral Pneumonia"),
+                              ("r2", "Normal", [0.7, 0.2, 0.1], "Normal"),
+                              ("r3", "Normal", [0.1, 0.05, 0.85], "Viral Pneumonia")], NAMES)
+    out = run(cli, "vote", a, b, c)
+    assert out["r1"]["pred"] == "Covid" and out["r1"]["scores"] == pytest.approx(
+        {"Normal": 0, "Covid": 2 / 3, "Viral Pneumonia": 1 / 3}, abs=1e-6)
+    assert out["r2"]["pred"] == "Normal" and out["r2"]["scores"]["Normal"] == 1.0
+    # r3: one vote each; the tie goes to the highest mean probability: Viral 0.383 > Covid 0.35 > Normal 0.267
+    assert out["r3"]["pred"] == "Viral Pneumonia"
+    weighted = run(cli, "vote", a, b, c, "--weights", "1,1,3")
+    assert weighted["r1"]["pred"] == "Viral Pneumonia" and weighted["r3"]["pred"] == "Viral Pneumonia"
+    assert out["r1"]["label"] == "Covid"            # the record's other fields are kept
+
+
+def test_mean_by_hand(cli, tmp_path):
+    a = preds(tmp_path, "a", [("r1", "PNEUMONIA", [0.6, 0.4], "NORMAL"), ("r2", "NORMAL", [0.9, 0.1], "NORMAL")])
+    b = preds(tmp_path, "b", [("r2", "NORMAL", [0.5, 0.5], "PNEUMONIA"), ("r1", "PNEUMONIA", [0.2, 0.8], "PNEUMONIA")])
+    out = run(cli, "mean", a, b)
+    assert out["r1"]["scores"] == pytest.approx({"NORMAL": 0.4, "PNEUMONIA": 0.6}) and out["r1"]["pred"] == "PNEUMONIA"
+    assert out["r2"]["scores"]["PNEUMONIA"] == pytest.approx(0.3) and out["r2"]["pred"] == "NORMAL"
+    weighted = run(cli, "mean", a, b, "--weights", "3,1", "--threshold", "0.45")
+    assert weighted["r1"]["scores"]["PNEUMONIA"] == pytest.approx(0.5) and weighted["r1"]["pred"] == "PNEUMONIA"
+    assert list(cli(main, "mean", a, b).records[i]["id"] for i in range(2)) == ["r1", "r2"]   # first file's order
+
+
+def test_route_to_experts_by_group(cli, tmp_path):
+    wrist = preds(tmp_path, "wrist", [("w1", "abnormal", [0.2, 0.8], "abnormal"), ("h1", "normal", [0.9, 0.1], "normal")],
+                  ("normal", "abnormal"))
+    hand = preds(tmp_path, "hand", [("h1", "normal", [0.3, 0.7], "abnormal")], ("normal", "abnormal"))
+    for path, group in ((wrist, None), (hand, None)):
+        recs = [json.loads(line) for line in path.read_text().splitlines()]
+        for r in recs:
+            r["group"] = "XR_WRIST" if r["id"].startswith("w") else "XR_HAND"
+        write_jsonl(path, recs)
+    out = run(cli, "route", "--expert", f"XR_WRIST={wrist}", "--expert", f"XR_HAND={hand}")
+    assert out["w1"]["scores"]["abnormal"] == 0.8 and out["h1"]["scores"]["abnormal"] == 0.7
+    assert out["h1"]["expert"] == str(hand)
+    missing = cli(main, "route", "--expert", f"XR_WRIST={wrist}")
+    assert missing.exit_code == 1 and "no expert for it (give --expert XR_HAND=FILE)" in missing.stderr
+
+
+def test_stack_fits_on_val_and_equals_sklearn(cli, tmp_path):
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    split = np.where(np.arange(200) < 100, "val", "test")
+    probs = [np.clip(y * s + rng.random(200) * (1 - s), 0.001, 0.999) for s in (0.5, 0.2, 0.05)]
+    files = []
+    for k, p in enumerate(probs):
+        rows = [(f"r{i}", ["NORMAL", "PNEUMONIA"][y[i]], [1 - p[i], p[i]], "") for i in range(200)]
+        files.append(preds(tmp_path, f"m{k}", rows))
+        recs = [dict(json.loads(line), split=str(split[i])) for i, line in enumerate(files[-1].read_text().splitlines())]
+        write_jsonl(files[-1], recs)
+    out = run(cli, "stack", *files, "--save", tmp_path / "meta.json")
+    x = np.stack(probs, 1)
+    model = LogisticRegression(max_iter=1000, random_state=0).fit(x[:100], y[:100])
+    expected = model.predict_proba(x)[:, 1]
+    got = np.array([out[f"r{i}"]["scores"]["PNEUMONIA"] for i in range(200)])
+    assert got == pytest.approx(expected, abs=1e-5)
+    assert model.coef_[0][0] > model.coef_[0][2]              # the informative model weighs most
+    reloaded = run(cli, "stack", *files, "--load", tmp_path / "meta.json")
+    assert reloaded == out
+    assert json.loads((tmp_path / "meta.json").read_text())["format"] == "xr-stacker-1"
+
+
+def test_chain_composes_probabilities_and_decides_through_the_gate(cli, tmp_path):
+    s1 = preds(tmp_path, "s1", [("a", "Covid", [0.2, 0.8], "infected"), ("b", "Normal", [0.9, 0.1], "Normal")],
+               ("Normal", "infected"))
+    s2 = preds(tmp_path, "s2", [("b", "Normal", [0.7, 0.3], "Covid"), ("a", "Covid", [0.75, 0.25], "Covid")],
+               ("Covid", "Viral Pneumonia"))
+    out = run(cli, "chain", "--stage", s1, "--stage", s2, "--gate", "infected")
+    assert out["a"]["scores"] == pytest.approx({"Normal": 0.2, "Covid": 0.6, "Viral Pneumonia": 0.2})
+    assert out["a"]["pred"] == "Covid"
+    # b never passes the gate: stage 2's decision does not count, its probabilities still compose
+    assert out["b"]["pred"] == "Normal" and out["b"]["scores"]["Covid"] == pytest.approx(0.07)
+    assert sum(out["b"]["scores"].values()) == pytest.approx(1)
+    assert [s["pred"] for s in out["a"]["stages"]] == ["infected", "Covid"]
+    assert list(out["a"]["scores"]) == ["Normal", "Covid", "Viral Pneumonia"]
+
+
+def test_derive_stage_manifests(cli, tmp_path):
+    recs = [{"id": str(i), "label": NAMES[i % 3], "path": f"{i}.png"} for i in range(9)]
+    manifest = write_jsonl(tmp_path / "m.jsonl", recs)
+    result = cli(main, "derive", manifest, "--merge", "infected=Covid,Viral Pneumonia", "--out-dir", tmp_path / "st")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.split() == [str(tmp_path / "st" / "stage1.jsonl"), str(tmp_path / "st" / "infected.jsonl")]
+    stage1 = [json.loads(line) for line in (tmp_path / "st" / "stage1.jsonl").read_text().splitlines()]
+    stage2 = [json.loads(line) for line in (tmp_path / "st" / "infected.jsonl").read_text().splitlines()]
+    assert [r["label"] for r in stage1] == ["Normal", "infected", "infected"] * 3
+    assert [r["label"] for r in stage2] == ["Covid", "Viral Pneumonia"] * 3 and stage2[0]["path"] == "1.png"
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["mean", "A", "B3"], 1, "scores NORMAL, PNEUMONIA, X"),
+    (["mean", "A", "Bmissing"], 1, "is not in"),
+    (["mean", "A", "Bdup"], 1, "again (first on line 1)"),
+    (["mean", "A", "B", "--weights", "1"], 2, "one per file"),
+    (["chain", "--stage", "A", "--stage", "B"], 2, "need 1 --gate"),
+    (["chain", "--stage", "A", "--stage", "B", "--gate", "COVID"], 1, "is not one of the classes so far"),
+    (["stack", "A", "B"], 1, "no records of split 'val'"),
+    (["derive", "M", "--merge", "x=NORMAL,Ghost", "--out-dir", "D"], 1, "'Ghost' has no records"),
+    (["derive", "M", "--merge", "x=NORMAL,PNEUMONIA", "--out-dir", "D"], 1, "one class only"),
+])
+def test_bad_inputs(cli, tmp_path, args, code, message):
+    rows = [("r1", "NORMAL", [0.6, 0.4], "NORMAL"), ("r2", "PNEUMONIA", [0.3, 0.7], "PNEUMONIA")]
+    files = {"A": preds(tmp_path, "A", rows), "B": preds(tmp_path, "B", rows),
+             "B3": preds(tmp_path, "B3", [(i, l, p + [0.0], d) for i, l, p, d in rows], ("NORMAL", "PNEUMONIA", "X")),
+             "Bmissing": preds(tmp_path, "Bm", rows[:1]), "Bdup": preds(tmp_path, "Bd", [rows[0], rows[0], rows[1]]),
+             "M": preds(tmp_path, "M", rows), "D": tmp_path / "out"}
+    result = cli(main, *[files.get(a, a) for a in args])
+    assert result.exit_code == code and message in result.stderr, result.stderr
+
+
+def test_unscored_records_stay_unscored(cli, tmp_path):
+    a = preds(tmp_path, "a", [("r1", "NORMAL", [0.6, 0.4], "NORMAL"), ("r2", "NORMAL", [0.6, 0.4], "NORMAL")])
+    b = write_jsonl(tmp_path / "b.jsonl", [{"id": "r1", "label": "NORMAL", "error": "x.png: truncated"},
+                                           {"id": "r2", "label": "NORMAL", "scores": {"NORMAL": 0.8, "PNEUMONIA": 0.2},
+                                            "pred": "NORMAL"}])
+    for mode in ("mean", "vote", "stack"):
+        out = run(cli, mode, a, b) if mode != "stack" else None
+        if out:
+            assert "scores" not in out["r1"] and "b.jsonl" in out["r1"]["error"] and "scores" in out["r2"]
+
+
+def test_a_cascade_through_pipes(tmp_path):
+    needs_commands()
+    s1 = preds(tmp_path, "s1", [("a", "Covid", [0.2, 0.8], "infected")], ("Normal", "infected"))
+    s2 = preds(tmp_path, "s2", [("a", "Covid", [0.75, 0.25], "Covid")], ("Covid", "Viral Pneumonia"))
+    result = sh(f"xr-cascade chain --stage {s1} --stage {s2} --gate infected | xr-eval --format json -q")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["task"]["names"] == ["Normal", "Covid", "Viral Pneumonia"]
+
+
+def test_multilabel_mean_and_vote(cli, tmp_path):
+    names = ("Edema", "Effusion")
+    a = preds(tmp_path, "a", [("r1", None, [0.9, 0.2], ["Edema"])], names)
+    b = preds(tmp_path, "b", [("r1", None, [0.3, 0.6], ["Effusion"])], names)
+    c = preds(tmp_path, "c", [("r1", None, [0.7, 0.7], ["Edema", "Effusion"])], names)
+    mean = run(cli, "mean", a, b, c)["r1"]
+    assert mean["scores"] == pytest.approx({"Edema": 0.633333, "Effusion": 0.5}) and mean["pred"] == ["Edema",
+                                                                                                   "Effusion"]
+    vote = run(cli, "vote", a, b, c)["r1"]
+    assert vote["scores"] == pytest.approx({"Edema": 2 / 3, "Effusion": 2 / 3}, abs=1e-6)
+    assert vote["pred"] == ["Edema", "Effusion"]
+    assert run(cli, "vote", a, b)["r1"]["pred"] == []          # 1 of 2 is not a majority

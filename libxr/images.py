@@ -49,11 +49,30 @@ def _dicom_problem(path):
 
 
 def check_headers(records, workers=None, chunk=256):
-    """Yield ``(record, problem)`` for each record, opening image headers in parallel.
+    """Yield ``(record, problem)`` for each record, opening image headers in parallel."""
+    return _alongside(records, header_problem, workers, chunk)
 
-    Order is kept and at most ``chunk`` records are in flight, so a manifest of
-    any size streams through. Header reads are I/O-bound: threads suffice.
-    """
+
+def with_sha256(records, workers=None, chunk=256):
+    """Yield each record with `sha256`, the hex digest of its file's bytes (absent if unreadable):
+    byte-identical images share it, so ``xr-split --group-by sha256`` keeps copies in one split."""
+    for rec, digest in _alongside(records, file_sha256, workers, chunk):
+        yield rec if digest is None else {**rec, "sha256": digest}
+
+
+def file_sha256(path):
+    import hashlib
+
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except OSError:
+        return None
+
+
+def _alongside(records, fn, workers=None, chunk=256):
+    """Yield ``(record, fn(record's path))`` in order, computed by threads (I/O-bound work);
+    at most ``chunk`` records are in flight, so a manifest of any size streams through."""
     import concurrent.futures
     import itertools
 
@@ -61,4 +80,4 @@ def check_headers(records, workers=None, chunk=256):
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         records = iter(records)
         while batch := list(itertools.islice(records, chunk)):
-            yield from zip(batch, pool.map(header_problem, [r["path"] for r in batch]))
+            yield from zip(batch, pool.map(fn, [r["path"] for r in batch]))

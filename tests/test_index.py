@@ -358,3 +358,18 @@ def test_fields_from_file_names(cli, synth):
 def test_bad_fields(cli, synth, field, message):
     result = cli(main, synth("folders", count=30, size=32), "--field", field)
     assert result.exit_code == 2 and message in result.stderr
+
+
+def test_hash_marks_byte_identical_copies(cli, synth, tmp_path):
+    import shutil
+
+    root = tmp_path / "ds"
+    shutil.copytree(synth("folders", count=20, size=32), root)
+    first = sorted((root / "train" / "NORMAL").iterdir())[0] if (root / "train").exists() else \
+        sorted((root / "NORMAL").iterdir())[0]
+    shutil.copy(first, first.with_name("copy_of_it.png"))
+    records = cli(main, root, "--hash").records
+    digests = [r["sha256"] for r in records]
+    assert len(digests) == 21 and all(len(d) == 64 for d in digests)
+    twins = [r["id"] for r in records if r["sha256"] == next(x["sha256"] for x in records if x["path"] == str(first))]
+    assert len(twins) == 2 and len(set(digests)) == 20

@@ -5,7 +5,7 @@ import click
 from libxr.atomic import atomic_output
 from libxr.cli import command, output_option
 from libxr.console import report
-from libxr.images import check_headers
+from libxr.images import check_headers, with_sha256
 from libxr.index import LAYOUTS, IndexOptions, index
 from libxr.index.chexpert import UNCERTAIN_POLICIES
 from libxr.index.paths import Tally
@@ -68,12 +68,15 @@ xr-index labels.csv --layout csv --path-col file --label-col finding --encoding 
 @click.option("--delimiter", help="Table delimiter (default: tab for .tsv, else sniffed).")
 @click.option("--encoding", default="utf-8", show_default=True, help="Table encoding, e.g. cp1252.")
 @click.option("--check", is_flag=True, help="Open every image header (in parallel); report unreadable files.")
-@click.option("--workers", type=click.IntRange(1), help="Threads for --check (default: 4 per core).")
+@click.option("--hash", "sha256", is_flag=True,
+              help="Add `sha256`, the digest of each image file: byte-identical copies share it "
+                   "(xr-split --group-by sha256 keeps them in one split).")
+@click.option("--workers", type=click.IntRange(1), help="Threads for --check and --hash (default: 4 per core).")
 @click.option("--drop-missing", is_flag=True, help="Leave out rows whose image file does not exist.")
 @click.option("--strict", is_flag=True, help="Exit 1 if any image is missing or unreadable.")
 @click.option("--summary", is_flag=True, help="Print a class x split table on stderr.")
 @output_option
-def main(source, layout, check, workers, strict, summary, output, quiet, verbose, **options):
+def main(source, layout, check, sha256, workers, strict, summary, output, quiet, verbose, **options):
     """Index SOURCE (a dataset folder or label table) into manifest records on stdout.
 
     Layouts are detected: folders (one folder per class, optionally under
@@ -85,6 +88,8 @@ def main(source, layout, check, workers, strict, summary, output, quiet, verbose
     records = index(source, layout, IndexOptions(**options), tally)
     if check:
         records = _checked(check_headers(records, workers), tally)
+    if sha256:
+        records = with_sha256(records, workers)
     if summary:
         records = map(counts.add, records)
     records = report.progress(records, description="indexing", unit="images")

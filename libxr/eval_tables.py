@@ -24,8 +24,8 @@ def tables(report):
     sections = report["sections"]
     names = list(sections)
     out = []
-    level = next((s["ci_level"] for s in sections.values() if "ci_level" in s), None)
-    title = "metrics" + (f" ({level:.0%} interval, patients resampled)" if level else "")
+    ci = next((s for s in sections.values() if "ci_level" in s), None)
+    title = "metrics" + (f" ({ci['ci_level']:.0%} interval, {ci['ci_resampled']} resampled)" if ci else "")
     if report.get("aggregate"):
         title += f", one prediction per {report['aggregate']}"
     rows = [["records", *[_fmt(sections[n]["n"]) for n in names]]]

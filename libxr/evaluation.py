@@ -155,6 +155,7 @@ def evaluate(preds, opts, warn=print, tick=lambda n, total=None: None):
         if opts.bootstrap:
             section["ci"] = bootstrap(part, cut, opts.bootstrap, opts.seed, tick)
             section["ci_level"] = CI_LEVEL
+            section["ci_resampled"] = "patients" if any(r.get("patient") for r in part.records) else "records"
         for field in opts.by:
             section.setdefault("by", {})[field] = _by(part, field, cut)
         report["sections"][name] = section

@@ -14,7 +14,7 @@ from libxr.atomic import atomic_output
 
 
 @contextlib.contextmanager
-def _figure(png, ncols=1, nrows=1, width=5.0, height=4.5):
+def figure(png, ncols=1, nrows=1, width=5.0, height=4.5):
     """A figure of nrows × ncols axes (yielded as a flat list), saved to ``png`` on success."""
     import matplotlib
 
@@ -39,7 +39,7 @@ def plot_curves(metrics_path, png):
         return
     epochs = [r["epoch"] for r in rows]
     second = "auc" if any(r.get("val_auc") is not None for r in rows) else "accuracy"
-    with _figure(png, 2) as (_, axes):
+    with figure(png, 2) as (_, axes):
         for ax, metric in zip(axes, ("loss", second)):
             for split in ("train", "val"):
                 values = [r.get(f"{split}_{metric}") for r in rows]
@@ -67,7 +67,7 @@ def plot_roc(task, y, p, png, title, threshold=None):
     """One-vs-rest ROC curves; a binary task's operating point at ``threshold`` is marked."""
     from sklearn.metrics import auc, roc_curve
 
-    with _figure(png) as (_, (ax,)):
+    with figure(png) as (_, (ax,)):
         for name, truth, prob in _curves(task, y, p):
             if len(np.unique(truth)) == 2:
                 fpr, tpr, _ = roc_curve(truth, prob)
@@ -86,7 +86,7 @@ def plot_roc(task, y, p, png, title, threshold=None):
 def plot_pr(task, y, p, png, title):
     from sklearn.metrics import average_precision_score, precision_recall_curve
 
-    with _figure(png) as (_, (ax,)):
+    with figure(png) as (_, (ax,)):
         for name, truth, prob in _curves(task, y, p):
             if truth.any():
                 precision, recall, _ = precision_recall_curve(truth, prob)
@@ -104,7 +104,7 @@ def plot_confusion(section, png, title):
     cols = min(len(matrices), 4)
     k = len(matrices[0][1]["labels"])
     size = max(3.0, 0.6 * k + 2)
-    with _figure(png, cols, -(-len(matrices) // cols), size, size) as (_, axes):
+    with figure(png, cols, -(-len(matrices) // cols), size, size) as (_, axes):
         for ax in axes[len(matrices):]:
             ax.axis("off")
         for ax, (name, confusion) in zip(axes, matrices):
@@ -123,7 +123,7 @@ def plot_calibration(task, y, p, png, title, bins=10):
     """Reliability diagram: observed frequency against predicted probability, with counts."""
     from sklearn.calibration import calibration_curve
 
-    with _figure(png) as (_, (ax,)):
+    with figure(png) as (_, (ax,)):
         if task.kind == "multiclass":
             pairs = [("top class", (p.argmax(1) == y).astype(int), p.max(1))]
         else:

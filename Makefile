@@ -30,15 +30,16 @@ demo: install
 	$(BIN)/xr-preprocess $(DEMO)/chest.jsonl -o $(DEMO)/chest.h5 --size 96 > $(DEMO)/chest-h5.jsonl
 	$(BIN)/xr-train $(DEMO)/chest-h5.jsonl --model vgg5 --epochs 5 --augment --early-stop val_auc \
 	  --run-dir $(DEMO)/run > $(DEMO)/best.txt
-	$(BIN)/xr-predict -m $$(cat $(DEMO)/best.txt) $(DEMO)/chest-h5.jsonl \
-	  | $(BIN)/xr-eval --threshold youden --bootstrap 200 --plots $(DEMO)/plots --run $(DEMO)/run \
-	    --json $(DEMO)/run/eval.json
+	$(BIN)/xr-predict -m $$(cat $(DEMO)/best.txt) $(DEMO)/chest-h5.jsonl > $(DEMO)/scored.jsonl
+	$(BIN)/xr-eval $(DEMO)/scored.jsonl --threshold youden --bootstrap 200 --plots $(DEMO)/plots \
+	  --run $(DEMO)/run --json $(DEMO)/run/eval.json
 	$(BIN)/xr-synth $(DEMO)/CheXpert-v1.0-small --layout chexpert -n 600 --size 128 --seed 2
 	$(BIN)/xr-index $(DEMO)/CheXpert-v1.0-small --uncertain ones --propagate --frontal-only \
 	  | $(BIN)/xr-split --val 0.1 --test 0.1 --resplit --out-dir $(DEMO)/chexpert
 	$(BIN)/xr-preprocess $(DEMO)/chexpert/train.jsonl -o $(DEMO)/chexpert/train.h5 --size 96 \
 	  --channels enhanced > $(DEMO)/chexpert/train-h5.jsonl
-	@echo "demo: manifests, HDF5 files, a trained model ($$(cat $(DEMO)/best.txt)), its report and plots in $(DEMO)"
+	$(BIN)/xr-featmap -m $$(cat $(DEMO)/best.txt) $(DEMO)/scored.jsonl -n 4 --out-dir $(DEMO)/look
+	@echo "demo: a trained model ($$(cat $(DEMO)/best.txt)), its report and plots, and $(DEMO)/look/index.html"
 
 bench: install
 	$(BIN)/python bench/bench_index.py

@@ -14,8 +14,8 @@ import numpy as np
 
 from libxr import featmap_figures as figures
 from libxr.record_pixels import RecordPixels
-from libxr.saliency import conv_layers, grad_cam
 from libxr.saliency import activations as layer_activations
+from libxr.saliency import conv_layers, grad_cam
 
 
 def safe_name(record_id):

@@ -10,8 +10,8 @@ from libxr.atomic import atomic_output
 def write_page(path, title, sections):
     """``sections``: [(heading, [png path, ...])]; PNGs are embedded as data URIs."""
     parts = [f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             "<style>body{font-family:sans-serif;margin:2em}img{max-width:100%;margin:.5em 0;"
-             "border:1px solid #ddd}figcaption{color:#555;font-size:small}</style>",
+             ("<style>body{font-family:sans-serif;margin:2em}img{max-width:100%;margin:.5em 0;"
+              "border:1px solid #ddd}figcaption{color:#555;font-size:small}</style>"),
              f"<h1>{html.escape(title)}</h1>"]
     for heading, pngs in sections:
         parts.append(f"<h2>{html.escape(heading)}</h2>")

@@ -85,6 +85,6 @@ def grad_cam(model, x, task, cls, layer=None, plus=False):
 
 def mass_inside(cam, box):
     """The share of a map's total inside a pixel box [x0, y0, x1, y1] (end-exclusive)."""
-    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    x0, y0, x1, y1 = (round(v) for v in box)
     total = float(np.sum(cam))
     return float(np.sum(cam[y0:y1, x0:x1]) / total) if total > 0 else 0.0

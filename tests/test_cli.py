@@ -9,7 +9,7 @@ import time
 import pytest
 from conftest import needs_commands, sh, write_jsonl
 
-COMMANDS = ["index", "split", "synth", "preprocess", "train", "predict", "eval", "cascade"]
+COMMANDS = ["index", "split", "synth", "preprocess", "train", "predict", "eval", "cascade", "featmap"]
 
 
 def main_of(name):
@@ -139,7 +139,8 @@ def test_terminated_command_leaves_no_output(tmp_path):
 def test_the_library_needs_neither_click_nor_torch():
     needs_commands()
     modules = ("libxr.index, libxr.split, libxr.synth, libxr.preprocess, libxr.h5store, libxr.atomic, "
-               "libxr.evaluation, libxr.scoring, libxr.leaderboard, libxr.eval_tables, libxr.plots")
+               "libxr.evaluation, libxr.scoring, libxr.leaderboard, libxr.eval_tables, libxr.plots, "
+               "libxr.cascade, libxr.aligned, libxr.gallery")
     result = sh(f"python -c 'import sys, {modules}; print(sorted(m for m in (\"click\", \"torch\") if m in sys.modules))'")
     assert result.stdout.strip() == "[]"
 
@@ -157,6 +158,7 @@ def test_example_makefiles_parse():
     for makefile in makefiles:
         result = sh(f"make -n -C {os.path.dirname(makefile)} OUT=/tmp/xr-example-dry-run")
         assert result.exit_code == 0, result.stderr
-        for command in ("xr-index", "xr-split", "xr-preprocess", "xr-train", "xr-predict", "xr-eval"):
+        for command in ("xr-index", "xr-split", "xr-preprocess", "xr-train", "xr-predict", "xr-eval", "xr-cascade",
+                        "xr-featmap"):
             if command in result.stdout:
                 assert os.path.exists(os.path.join(os.path.dirname(sys.executable), command))

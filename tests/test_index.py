@@ -365,8 +365,7 @@ def test_hash_marks_byte_identical_copies(cli, synth, tmp_path):
 
     root = tmp_path / "ds"
     shutil.copytree(synth("folders", count=20, size=32), root)
-    first = sorted((root / "train" / "NORMAL").iterdir())[0] if (root / "train").exists() else \
-        sorted((root / "NORMAL").iterdir())[0]
+    first = min((root / "train" / "NORMAL").iterdir()) if (root / "train").exists() else min((root / "NORMAL").iterdir())
     shutil.copy(first, first.with_name("copy_of_it.png"))
     records = cli(main, root, "--hash").records
     digests = [r["sha256"] for r in records]

@@ -38,6 +38,10 @@ def _pixels(source, i):
 def feature_maps(clf, records, out_dir, layers=None, every=2, channels=8, skip=print):
     """Activation grids of ``layers`` (default every ``every``-th convolution) per record."""
     names = list(layers) if layers else conv_layers(clf.model)[every - 1::every] or conv_layers(clf.model)
+    if not names:
+        from libxr.errors import UsageError
+
+        raise UsageError("this model has no convolution: Grad-CAM and feature maps need one")
     source = RecordPixels(records, clf.preprocess, clf.check_store)
     written = []
     for i, rec in enumerate(records):
@@ -96,7 +100,7 @@ def sheets(records, out_dir, size=128, count=36, errors=False, by=None, skip=pri
         scored = [r for r in scored if is_wrong(r)]
     groups = collections.defaultdict(list)
     for rec in scored:
-        groups[str(rec.get(by)) if by else "all"].append(rec)
+        groups[("(none)" if rec.get(by) is None else str(rec[by])) if by else "all"].append(rec)
     written = []
     for group, members in sorted(groups.items()):
         chosen = members[:count]

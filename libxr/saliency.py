@@ -1,8 +1,8 @@
 """Looking inside a classifier: layer activations and Grad-CAM / Grad-CAM++ maps.
 
 Works on any model xr builds — its own CNNs and torchvision's — through forward
-and backward hooks on named modules; the default Grad-CAM layer is the last
-convolution. Maps are upsampled to the input and scaled to 0..1.
+hooks and tensor gradient hooks on named modules; the default Grad-CAM layer is
+found by :func:`default_layer`. Maps are upsampled to the input and scaled to 0..1.
 """
 
 import numpy as np
@@ -19,7 +19,7 @@ def conv_layers(model):
 def module(model, name):
     modules = dict(model.named_modules())
     if name not in modules or not name:
-        convs = conv_layers(model)
+        convs = conv_layers(model) or ["none"]
         raise UsageError(f"--layer {name!r} is not a layer of this model; its convolutions are "
                          f"{', '.join(convs[:8])}{', ...' if len(convs) > 8 else ''} (last: {convs[-1]})")
     return modules[name]
@@ -47,9 +47,30 @@ def target_logit(logits, task, cls):
     return logits[0, cls]
 
 
+def default_layer(model, x):
+    """The module Grad-CAM explains by default: the last one to output a feature map at the
+    last convolution's resolution — its activation after the nonlinearity (a VGG block's ReLU,
+    a ResNet's ``layer4``), where Grad-CAM expects non-negative feature maps."""
+    done = []
+    hooks = [m.register_forward_hook(lambda _m, _i, o, name=name: done.append((name, _m, o)))
+             for name, m in model.named_modules() if name]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    maps = [(name, m, o) for name, m, o in done if isinstance(o, torch.Tensor) and o.dim() == 4]
+    convs = [o.shape[-2:] for _, m, o in maps if isinstance(m, torch.nn.Conv2d)]
+    if not convs:
+        raise UsageError("this model has no convolution: Grad-CAM and feature maps need one")
+    last_conv = convs[-1]
+    return [name for name, _, o in maps if o.shape[-2:] == last_conv][-1]
+
+
 def grad_cam(model, x, task, cls, layer=None, plus=False):
     """(h, w) map in 0..1 at the input's size, for class index ``cls`` of ``task``."""
-    layer = layer or conv_layers(model)[-1]
+    layer = layer or default_layer(model, x)
     saved = {}
     target = module(model, layer)
 

@@ -74,7 +74,7 @@ def test_nightly_retraining_keeps_only_a_better_model(tmp_path):
     unchanged = night("--model vgg5 --epochs 2 --batch-size 16")
     assert unchanged.returncode == 0 and unchanged.stdout == "", unchanged.stdout
     assert len((out / "history.log").read_text().splitlines()) == 1
-    some = sorted((data / "train" / "NORMAL").iterdir())[0]
+    some = min((data / "train" / "NORMAL").iterdir())
     shutil.copy(some, some.with_name("person9999_1.png"))
     useless = night("--model vgg5 --epochs 1 --batch-size 16 --lr 1e-9")
     assert useless.returncode == 0, useless.stderr

@@ -140,3 +140,13 @@ def test_learning_happens_on_synthetic_radiographs(name, options, steps, synth):
         optimiser.step()
         losses.append(loss.item())
     assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses
+
+
+def test_a_cnn_too_deep_for_its_input_is_a_usage_error():
+    from libxr.errors import UsageError
+    from libxr.models import build_model
+
+    with pytest.raises(UsageError, match="need inputs of at least 128 px, not 64"):
+        build_model("cnn", 1, 1, 64, layers=7)
+    build_model("cnn", 1, 1, 64, layers=7, pool_stride=1)     # same size all the way: fine
+    build_model("cnn", 1, 1, 128, layers=7)

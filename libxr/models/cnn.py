@@ -44,6 +44,10 @@ class ConfigurableCNN(nn.Module):
                 raise UsageError(f"{name} {mode!r}: use one of {', '.join(PROGRESSIONS)}")
         if local_pool not in ("max", "avg", "none") or global_pool not in ("max", "avg", "flatten"):
             raise UsageError("local pooling is max, avg or none; global pooling max, avg or flatten")
+        if local_pool != "none" and pool_stride > 1 and size // pool_stride ** layers < 1:
+            need = pool_stride ** layers
+            raise UsageError(f"{layers} layers each pooling by {pool_stride} need inputs of at least {need} px, "
+                             f"not {size}: fewer layers, pool_stride=1, or a larger size")
         blocks, channels = [], in_channels
         for k, f in zip(kernels(layers, kernel_growth), filters(layers, filter_growth)):
             blocks += [nn.Conv2d(channels, f, k, padding=k // 2, bias=not batch_norm)]

@@ -45,12 +45,18 @@ class Scored:
                          for s in rows])
 
 
-def align(files):
-    """The ids of the first file, checked present exactly once in every other file, and one task."""
+def same_task(files):
+    """The one task every file scores."""
     for other in files[1:]:
         if other.task != files[0].task:
             raise XRError(f"{other.name} scores {', '.join(other.task.names)}; {files[0].name} scores "
                           f"{', '.join(files[0].task.names)}")
+    return files[0].task
+
+
+def align(files):
+    """The ids of the first file, checked present exactly once in every other file, and one task."""
+    same_task(files)
     return same_ids(files)
 
 

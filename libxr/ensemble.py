@@ -11,10 +11,16 @@ import json
 
 import numpy as np
 
-from libxr.aligned import align, base
+from libxr.aligned import align, base, same_task
 from libxr.atomic import atomic_output
 from libxr.errors import UsageError, XRError
 from libxr.predict import decision
+
+
+def _unscored(files, i):
+    """Record ``i`` of the first file, marked with the file that could not score it."""
+    bad = next(f.name for f in files if "error" in f.records[i])
+    return {**base(files[0].records[i]), "error": f"not scored in {bad}"}
 
 
 def _records(files, ids, probs, threshold):
@@ -23,8 +29,7 @@ def _records(files, ids, probs, threshold):
     for i, p in zip(ids, probs):
         rec = base(files[0].records[i])
         if np.isnan(p).any():
-            bad = next(f.name for f in files if "error" in f.records[i])
-            yield {**rec, "error": f"not scored in {bad}"}
+            yield _unscored(files, i)
         else:
             yield {**rec, **decision(task, p[1] if task.kind == "binary" else p, threshold)}
 
@@ -67,11 +72,10 @@ def vote(files, weights=None):
             elif "error" not in f.records[i]:
                 raise XRError(f"{f.name}: record {i!r} has pred {pred!r}, not one of {', '.join(task.names)}")
     for row, i in enumerate(ids):
-        rec = base(files[0].records[i])
         if np.isnan(means[row]).any():
-            bad = next(f.name for f in files if "error" in f.records[i])
-            yield {**rec, "error": f"not scored in {bad}"}
+            yield _unscored(files, i)
             continue
+        rec = base(files[0].records[i])
         scores = {n: round(float(s), 6) for n, s in zip(task.names, shares[row])}
         if task.kind == "multilabel":
             yield {**rec, "scores": scores, "pred": [n for n, s in zip(task.names, shares[row]) if s > 0.5]}
@@ -83,11 +87,7 @@ def vote(files, weights=None):
 
 def route(files, experts, field):
     """Each record takes the prediction of its ``field`` value's expert (``experts``: value -> file)."""
-    task = files[0].task
-    for f in files[1:]:
-        if f.task != task:
-            raise XRError(f"{f.name} scores {', '.join(f.task.names)}; {files[0].name} scores "
-                          f"{', '.join(task.names)}")
+    same_task(files)
     order = list(dict.fromkeys(i for f in files for i in f.records))
     for i in order:
         rec = next(f.records[i] for f in files if i in f.records)

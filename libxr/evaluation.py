@@ -109,8 +109,7 @@ def aggregate(preds, field):
     keep, y, p = [], [], []
     for key, members in groups.items():
         truth = preds.y[members]
-        if not np.array_equal(np.nan_to_num(truth, nan=-9), np.nan_to_num(truth[:1].repeat(len(members), 0),
-                                                                          nan=-9)):
+        if not np.array_equal(truth, truth[:1].repeat(len(members), 0), equal_nan=True):
             raise XRError(f"{field} {key!r}: its records disagree on the truth")
         first = preds.records[members[0]]
         keep.append({**{k: first.get(k) for k in ("patient", "group", "split", "view")}, "id": str(key),

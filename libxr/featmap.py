@@ -15,7 +15,7 @@ import numpy as np
 from libxr import featmap_figures as figures
 from libxr.record_pixels import RecordPixels
 from libxr.saliency import activations as layer_activations
-from libxr.saliency import conv_layers, grad_cam
+from libxr.saliency import conv_layers, grad_cam, require_convolutions
 
 
 def safe_name(record_id):
@@ -29,26 +29,23 @@ def is_wrong(rec):
     return rec.get("label") is not None and str(rec.get("pred")) != str(rec["label"])
 
 
-def _pixels(source, i):
-    """(uint8 (C, H, W) or None, why not)."""
-    pixels, ok, reasons = source[[i]]
-    return (pixels[0], None) if ok else (None, reasons.get(i, "no image (an `error` record)"))
+def _readable(records, preprocess, check_store=None, skip=print):
+    """(record, uint8 (C, H, W) pixels) for each record whose image can be read; ``skip`` hears of the others."""
+    source = RecordPixels(records, preprocess, check_store)
+    for i, rec in enumerate(records):
+        pixels, ok, reasons = source[[i]]
+        if ok:
+            yield rec, pixels[0]
+        else:
+            skip(f"{rec['id']}: {reasons.get(i, 'no image (an `error` record)')}")
 
 
 def feature_maps(clf, records, out_dir, layers=None, every=2, channels=8, skip=print):
     """Activation grids of ``layers`` (default every ``every``-th convolution) per record."""
     names = list(layers) if layers else conv_layers(clf.model)[every - 1::every] or conv_layers(clf.model)
-    if not names:
-        from libxr.errors import UsageError
-
-        raise UsageError("this model has no convolution: Grad-CAM and feature maps need one")
-    source = RecordPixels(records, clf.preprocess, clf.check_store)
+    require_convolutions(names)
     written = []
-    for i, rec in enumerate(records):
-        pixels, why = _pixels(source, i)
-        if pixels is None:
-            skip(f"{rec['id']}: {why}")
-            continue
+    for rec, pixels in _readable(records, clf.preprocess, clf.check_store, skip):
         maps = layer_activations(clf.model, clf.transform(pixels[None].to(clf.device)), names)
         png = os.path.join(out_dir, f"maps-{safe_name(rec['id'])}.png")
         figures.activation_grid(pixels.numpy(), maps, png, f"{rec['id']}: strongest channels per layer", channels)
@@ -63,13 +60,8 @@ def saliency(clf, records, out_dir, class_name=None, layer=None, skip=print):
         from libxr.errors import UsageError
 
         raise UsageError(f"--class {class_name!r} is not one of {', '.join(task.names)}")
-    source = RecordPixels(records, clf.preprocess, clf.check_store)
     written = []
-    for i, rec in enumerate(records):
-        pixels, why = _pixels(source, i)
-        if pixels is None:
-            skip(f"{rec['id']}: {why}")
-            continue
+    for rec, pixels in _readable(records, clf.preprocess, clf.check_store, skip):
         x = clf.transform(pixels[None].to(clf.device))
         score = clf.scores(pixels[None])[0]
         predicted = _predicted(task, score, clf.threshold)
@@ -103,15 +95,8 @@ def sheets(records, out_dir, size=128, count=36, errors=False, by=None, skip=pri
         groups[("(none)" if rec.get(by) is None else str(rec[by])) if by else "all"].append(rec)
     written = []
     for group, members in sorted(groups.items()):
-        chosen = members[:count]
-        source = RecordPixels(chosen, {"size": size, "fit": "pad", "channels": ["gray"]})
-        items = []
-        for i, rec in enumerate(chosen):
-            pixels, why = _pixels(source, i)
-            if pixels is None:
-                skip(f"{rec['id']}: {why}")
-                continue
-            items.append((pixels.numpy(), _caption(rec), not is_wrong(rec)))
+        items = [(pixels.numpy(), _caption(rec), not is_wrong(rec)) for rec, pixels in
+                 _readable(members[:count], {"size": size, "fit": "pad", "channels": ["gray"]}, skip=skip)]
         if not items:
             continue
         name = "sheet" + (f"-{safe_name(group)}" if by else "") + ("-errors" if errors else "") + ".png"

@@ -5,6 +5,8 @@ hooks and tensor gradient hooks on named modules; the default Grad-CAM layer is
 found by :func:`default_layer`. Maps are upsampled to the input and scaled to 0..1.
 """
 
+import contextlib
+
 import numpy as np
 import torch
 
@@ -16,6 +18,11 @@ def conv_layers(model):
     return [name for name, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)]
 
 
+def require_convolutions(convs):
+    if not convs:
+        raise UsageError("this model has no convolution: Grad-CAM and feature maps need one")
+
+
 def module(model, name):
     modules = dict(model.named_modules())
     if name not in modules or not name:
@@ -25,18 +32,24 @@ def module(model, name):
     return modules[name]
 
 
+@contextlib.contextmanager
+def _hooked(pairs):
+    """Forward hooks on (module, hook) pairs, removed however the block ends."""
+    handles = [m.register_forward_hook(hook) for m, hook in pairs]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def activations(model, x, names):
     """{layer name: (C, h, w) activation} for one input batch of size 1."""
-    out, hooks = {}, []
-    for name in names:
-        hooks.append(module(model, name).register_forward_hook(
-            lambda _m, _i, o, name=name: out.__setitem__(name, o.detach()[0].float().cpu())))
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in hooks:
-            h.remove()
+    out = {}
+    pairs = [(module(model, name), lambda _m, _i, o, name=name: out.__setitem__(name, o.detach()[0].float().cpu()))
+             for name in names]
+    with _hooked(pairs), torch.no_grad():
+        model(x)
     return out
 
 
@@ -52,18 +65,12 @@ def default_layer(model, x):
     last convolution's resolution — its activation after the nonlinearity (a VGG block's ReLU,
     a ResNet's ``layer4``), where Grad-CAM expects non-negative feature maps."""
     done = []
-    hooks = [m.register_forward_hook(lambda _m, _i, o, name=name: done.append((name, _m, o)))
-             for name, m in model.named_modules() if name]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in hooks:
-            h.remove()
+    pairs = [(m, lambda _m, _i, o, name=name: done.append((name, _m, o))) for name, m in model.named_modules() if name]
+    with _hooked(pairs), torch.no_grad():
+        model(x)
     maps = [(name, m, o) for name, m, o in done if isinstance(o, torch.Tensor) and o.dim() == 4]
     convs = [o.shape[-2:] for _, m, o in maps if isinstance(m, torch.nn.Conv2d)]
-    if not convs:
-        raise UsageError("this model has no convolution: Grad-CAM and feature maps need one")
+    require_convolutions(convs)
     last_conv = convs[-1]
     return [name for name, _, o in maps if o.shape[-2:] == last_conv][-1]
 
@@ -78,16 +85,14 @@ def grad_cam(model, x, task, cls, layer=None, plus=False):
         saved["a"] = output
         output.register_hook(lambda grad: saved.__setitem__("g", grad))   # works under in-place ReLUs
 
-    hooks = [target.register_forward_hook(keep)]
     was_training = model.training
     model.eval()
     try:
-        x = x.clone().requires_grad_(True)
-        model.zero_grad(set_to_none=True)
-        target_logit(model(x).float(), task, cls).backward()
+        with _hooked([(target, keep)]):
+            x = x.clone().requires_grad_(True)
+            model.zero_grad(set_to_none=True)
+            target_logit(model(x).float(), task, cls).backward()
     finally:
-        for h in hooks:
-            h.remove()
         model.train(was_training)
     a, g = saved["a"][0].detach().float(), saved["g"][0].detach().float()
     if plus:

@@ -348,13 +348,15 @@ def _train_epoch(model, data, order, opts, world, transform, loss_fn, optimizer,
     for step, (x, y) in enumerate(batches(data.train_set, opts.batch_size, order, workers=opts.workers)):
         if step >= steps:
             break
-        if world.any(signals.received is not None)[0]:
-            return "stopped"
         x, y = transform(x.to(device, non_blocking=True), train=True), y.to(device, non_blocking=True)
         with torch.autocast(device.type, enabled=device.type == "cuda"):
             logits = model(x)
         loss = loss_fn(logits.float(), y)
-        if world.any(not torch.isfinite(loss))[0]:
+        # one small all-reduce a batch tells every process of a stop signal or a NaN anywhere
+        stopped, nonfinite = world.any(signals.received is not None, not torch.isfinite(loss))
+        if stopped:
+            return "stopped"
+        if nonfinite:
             return "nonfinite"
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()

@@ -17,6 +17,8 @@ def chain(stage_records, gates):
     """Compose per-record stage predictions: ``stage_records`` is one list of records per
     stage, aligned (same ids, same order); ``gates[k]`` the class of stage k's labels that
     stage k+1 refines."""
+    if len(stage_records) < 2:
+        raise UsageError("a cascade needs two or more --stage files")
     if len(gates) != len(stage_records) - 1:
         raise UsageError(f"{len(stage_records)} stages need {len(stage_records) - 1} --gate classes, "
                          f"not {len(gates)}")

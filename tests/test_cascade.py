@@ -129,6 +129,7 @@ def test_derive_stage_manifests(cli, tmp_path):
     (["mean", "A", "Bdup"], 1, "again (first on line 1)"),
     (["mean", "A", "B", "--weights", "1"], 2, "one per file"),
     (["chain", "--stage", "A", "--stage", "B"], 2, "need 1 --gate"),
+    (["chain", "--stage", "A"], 2, "two or more --stage"),
     (["chain", "--stage", "A", "--stage", "B", "--gate", "COVID"], 1, "is not one of the classes so far"),
     (["stack", "A", "B"], 1, "no records of split 'val'"),
     (["derive", "M", "--merge", "x=NORMAL,Ghost", "--out-dir", "D"], 1, "'Ghost' has no records"),

@@ -68,28 +68,34 @@ def prepare_array(path, size, how, kinds):
 # Pixels never travel through the pool's pipes (pickling ~50 KB per image halved
 # the throughput on two cores): each worker writes its image at a byte offset of
 # a file — the HDF5 file's contiguous pixel block when uncompressed, else a
-# scratch file of slots the writer compresses from. Only histograms and errors
-# go through the pipes. Plain files work with every way of starting workers.
+# scratch file of slots the writer compresses from. Only the summed train
+# histograms and the errors go back. Plain files work with every way of starting workers.
 _files = {}
 
 
-def _work(job):
-    """In a worker: write the pixels at (file, offset); return (histograms, None) or (None, why)."""
-    path, size, how, kinds, target, offset = job
-    try:
-        data, hist = prepare(path, size, how, kinds)
-    except DecodeError as exc:
-        return None, str(exc)
-    except (MemoryError, ValueError) as exc:   # absurd dimensions, decompression bombs
-        return None, f"unreadable image: {exc}"
+def _work(task):
+    """In a worker: decode ``images`` [(path, byte offset, is train)] into ``target``.
+
+    Returns (summed (C, 256) histograms of the train images or None, [None or why, per image]).
+    """
+    size, how, kinds, target, images = task
     if target not in _files:
         _files[target] = os.open(target, os.O_WRONLY)
-    os.pwrite(_files[target], data, offset)
-    return hist, None
-
-
-def _work_many(jobs):
-    return [_work(job) for job in jobs]
+    train_hist, problems = None, []
+    for path, offset, train in images:
+        try:
+            data, hist = prepare(path, size, how, kinds)
+        except DecodeError as exc:
+            problems.append(str(exc))
+            continue
+        except (MemoryError, ValueError) as exc:   # absurd dimensions, decompression bombs
+            problems.append(f"unreadable image: {exc}")
+            continue
+        os.pwrite(_files[target], data, offset)
+        problems.append(None)
+        if train:
+            train_hist = hist if train_hist is None else train_hist + hist
+    return train_hist, problems
 
 
 class Spool:
@@ -169,10 +175,9 @@ def preprocess(stream, name, h5_path, opts, out, tick=lambda n, total=None: None
 def _write(pool, records, opts, target, writer, h5_path, lines, tick):
     """Drive the workers and record each image's row (or error) as it comes."""
     outcome = Outcome()
-    for batch, results, pixels in _ordered(pool, records, opts, target):
-        ok = [problem is None for _, problem in results]
-        rows = writer.add(batch, ok, [hist for hist, _ in results], pixels)
-        for rec, row, (_, problem) in zip(batch, rows, results):
+    for batch, problems, train_hist, pixels in _ordered(pool, records, opts, target):
+        rows = writer.add(batch, [problem is None for problem in problems], train_hist, pixels)
+        for rec, row, problem in zip(batch, rows, problems):
             if problem is None:
                 rec = {**rec, "h5": h5_path, "row": row}
                 outcome.written += 1
@@ -190,7 +195,7 @@ def _window(opts):
 
 
 def _ordered(pool, records, opts, target, ahead=AHEAD):
-    """Windows of (records, [(histograms, problem)], pixels or None) in input order.
+    """Windows of (records, [problem or None], summed train histograms, pixels or None) in input order.
 
     ``ahead`` windows are in flight while the writer handles the oldest, so the
     workers never wait. ``target`` is (file, offset of row 0, is the HDF5 file):
@@ -218,20 +223,23 @@ def _ordered(pool, records, opts, target, ahead=AHEAD):
         if batch:
             base = (next(windows) % (ahead + 1)) * window
             first = row if direct else base
-            jobs = [(image_path(rec, opts.root), opts.size, opts.fit, opts.channels, path,
-                     offset + (first + i) * nbytes) for i, rec in enumerate(batch)]
+            images = [(image_path(rec, opts.root), offset + (first + i) * nbytes, rec.get("split") == "train")
+                      for i, rec in enumerate(batch)]
             row += len(batch)
-            step = max(1, len(jobs) // 4)
-            futures = [pool.submit(_work_many, jobs[i:i + step]) for i in range(0, len(jobs), step)]
+            step = max(1, len(images) // 4)
+            futures = [pool.submit(_work, (opts.size, opts.fit, opts.channels, path, images[i:i + step]))
+                       for i in range(0, len(images), step)]
             inflight.append((batch, base, futures))
 
     for _ in range(ahead):
         submit()
     while inflight:
         batch, base, futures = inflight.popleft()
-        results = [result for future in futures for result in future.result()]
+        results = [future.result() for future in futures]
         submit()
-        yield batch, results, None if direct else slots[base:base + len(batch)]
+        hists = [hist for hist, _ in results if hist is not None]
+        yield (batch, [problem for _, problems in results for problem in problems],
+               sum(hists) if hists else None, None if direct else slots[base:base + len(batch)])
 
 
 class _Serial:
@@ -266,7 +274,9 @@ def _pool(workers):
     if workers <= 1:
         return _Serial()
     method = "forkserver" if "torch" in sys.modules else "fork"
-    return concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
+    pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
+    pool.submit(int).result()   # a forking executor starts all its workers at the first task: now
+    return pool
 
 
 @contextlib.contextmanager

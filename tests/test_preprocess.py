@@ -126,6 +126,26 @@ def test_bad_images_are_skipped_listed_and_never_stored(cli, manifest, tmp_path)
     assert strict.exit_code == 1
 
 
+@pytest.mark.parametrize("flush", [1, 7, 4096])
+def test_metadata_and_stats_whatever_the_flush_size(cli, manifest, tmp_path, monkeypatch, flush):
+    """Ids, splits, labels and train statistics are gathered in blocks of Writer.FLUSH rows
+    and the histograms summed in the workers: every block size gives the same file."""
+    from libxr.h5store import Writer
+
+    monkeypatch.setattr(Writer, "FLUSH", flush)
+    broken, _ = broken_set(tmp_path, manifest)
+    _, records = run(cli, broken, tmp_path / "x.h5", "--size", 24, "--channels", "gray,equalize")
+    good = [r for r in records if "error" not in r]
+    with h5py.File(tmp_path / "x.h5") as f:
+        assert [i.decode() for i in f["ids"][:]] == [r["id"] for r in good]
+        assert [s.decode() for s in f["split"][:]] == [r["split"] for r in good]
+        classes = json.loads(f.attrs["classes"])
+        assert [classes[i] for i in f["label"][:]] == [r["label"] for r in good]
+        train = np.stack([f["images"][r["row"]] for r in good if r["split"] == "train"]) / 255.0
+        assert f.attrs["mean"] == pytest.approx(train.mean(axis=(0, 2, 3)), abs=1e-9)
+        assert f.attrs["std"] == pytest.approx(train.std(axis=(0, 2, 3)), abs=1e-9)
+
+
 def test_malformed_manifest_fails_before_any_work(cli, tmp_path):
     bad = tmp_path / "m.jsonl"
     bad.write_text('{"id": "a", "path": "x.png"}\n{"id": "b"}\n')

@@ -78,6 +78,11 @@ def _arrays(task, rows, name):
     except (TypeError, ValueError):
         line = next(line for line, rec in rows if not all(_number(v) for v in rec["scores"].values()))
         raise ManifestError(name, line, "a score is not a number") from None
+    outside = ~((p >= 0) & (p <= 1)).all(1)     # NaN included
+    if outside.any():
+        raise ManifestError(name, rows[int(np.argmax(outside))][0], "a score is not a probability (0 to 1)")
+    if task.kind == "multiclass":
+        p = _one_per_record(p, rows, name)
     if task.kind == "multilabel":
         index = {n: j for j, n in enumerate(task.names)}
         y = np.full(p.shape, np.nan)
@@ -93,6 +98,17 @@ def _arrays(task, rows, name):
                                             f"({', '.join(task.names)})")
     y = np.array([index[str(rec["label"])] for rec in records])
     return Predictions(task, y, p[:, 1] if task.kind == "binary" else p, records)
+
+
+def _one_per_record(p, rows, name):
+    """Class probabilities rescaled to sum to exactly 1: files round them (0.3333 x 3), and
+    scikit-learn refuses multiclass AUC for rows that miss 1 by more than its tolerance."""
+    sums = p.sum(1)
+    off = np.abs(sums - 1) > 0.01
+    if off.any():
+        i = int(np.argmax(off))
+        raise ManifestError(name, rows[i][0], f"the class scores sum to {sums[i]:.3g}, not 1")
+    return p / sums[:, None]
 
 
 def _number(value):

@@ -86,13 +86,8 @@ def _multiclass(y, p, names, detail):
     pred = p.argmax(1)
     present = np.unique(y)
     onehot = np.eye(k)[y]
-    out = {"n": len(y), "accuracy": m.accuracy_score(y, pred),
-           "balanced_accuracy": m.balanced_accuracy_score(y, pred),
-           "kappa": m.cohen_kappa_score(y, pred) if len(np.unique(np.r_[y, pred])) > 1 else None}
-    for avg in ("macro", "micro", "weighted"):
-        out[f"f1_{avg}"] = m.f1_score(y, pred, labels=range(k), average=avg, zero_division=0)
-        out[f"precision_{avg}"] = m.precision_score(y, pred, labels=range(k), average=avg, zero_division=0)
-        out[f"recall_{avg}"] = m.recall_score(y, pred, labels=range(k), average=avg, zero_division=0)
+    counts = np.bincount(y * k + pred, minlength=k * k).reshape(k, k)
+    out = {"n": len(y), **_decisions(counts)}
     complete = len(present) == k
     out["auc_macro"] = m.roc_auc_score(y, p, multi_class="ovr", average="macro", labels=range(k)) if complete else None
     out["auc_micro"] = m.roc_auc_score(onehot, p, average="micro") if len(present) > 1 else None
@@ -106,9 +101,29 @@ def _multiclass(y, p, names, detail):
             out["per_class"][name] = _binary((y == j).astype(int), p[:, j], 0.5, False) | {
                 # one-vs-rest decisions come from the argmax, not a 0.5 cut
                 **_decided((y == j).astype(int), (pred == j).astype(int))}
-        out["confusion"] = {"labels": list(names),
-                            "matrix": m.confusion_matrix(y, pred, labels=range(k)).tolist()}
+        out["confusion"] = {"labels": list(names), "matrix": counts.tolist()}
     return _plain(out)
+
+
+def _decisions(counts):
+    """Multiclass decision metrics from the k x k confusion counts (true x predicted): sklearn's
+    formulas with every class a label and zero_division=0 — tests hold them equal — without its
+    per-call input checks, eleven of which made each bootstrap replicate slow."""
+    c = counts.astype(np.float64)
+    n = c.sum()
+    hits, truth, called = np.diag(c), c.sum(1), c.sum(0)
+
+    def share(a, b):
+        return np.divide(a, b, out=np.zeros_like(a), where=b > 0)
+
+    per = {"precision": share(hits, called), "recall": share(hits, truth), "f1": share(2 * hits, truth + called)}
+    agree, chance = hits.sum() / n, truth @ called / n ** 2
+    out = {"accuracy": agree, "balanced_accuracy": per["recall"][truth > 0].mean(),
+           "kappa": (agree - chance) / (1 - chance) if np.count_nonzero(truth + called) > 1 else None}
+    for name, values in per.items():
+        out[f"{name}_macro"], out[f"{name}_micro"], out[f"{name}_weighted"] = \
+            values.mean(), agree, values @ truth / n
+    return out
 
 
 def _decided(truth, pred):

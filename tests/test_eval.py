@@ -101,14 +101,22 @@ def test_bootstrap_intervals_bracket_the_estimate_and_repeat_with_the_seed(cli, 
     assert a == b and a["sections"]["test"]["ci"] != c["sections"]["test"]["ci"]
 
 
-def test_multiclass_and_multilabel_predictions(cli, tmp_path):
-    names = ["COVID", "NORMAL", "Viral Pneumonia"]
+THREE = ["COVID", "NORMAL", "Viral Pneumonia"]
+
+
+def three_class_records(n=90, decimals=None):
     recs = []
-    for i in range(90):
-        y = i % 3
-        p = rng.dirichlet(np.ones(3)) + np.eye(3)[y] * 0.5
+    for i in range(n):
+        p = rng.dirichlet(np.ones(3)) + np.eye(3)[i % 3] * 0.5
         p /= p.sum()
-        recs.append({"id": str(i), "label": names[y], "scores": dict(zip(names, map(float, p)))})
+        recs.append({"id": str(i), "label": THREE[i % 3],
+                     "scores": dict(zip(THREE, map(float, p if decimals is None else p.round(decimals))))})
+    return recs
+
+
+def test_multiclass_and_multilabel_predictions(cli, tmp_path):
+    names = THREE
+    recs = three_class_records()
     report, _ = evaluate(cli, tmp_path, recs, "--plots", tmp_path / "mc")
     section = report["sections"]["all"]
     assert len(list((tmp_path / "mc").iterdir())) == 4
@@ -124,6 +132,21 @@ def test_multiclass_and_multilabel_predictions(cli, tmp_path):
     assert set(section["per_label"]) == set(labels) and section["per_label"]["Effusion"]["n"] == 48
     assert len(report["threshold"]) == 2 and len(list((tmp_path / "ml").iterdir())) == 4
     assert section["per_label"]["Edema"]["auc"] == 1.0
+
+
+def test_rounded_class_scores_are_rescaled_and_wrong_sums_named(cli, tmp_path):
+    """Scores rounded in the file (rows sum to 0.9999) are scored as the rescaled probabilities;
+    rows that are not one probability per class are an error naming the line."""
+    recs = three_class_records(60, decimals=3)
+    report, _ = evaluate(cli, tmp_path, recs)
+    probs = np.array([[r["scores"][n] for n in THREE] for r in recs])
+    probs /= probs.sum(1, keepdims=True)
+    y = [THREE.index(r["label"]) for r in recs]
+    assert report["sections"]["all"]["auc_macro"] == pytest.approx(m.roc_auc_score(y, probs, multi_class="ovr"))
+    recs[7]["scores"] = {"COVID": 0.9, "NORMAL": 0.5, "Viral Pneumonia": 0.1}
+    path = write_jsonl(tmp_path / "wrong.jsonl", recs)
+    result = cli(main, path)
+    assert result.exit_code == 1 and f"{path}:8: the class scores sum to 1.5, not 1" in result.stderr
 
 
 def test_formats_tables_and_plots(cli, tmp_path):
@@ -183,6 +206,8 @@ def test_leaderboard_ranks_runs(cli, tmp_path):
     (lambda rs: rs[2].update(label="COVID"), 3, "label 'COVID' is not one of the scored classes"),
     (lambda rs: rs[8]["scores"].update(COVID=0.1), 9, "earlier records had"),
     (lambda rs: rs[1]["scores"].update(NORMAL="high"), 2, "a score is not a number"),
+    (lambda rs: rs[3]["scores"].update(PNEUMONIA=1.3), 4, "a score is not a probability"),
+    (lambda rs: rs[5]["scores"].update(PNEUMONIA=float("nan")), 6, "a score is not a probability"),
 ])
 def test_bad_prediction_records_name_the_line(cli, tmp_path, edit, line, message):
     recs = binary_records(20)

@@ -112,6 +112,30 @@ def test_degenerate_binary_inputs_give_none_not_a_crash(y, p, undefined):
     assert got["accuracy"] == pytest.approx(m.accuracy_score(y, p >= 0.5))
 
 
+@pytest.mark.parametrize("y, pred", [
+    (Y3, P3.argmax(1)),
+    (np.array([0, 1, 2, 0, 1, 2]), np.array([0, 0, 0, 0, 0, 0])),      # two classes never predicted
+    (np.array([0, 0, 1, 1, 0, 1]), np.array([0, 2, 1, 2, 0, 0])),      # a class predicted, never true
+    (np.array([2, 2, 2, 2]), np.array([2, 2, 1, 0])),                  # one true class
+    (np.array([1, 1, 1]), np.array([1, 1, 1])),                        # one class in truth and prediction
+])
+def test_multiclass_decision_metrics_equal_sklearn_on_any_confusion(y, pred):
+    """The decisions come from the confusion counts: every average, with absent classes, as sklearn."""
+    p = np.eye(3)[pred] * 0.7 + 0.1
+    got = metrics(THREE, y, p)
+    labels = dict(labels=range(3), zero_division=0)
+    expected = {"accuracy": m.accuracy_score(y, pred), "balanced_accuracy": m.balanced_accuracy_score(y, pred)}
+    for avg in ("macro", "micro", "weighted"):
+        expected |= {f"f1_{avg}": m.f1_score(y, pred, average=avg, **labels),
+                     f"precision_{avg}": m.precision_score(y, pred, average=avg, **labels),
+                     f"recall_{avg}": m.recall_score(y, pred, average=avg, **labels)}
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value), key
+    single = len(np.unique(np.r_[y, pred])) == 1
+    assert got["kappa"] is None if single else got["kappa"] == pytest.approx(m.cohen_kappa_score(y, pred))
+    assert got["confusion"]["matrix"] == m.confusion_matrix(y, pred, labels=range(3)).tolist()
+
+
 def test_multiclass_with_a_missing_class_has_no_macro_auc():
     y = np.array([0, 1, 0, 1])
     p = np.array([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1], [0.3, 0.6, 0.1]])

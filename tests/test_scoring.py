@@ -123,7 +123,7 @@ def test_multiclass_decision_metrics_equal_sklearn_on_any_confusion(y, pred):
     """The decisions come from the confusion counts: every average, with absent classes, as sklearn."""
     p = np.eye(3)[pred] * 0.7 + 0.1
     got = metrics(THREE, y, p)
-    labels = dict(labels=range(3), zero_division=0)
+    labels = {"labels": range(3), "zero_division": 0}
     expected = {"accuracy": m.accuracy_score(y, pred), "balanced_accuracy": m.balanced_accuracy_score(y, pred)}
     for avg in ("macro", "micro", "weighted"):
         expected |= {f"f1_{avg}": m.f1_score(y, pred, average=avg, **labels),

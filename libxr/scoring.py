@@ -100,7 +100,7 @@ def _multiclass(y, p, names, detail):
         for j, name in enumerate(names):
             out["per_class"][name] = _binary((y == j).astype(int), p[:, j], 0.5, False) | {
                 # one-vs-rest decisions come from the argmax, not a 0.5 cut
-                **_decided((y == j).astype(int), (pred == j).astype(int))}
+                **_one_vs_rest(counts, j)}
         out["confusion"] = {"labels": list(names), "matrix": counts.tolist()}
     return _plain(out)
 
@@ -126,15 +126,13 @@ def _decisions(counts):
     return out
 
 
-def _decided(truth, pred):
-    from sklearn import metrics as m
-
-    return {"sensitivity": m.recall_score(truth, pred, zero_division=np.nan) if truth.any() else None,
-            "specificity": m.recall_score(truth, pred, pos_label=0, zero_division=np.nan)
-            if (truth == 0).any() else None,
-            "precision": m.precision_score(truth, pred, zero_division=np.nan) if pred.any() else None,
-            "f1": m.f1_score(truth, pred, zero_division=0), "support": int(truth.sum()), "threshold": None,
-            "accuracy": m.accuracy_score(truth, pred)}
+def _one_vs_rest(counts, j):
+    """Class ``j`` against the rest, decided by the argmax: from the confusion counts."""
+    n, hits, truth, called = int(counts.sum()), int(counts[j, j]), int(counts[j].sum()), int(counts[:, j].sum())
+    rejected = n - truth - called + hits
+    return {"sensitivity": _ratio(hits, truth), "specificity": _ratio(rejected, n - truth),
+            "precision": _ratio(hits, called), "f1": _ratio(2 * hits, truth + called) or 0.0,
+            "support": truth, "threshold": None, "accuracy": (hits + rejected) / n}
 
 
 def _multilabel(y, p, threshold, names, detail):

@@ -52,10 +52,10 @@ def baseline(root, augment, workers):
 
 
 def main():
-    from libxr.augment import AugmentOptions, BatchTransform
-    from libxr.h5store import describe, open_store
-    from libxr.loader import H5Batches, batches
-    from libxr.sampling import epoch_order
+    from libxr.learning.sampling import epoch_order
+    from libxr.pixels.augment import AugmentOptions, BatchTransform
+    from libxr.pixels.datasets import H5Batches, batches
+    from libxr.pixels.h5store import describe, open_store
 
     root = SHARED / "chest_xray" / "train"
     if not root.exists():

@@ -32,9 +32,9 @@ def bare_rate(model, x):
 
 
 def main():
-    from libxr.classifier import Classifier
-    from libxr.manifest import read_records
-    from libxr.predict import predict
+    from libxr.predicting.classifier import Classifier
+    from libxr.predicting.predict import predict
+    from libxr.records.manifest import read_records
 
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}

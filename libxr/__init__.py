@@ -7,7 +7,7 @@ thin wrapper around one or two functions here.
 __version__ = "0.1.0"
 
 from libxr.errors import ManifestError, UsageError, XRError
-from libxr.manifest import read_records, write_records
+from libxr.records.manifest import read_records, write_records
 
 __all__ = [
     "ManifestError",

@@ -1,4 +1,4 @@
-"""libxr.augment: normalisation, the affine grid, seeded augmentation of batches."""
+"""libxr.pixels.augment: normalisation, the affine grid, seeded augmentation of batches."""
 
 import math
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from libxr.augment import AugmentOptions, BatchTransform, _affine_grid
+from libxr.pixels.augment import AugmentOptions, BatchTransform, _affine_grid
 
 
 def batch(b=4, c=1, size=32):

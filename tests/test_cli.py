@@ -1,4 +1,4 @@
-"""Behaviour every command shares (libxr.cli): help, version, exit codes, stdin, pipes, atomic output."""
+"""Behaviour every command shares (xrtools.cli): help, version, exit codes, stdin, pipes, atomic output."""
 
 import importlib
 import json
@@ -138,9 +138,9 @@ def test_terminated_command_leaves_no_output(tmp_path):
 
 def test_the_library_needs_neither_click_nor_torch():
     needs_commands()
-    modules = ("libxr.index, libxr.split, libxr.synth, libxr.preprocess, libxr.h5store, libxr.atomic, "
-               "libxr.evaluation, libxr.scoring, libxr.leaderboard, libxr.eval_tables, libxr.plots, "
-               "libxr.cascade, libxr.aligned, libxr.gallery")
+    modules = ("libxr.index, libxr.records.split, libxr.synth, libxr.pixels.preprocess, libxr.pixels.h5store, libxr.atomic, "
+               "libxr.judging.evaluation, libxr.judging.metrics, libxr.judging.leaderboard, libxr.judging.tables, libxr.judging.plots, "
+               "libxr.combining.cascade, libxr.combining.aligned, libxr.looking.gallery")
     result = sh(f"python -c 'import sys, {modules}; print(sorted(m for m in (\"click\", \"torch\") if m in sys.modules))'")
     assert result.stdout.strip() == "[]"
 

@@ -1,10 +1,10 @@
-"""libxr.decode: every supported file becomes 8-bit grayscale; bad files raise DecodeError."""
+"""libxr.pixels.decode: every supported file becomes 8-bit grayscale; bad files raise DecodeError."""
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from libxr.decode import DecodeError, load_gray
+from libxr.pixels.decode import DecodeError, load_gray
 
 
 def gray_of(path, **kw):

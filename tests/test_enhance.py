@@ -1,11 +1,11 @@
-"""libxr.enhance: channel specs, equalisation, CLAHE, contrast stretch."""
+"""libxr.pixels.enhance: channel specs, equalisation, CLAHE, contrast stretch."""
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from libxr.enhance import channels, clahe, equalize, parse_channels, stretch
 from libxr.errors import UsageError
+from libxr.pixels.enhance import channels, clahe, equalize, parse_channels, stretch
 
 
 @pytest.mark.parametrize("spec, kinds", [

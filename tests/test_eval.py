@@ -51,7 +51,7 @@ def test_a_section_per_split_with_sklearns_numbers(cli, tmp_path):
 
 @pytest.mark.parametrize("rule", ["youden", "sens=0.95", "spec=0.8"])
 def test_threshold_rules_are_chosen_on_val_and_applied_to_test(cli, tmp_path, rule):
-    from libxr.thresholds import choose, parse
+    from libxr.judging.thresholds import choose, parse
 
     recs = binary_records()
     report, _ = evaluate(cli, tmp_path, recs, "--threshold", rule)

@@ -14,7 +14,7 @@ def test_sharded_preprocess_array_job_and_merge(cli, synth, tmp_path):
     """examples/slurm/preprocess.sbatch as 3 array tasks, then the merge job."""
     from xrtools.index import main as index
 
-    from libxr.h5store import open_store
+    from libxr.pixels.h5store import open_store
 
     needs_commands()
     manifest = tmp_path / "all.jsonl"

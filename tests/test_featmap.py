@@ -1,4 +1,4 @@
-"""xr-featmap and libxr.saliency: Grad-CAM finds the synthetic finding, the three outputs and the
+"""xr-featmap and libxr.looking.saliency: Grad-CAM finds the synthetic finding, the three outputs and the
 HTML page are written, bad requests are clear errors."""
 
 import json
@@ -9,8 +9,8 @@ import torch
 from conftest import write_jsonl
 from xrtools.featmap import main
 
-from libxr.saliency import grad_cam, mass_inside
-from libxr.tasks import Task
+from libxr.looking.saliency import grad_cam, mass_inside
+from libxr.records.tasks import Task
 
 
 def test_grad_cam_mass_falls_on_the_finding(cli, tmp_path):
@@ -25,8 +25,8 @@ def test_grad_cam_mass_falls_on_the_finding(cli, tmp_path):
     from xrtools.split import main as split
     from xrtools.train import main as train
 
-    from libxr.classifier import Classifier
-    from libxr.record_pixels import RecordPixels
+    from libxr.pixels.datasets import RecordPixels
+    from libxr.predicting.classifier import Classifier
     from libxr.synth import SynthOptions, synthesize
 
     synthesize(str(tmp_path / "ds"), SynthOptions(count=240, size=64, splits=(), seed=5))
@@ -46,7 +46,7 @@ def test_grad_cam_mass_falls_on_the_finding(cli, tmp_path):
     pixels = RecordPixels(records, clf.preprocess)
     inside, chance = [], []
     for i, rec in enumerate(records):
-        cam = grad_cam(clf.model, clf.transform(pixels[[i]][0]), clf.task, 1, "features.8")
+        cam = grad_cam(clf.model, clf.transform(pixels[[i]].pixels), clf.task, 1, "features.8")
         box = boxes[rec["id"]]
         inside.append(mass_inside(cam, box))
         chance.append((box[2] - box[0]) * (box[3] - box[1]) / cam.size)
@@ -59,8 +59,8 @@ def test_grad_cam_mass_falls_on_the_finding(cli, tmp_path):
 def test_grad_cam_on_xr_and_torchvision_models(name, layer):
     """The default layer is the last feature map at the last convolution's resolution, after its
     nonlinearity: the ReLU after VGG-5's last convolution, ResNet's layer4."""
+    from libxr.looking.saliency import default_layer
     from libxr.models import build_model
-    from libxr.saliency import default_layer
 
     model = build_model(name, 1, 1, 64).eval()
     x = torch.randn(1, 1, 64, 64)
@@ -72,8 +72,8 @@ def test_grad_cam_on_xr_and_torchvision_models(name, layer):
 
 def test_a_model_without_convolutions_is_a_clear_error():
     from libxr.errors import UsageError
+    from libxr.looking.saliency import default_layer
     from libxr.models import build_model
-    from libxr.saliency import default_layer
 
     with pytest.raises(UsageError, match="no convolution"):
         default_layer(build_model("dense", 1, 1, 32), torch.randn(1, 1, 32, 32))

@@ -1,10 +1,10 @@
-"""libxr.fit: pad and crop keep the aspect ratio; only stretch distorts."""
+"""libxr.pixels.fit: pad and crop keep the aspect ratio; only stretch distorts."""
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from libxr.fit import fit, fit_size
+from libxr.pixels.fit import fit, fit_size
 
 
 @pytest.mark.parametrize("w, h, how, expected", [

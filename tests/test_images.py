@@ -1,10 +1,10 @@
-"""libxr.images: what counts as an image, and header checks of broken files."""
+"""libxr.pixels.files: what counts as an image, and header checks of broken files."""
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from libxr.images import check_headers, header_problem, is_image_name
+from libxr.pixels.files import check_headers, header_problem, is_image_name
 
 
 @pytest.mark.parametrize("name, expected", [

@@ -1,4 +1,4 @@
-"""libxr.loader: batches from HDF5 (memory map, h5py, virtual) and from image files."""
+"""libxr.pixels.datasets: batches from HDF5 (memory map, h5py, virtual) and from image files, strict or not."""
 
 import json
 import os
@@ -9,9 +9,12 @@ from conftest import write_jsonl
 from xrtools.index import main as index
 from xrtools.preprocess import main as preprocess
 
-from libxr.loader import H5Batches, ImageBatches, batches
-from libxr.preprocess import prepare_array
-from libxr.sampling import epoch_order
+from libxr.errors import XRError
+from libxr.learning.sampling import epoch_order
+from libxr.pixels.datasets import H5Batches, RecordPixels, batches
+from libxr.pixels.prepare import prepare_array
+
+RAW = {"size": 24, "fit": "pad", "channels": ["gray"]}
 
 
 @pytest.fixture(scope="module")
@@ -45,26 +48,44 @@ def test_h5_batches_return_the_rows_asked_for(prepared, kind):
     records = prepared[kind]
     dataset = H5Batches(records[0]["h5"], [r["row"] for r in records], np.arange(len(records)))
     positions = [7, 3, 3, 40, 0]          # unordered, repeated
-    pixels, targets = dataset[positions]
+    pixels, targets, read, reasons = dataset[positions]
+    assert read == positions and reasons == {}
     assert pixels.shape == (5, 1, 24, 24) and str(pixels.dtype) == "torch.uint8"
     assert targets.tolist() == positions
     for k, p in enumerate(positions):
         assert (pixels[k].numpy() == prepare_array(records[p]["path"], 24, "pad", ("gray",))).all()
 
 
-def test_image_batches_equal_the_hdf5_rows(prepared):
+def test_raw_images_equal_the_hdf5_rows(prepared):
     records = prepared["plain"]
-    h5 = H5Batches(records[0]["h5"], [r["row"] for r in records], np.zeros(len(records)))
-    raw = ImageBatches([r["path"] for r in records], np.zeros(len(records)), size=24)
-    assert (h5[[1, 2, 9]][0] == raw[[1, 2, 9]][0]).all()
+    h5 = H5Batches(records[0]["h5"], [r["row"] for r in records], np.arange(len(records)))
+    raw = RecordPixels([{k: v for k, v in r.items() if k not in ("h5", "row")} for r in records], RAW,
+                       np.arange(len(records)), strict=True)
+    mixed = RecordPixels(records, RAW, np.arange(len(records)))
+    for dataset in (raw, mixed):
+        batch = dataset[[1, 2, 9, 2]]
+        assert (batch.pixels == h5[[1, 2, 9, 2]].pixels).all()
+        assert batch.targets.tolist() == [1, 2, 9, 2] and batch.positions == [1, 2, 9, 2]
 
 
-def test_unreadable_image_names_the_file(tmp_path):
-    from libxr.errors import XRError
-
+@pytest.fixture
+def one_bad(tmp_path, prepared):
     (tmp_path / "x.png").write_text("nope")
-    with pytest.raises(XRError, match="x.png"):
-        ImageBatches([str(tmp_path / "x.png")], [0], size=8)[[0]]
+    good = {k: v for k, v in prepared["plain"][0].items() if k not in ("h5", "row")}
+    return [good, {"id": "x", "path": str(tmp_path / "x.png")}, {"id": "gone", "error": "unreadable earlier"}]
+
+
+def test_strict_dataset_names_the_unreadable_file(one_bad):
+    dataset = RecordPixels(one_bad, RAW, [0, 1, 0], strict=True)
+    assert dataset[[0]].pixels.shape == (1, 1, 24, 24)
+    with pytest.raises(XRError, match=r"x\.png: "):
+        dataset[[0, 1]]
+
+
+def test_lenient_dataset_leaves_unreadable_files_out_with_the_reason(one_bad):
+    pixels, targets, read, reasons = RecordPixels(one_bad, RAW, [5, 6, 7])[[0, 1, 2]]
+    assert read == [0] and targets.tolist() == [5] and pixels.shape == (1, 1, 24, 24)
+    assert list(reasons) == [1] and reasons[1].startswith(one_bad[1]["path"] + ": ")
 
 
 def test_opens_lazily_once_per_process(prepared):
@@ -87,10 +108,11 @@ def test_loader_order_is_seeded_and_workers_change_nothing(prepared):
 
     def order(seed=0, epoch=0, workers=0):
         shuffled = epoch_order(range(len(dataset)), seed, epoch)
-        return [t.tolist() for _, t in batches(dataset, 8, shuffled, workers=workers)]
+        return [b.targets.tolist() for b in batches(dataset, 8, shuffled, workers=workers)]
 
     a, b = order(seed=1), order(seed=1, workers=2)
     assert a == b and sorted(i for chunk in a for i in chunk) == list(range(len(records)))
     assert order(seed=2) != a and order(seed=1, epoch=1) != a
-    assert next(t.tolist() for _, t in batches(dataset, 8)) == list(range(8))
-    assert all(len(t) == 8 for _, t in batches(dataset, 8, epoch_order(range(len(dataset)), 0, 0), drop_last=True))
+    assert next(b.targets.tolist() for b in batches(dataset, 8)) == list(range(8))
+    assert all(len(b.targets) == 8
+               for b in batches(dataset, 8, epoch_order(range(len(dataset)), 0, 0), drop_last=True))

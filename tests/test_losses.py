@@ -1,11 +1,11 @@
-"""libxr.losses against torch's own losses, and the masking of unstated labels."""
+"""libxr.learning.losses against torch's own losses, and the masking of unstated labels."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from libxr.losses import make_loss
-from libxr.tasks import Task
+from libxr.learning.losses import make_loss
+from libxr.records.tasks import Task
 
 torch.manual_seed(0)
 LOGITS3, Y3 = torch.randn(8, 3), torch.randint(0, 3, (8,))

@@ -1,4 +1,4 @@
-"""libxr.manifest: streaming JSON Lines with line-exact errors."""
+"""libxr.records.manifest: streaming JSON Lines with line-exact errors."""
 
 import io
 import itertools
@@ -6,7 +6,7 @@ import itertools
 import pytest
 
 from libxr.errors import ManifestError
-from libxr.manifest import read_records, write_records
+from libxr.records.manifest import read_records, write_records
 
 
 @pytest.mark.parametrize("data, line, reason", [

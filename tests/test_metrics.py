@@ -1,11 +1,11 @@
-"""libxr.metrics: equal to scikit-learn on real numbers, and no crash on degenerate input."""
+"""libxr.learning.epoch_metrics: equal to scikit-learn on real numbers, and no crash on degenerate input."""
 
 import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score, roc_auc_score
 
-from libxr.metrics import epoch_metrics, scores_from_logits
-from libxr.tasks import Task
+from libxr.learning.epoch_metrics import epoch_metrics
+from libxr.records.tasks import Task
 
 rng = np.random.default_rng(0)
 
@@ -22,7 +22,7 @@ def test_binary_equals_sklearn():
 def test_multiclass_equals_sklearn():
     y = rng.integers(0, 3, 300)
     logits = rng.normal(size=(300, 3)) + np.eye(3)[y]
-    s = scores_from_logits(logits, Task("multiclass", ["a", "b", "c"]))
+    s = Task("multiclass", ["a", "b", "c"]).probabilities(logits)
     assert np.allclose(s.sum(1), 1)
     m = epoch_metrics(Task("multiclass", ["a", "b", "c"]), y, s)
     pred = s.argmax(1)
@@ -48,4 +48,4 @@ def test_single_class_auc_is_undefined_not_a_crash():
 
 
 def test_binary_scores_are_sigmoids():
-    assert scores_from_logits(np.array([[0.0], [100.0]]), Task("binary", ["n", "p"])).tolist() == [0.5, 1.0]
+    assert Task("binary", ["n", "p"]).probabilities(np.array([[0.0], [100.0]])).tolist() == [0.5, 1.0]

@@ -10,7 +10,7 @@ import torch
 from conftest import needs_commands, sh, write_jsonl
 from xrtools.predict import main
 
-from libxr.classifier import Classifier
+from libxr.predicting.classifier import Classifier
 
 
 def records(path):
@@ -67,7 +67,7 @@ def test_unreadable_images_get_an_error_and_the_run_goes_on(cli, trained, tmp_pa
 
 
 def test_the_checkpoints_threshold_is_youdens_on_validation(cli, trained):
-    from libxr.thresholds import choose
+    from libxr.judging.thresholds import choose
 
     val = [r for r in cli(main, "-m", trained["ckpt"], trained["h5"], "--threshold", "0.5").records
            if r["split"] == "val"]

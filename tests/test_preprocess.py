@@ -16,7 +16,7 @@ from PIL import Image
 from xrtools.index import main as index
 from xrtools.preprocess import main
 
-from libxr.preprocess import prepare_array
+from libxr.pixels.prepare import prepare_array
 
 
 @pytest.fixture
@@ -130,7 +130,7 @@ def test_bad_images_are_skipped_listed_and_never_stored(cli, manifest, tmp_path)
 def test_metadata_and_stats_whatever_the_flush_size(cli, manifest, tmp_path, monkeypatch, flush):
     """Ids, splits, labels and train statistics are gathered in blocks of Writer.FLUSH rows
     and the histograms summed in the workers: every block size gives the same file."""
-    from libxr.h5store import Writer
+    from libxr.pixels.h5store import Writer
 
     monkeypatch.setattr(Writer, "FLUSH", flush)
     broken, _ = broken_set(tmp_path, manifest)

@@ -1,4 +1,4 @@
-"""libxr.sampling: what an epoch draws, seeded, and each process's share under DDP."""
+"""libxr.learning.sampling: what an epoch draws, seeded, and each process's share under DDP."""
 
 from collections import Counter
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from libxr.errors import UsageError
-from libxr.sampling import epoch_order
-from libxr.tasks import Task
+from libxr.learning.sampling import epoch_order
+from libxr.records.tasks import Task
 
 BINARY = Task("binary", ["NORMAL", "PNEUMONIA"])
 Y = np.array([0] * 30 + [1] * 90, dtype=np.float32)

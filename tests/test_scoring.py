@@ -1,14 +1,14 @@
-"""libxr.scoring and libxr.thresholds: every metric equals scikit-learn's on the same numbers,
+"""libxr.judging.metrics and libxr.judging.thresholds: every metric equals scikit-learn's on the same numbers,
 degenerate inputs give None rather than a crash, threshold rules pick the documented point."""
 
 import numpy as np
 import pytest
 from sklearn import metrics as m
 
-from libxr import thresholds
 from libxr.errors import UsageError
-from libxr.scoring import expected_calibration_error, metrics
-from libxr.tasks import Task
+from libxr.judging import thresholds
+from libxr.judging.metrics import expected_calibration_error, metrics
+from libxr.records.tasks import Task
 
 BINARY = Task("binary", ["NORMAL", "PNEUMONIA"])
 THREE = Task("multiclass", ["COVID", "NORMAL", "Viral Pneumonia"])

@@ -1,4 +1,4 @@
-"""xr-split and libxr.split: grouping, stratification, kept splits, folds, checks."""
+"""xr-split and libxr.records.split: grouping, stratification, kept splits, folds, checks."""
 
 import collections
 import json
@@ -8,7 +8,7 @@ import pytest
 from conftest import shared, write_jsonl
 from xrtools.split import main
 
-from libxr.split import stratify_groups
+from libxr.records.split import stratify_groups
 
 
 def records(n=400, classes=("a", "b", "c"), weights=(0.6, 0.3, 0.1), per_patient=3, seed=0):

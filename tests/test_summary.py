@@ -1,8 +1,8 @@
-"""libxr.summary: counts and rates per split."""
+"""libxr.records.summary: counts and rates per split."""
 
 import pytest
 
-from libxr.summary import LabelCounts
+from libxr.records.summary import LabelCounts
 
 
 def test_single_label_rates_and_gap():

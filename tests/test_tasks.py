@@ -1,10 +1,10 @@
-"""libxr.tasks: task inference, targets, training checks, class weights."""
+"""libxr.records.tasks: task inference, targets, training checks, class weights."""
 
 import numpy as np
 import pytest
 
 from libxr.errors import UsageError, XRError
-from libxr.tasks import Task, check_training_targets, class_weights, infer_task, targets
+from libxr.records.tasks import Task, check_training_targets, class_weights, infer_task, targets
 
 
 @pytest.mark.parametrize("labels, kind, names", [

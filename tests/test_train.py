@@ -1,4 +1,4 @@
-"""xr-train and libxr.train: a run directory, learning, determinism, resume, signals, bad input."""
+"""xr-train and libxr.learning.train: a run directory, learning, determinism, resume, signals, bad input."""
 
 import json
 import os
@@ -167,8 +167,10 @@ def test_sigusr1_saves_and_exits_for_requeue(manifests, tmp_path):
 
 @pytest.mark.parametrize("stop_at_batch", [3, 10])   # in epoch 1 (nothing finished) and in epoch 2
 def test_a_signal_mid_epoch_discards_it_and_resume_is_exact(manifests, tmp_path, stop_at_batch):
-    from libxr.manifest import read_records
-    from libxr.train import STOPPED, TrainOptions, train
+    from libxr.learning.options import TrainOptions
+    from libxr.learning.signals import STOPPED
+    from libxr.learning.train import train
+    from libxr.records.manifest import read_records
 
     with open(manifests[0], "rb") as f:
         records = list(read_records(f, "m"))

@@ -3,12 +3,13 @@
 import os
 
 import click
+from xrtools.cli import group, open_input, output_option, seed_option, subcommand
+from xrtools.console import report
+from xrtools.params import CommaList, KeyValue
 
 from libxr.atomic import atomic_output
-from libxr.cli import group, open_input, output_option, seed_option, subcommand
-from libxr.console import report
 from libxr.errors import UsageError
-from libxr.manifest import read_records, write_records
+from libxr.records.manifest import read_records, write_records
 
 
 @group("xr-cascade", example="""
@@ -28,7 +29,7 @@ def main():
 
 
 def _scored(paths):
-    from libxr.aligned import Scored
+    from libxr.combining.aligned import Scored
 
     files = []
     for path in paths:
@@ -44,18 +45,9 @@ def _write(records, output):
     report.info(f"wrote {n} records")
 
 
-def _numbers(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        return [float(v) for v in value.split(",")]
-    except ValueError:
-        raise click.BadParameter(f"{value!r}: numbers separated by commas") from None
-
-
 threshold_option = click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True,
                                 help="Binary and multi-label decisions on the combined probabilities.")
-weights_option = click.option("--weights", callback=_numbers, metavar="W1,W2,...",
+weights_option = click.option("--weights", type=CommaList(float), metavar="W1,W2,...",
                               help="One weight per file (default equal).")
 files_argument = click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, allow_dash=True))
 
@@ -66,22 +58,17 @@ xr-cascade derive covid.jsonl --merge infected=Covid,'Viral Pneumonia' --out-dir
 """)
 @click.argument("manifest", default="-", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--merge", "merges", multiple=True, required=True, metavar="NEW=A,B",
+              type=KeyValue(CommaList(), "NEW=A,B"),
               help="Classes A, B, ... become NEW for stage 1, and NEW's records form a stage-2 manifest.")
 @click.option("--out-dir", required=True, type=click.Path(file_okay=False),
               help="Write stage1.jsonl and NEW.jsonl here.")
 def derive_cmd(manifest, merges, out_dir, quiet, verbose):
     """The training manifests of a cascade's stages from one multiclass manifest."""
-    from libxr.cascade import derive
+    from libxr.combining.cascade import derive
 
-    parsed = {}
-    for item in merges:
-        new, sep, old = item.partition("=")
-        if not sep or not new or not old:
-            raise UsageError(f"--merge {item!r}: give NEW=A,B")
-        parsed[new] = [c.strip() for c in old.split(",") if c.strip()]
     stream, name = open_input(manifest)
     with stream:
-        stages = derive(read_records(stream, name), parsed)
+        stages = derive(read_records(stream, name), {new: list(old) for new, old in merges})
     os.makedirs(out_dir, exist_ok=True)
     for stage, records in stages.items():
         path = os.path.join(out_dir, f"{stage}.jsonl")
@@ -103,8 +90,8 @@ xr-cascade chain --stage s1.jsonl --stage s2.jsonl --gate infected > cascade.jso
 @output_option
 def chain_cmd(stages, gates, output, quiet, verbose):
     """Compose stages: P(class of stage k) = P(gate) x P(class | gate), decisions through the gates."""
-    from libxr.aligned import same_ids
-    from libxr.cascade import chain
+    from libxr.combining.aligned import same_ids
+    from libxr.combining.cascade import chain
 
     files = _scored(stages)
     ids = same_ids(files)
@@ -119,7 +106,7 @@ xr-cascade vote a.jsonl b.jsonl c.jsonl | xr-eval
 @output_option
 def vote_cmd(files, weights, output, quiet, verbose):
     """Majority vote of the files' decisions; scores are the vote shares (ties: the higher mean probability)."""
-    from libxr.ensemble import vote
+    from libxr.combining.ensemble import vote
 
     _write(vote(_scored(files), weights), output)
 
@@ -133,7 +120,7 @@ xr-cascade mean a.jsonl b.jsonl --weights 2,1 --threshold 0.4 | xr-eval
 @output_option
 def mean_cmd(files, weights, threshold, output, quiet, verbose):
     """The (weighted) mean of the files' probabilities."""
-    from libxr.ensemble import mean
+    from libxr.combining.ensemble import mean
 
     _write(mean(_scored(files), weights, threshold), output)
 
@@ -143,17 +130,15 @@ xr-cascade route --by group --expert XR_WRIST=wrist.jsonl --expert XR_HAND=hand.
 """)
 @click.option("--by", "field", default="group", show_default=True, help="The record field that picks the expert.")
 @click.option("--expert", "experts", multiple=True, required=True, metavar="VALUE=FILE",
+              type=KeyValue(str, "VALUE=FILE"),
               help="The predictions of the expert for records whose field is VALUE (repeatable).")
 @output_option
 def route_cmd(field, experts, output, quiet, verbose):
     """Mixture of experts: each record takes its group's expert's prediction."""
-    from libxr.ensemble import route
+    from libxr.combining.ensemble import route
 
-    pairs = [e.partition("=") for e in experts]
-    if any(not sep or not value or not path for value, sep, path in pairs):
-        raise UsageError("--expert: give VALUE=FILE")
-    files = _scored([path for _, _, path in pairs])
-    _write(route(files, {value: f for (value, _, _), f in zip(pairs, files)}, field), output)
+    files = _scored([path for _, path in experts])
+    _write(route(files, {value: f for (value, _), f in zip(experts, files)}, field), output)
 
 
 @subcommand(main, "stack", example="""
@@ -170,7 +155,7 @@ xr-cascade stack a2.jsonl b2.jsonl c2.jsonl --load meta.json | xr-eval
 @seed_option
 def stack_cmd(files, fit_on, save, load, threshold, output, seed, quiet, verbose):
     """Stacking: a logistic-regression meta-model on the files' probabilities."""
-    from libxr.ensemble import stack
+    from libxr.combining.ensemble import stack
 
     if save and load:
         raise UsageError("--save and --load: fit and save, or load and apply, not both")

@@ -4,10 +4,10 @@ import json
 import os
 
 import click
+from xrtools.cli import command, open_input, output_option, seed_option
+from xrtools.console import report
 
 from libxr.atomic import atomic_output
-from libxr.cli import command, open_input, output_option, seed_option
-from libxr.console import report
 from libxr.errors import UsageError
 
 
@@ -56,10 +56,10 @@ def main(files, threshold, tune_on, splits, by, aggregate, positive, bootstrap, 
     """
     if leaderboard:
         return _leaderboard(files, splits, rank_by, output)
-    from libxr.evaluation import EvalOptions, evaluate, read_predictions
-    from libxr.evaluation import aggregate as per_field
-    from libxr.manifest import read_records
-    from libxr.thresholds import parse
+    from libxr.judging.evaluation import EvalOptions, evaluate, read_predictions
+    from libxr.judging.evaluation import aggregate as per_field
+    from libxr.judging.thresholds import parse
+    from libxr.records.manifest import read_records
 
     parse(threshold)
     preds = None
@@ -80,23 +80,23 @@ def main(files, threshold, tune_on, splits, by, aggregate, positive, bootstrap, 
             json.dump(result, f, indent=1)
             f.write("\n")
     if plots:
-        from libxr.plots import report_plots
+        from libxr.judging.plots import report_plots
 
         report.info(f"wrote {len(report_plots(preds, result, plots, run))} plots to {plots}")
     if fmt == "table":
-        from libxr.eval_tables import rich_tables
+        from libxr.judging.tables import rich_tables
 
         for table in rich_tables(result):
             report.table(table)
     else:
-        from libxr.eval_tables import markdown
+        from libxr.judging.tables import markdown
 
         with atomic_output(output) as out:
             out.write(markdown(result) if fmt == "md" else json.dumps(result, indent=1) + "\n")
 
 
 def _leaderboard(files, splits, rank_by, output):
-    from libxr.leaderboard import load, rank, write_csv
+    from libxr.judging.leaderboard import load, rank, write_csv
 
     if not files:
         raise UsageError("--leaderboard needs the JSON reports to rank (xr-eval --json FILE wrote them)")

@@ -3,11 +3,11 @@
 import os
 
 import click
+from xrtools.cli import command, device_option, open_input
+from xrtools.console import report
 
-from libxr.cli import command, device_option, open_input
-from libxr.console import report
 from libxr.errors import UsageError
-from libxr.manifest import read_records
+from libxr.records.manifest import read_records
 
 
 @command("xr-featmap", example="""
@@ -42,8 +42,8 @@ def main(inputs, checkpoint, out_dir, maps, cam, sheet, count, sheet_size, layer
     checkpoint is given, a sheet when the records carry predictions. Writes
     PNGs and OUT_DIR/index.html (self-contained); prints the written paths.
     """
-    from libxr import featmap
-    from libxr.gallery import write_page
+    from libxr.looking import featmap
+    from libxr.looking.gallery import write_page
 
     records = _records(inputs or ("-",))
     scored = any("scores" in r for r in records)
@@ -62,7 +62,7 @@ def main(inputs, checkpoint, out_dir, maps, cam, sheet, count, sheet_size, layer
     skipped = []
     sections = []
     if maps or cam:
-        from libxr.classifier import Classifier
+        from libxr.predicting.classifier import Classifier
 
         clf = Classifier(checkpoint, device)
         if maps:
@@ -70,7 +70,7 @@ def main(inputs, checkpoint, out_dir, maps, cam, sheet, count, sheet_size, layer
             sections.append(("Feature maps", featmap.feature_maps(clf, chosen, out_dir, names, every,
                                                                   skip=skipped.append)))
         if cam:
-            sections.append(("Grad-CAM", featmap.saliency(clf, chosen, out_dir, class_name, layer,
+            sections.append(("Grad-CAM", featmap.cam_overlays(clf, chosen, out_dir, class_name, layer,
                                                          skip=skipped.append)))
     if sheet:
         sections.append(("Predictions", featmap.sheets(records, out_dir, count=sheet_size, errors=errors, by=by,
@@ -87,7 +87,7 @@ def main(inputs, checkpoint, out_dir, maps, cam, sheet, count, sheet_size, layer
 
 
 def _records(inputs):
-    from libxr.images import is_image_name
+    from libxr.pixels.files import is_image_name
 
     records = []
     for path in inputs:

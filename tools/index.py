@@ -1,35 +1,19 @@
 """xr-index: index a labelled X-ray collection into a JSON Lines manifest."""
 
 import click
+from xrtools.cli import command, output_option
+from xrtools.console import report
+from xrtools.params import CommaList, KeyValue
 
 from libxr.atomic import atomic_output
-from libxr.cli import command, output_option
-from libxr.console import report
-from libxr.images import check_headers, with_sha256
 from libxr.index import LAYOUTS, IndexOptions, index
 from libxr.index.chexpert import UNCERTAIN_POLICIES
 from libxr.index.paths import Tally
-from libxr.manifest import write_records
-from libxr.summary import LabelCounts
-
-
-def _names(ctx, param, value):
-    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else ()
-
+from libxr.pixels.files import check_headers, with_sha256
+from libxr.records.manifest import write_records
+from libxr.records.summary import LabelCounts
 
 RESERVED = ("id", "path", "label", "labels", "split", "h5", "row", "scores", "pred", "error", "source")
-
-
-def _fields(ctx, param, values):
-    out = []
-    for item in values:
-        name, sep, pattern = item.partition("=")
-        if not sep or not name or not pattern:
-            raise click.BadParameter(f"{item!r} is not NAME=REGEX")
-        if name in RESERVED:
-            raise click.BadParameter(f"{name!r} is a field xr sets itself")
-        out.append((name, pattern))
-    return tuple(out)
 
 
 @command("xr-index", example="""
@@ -44,10 +28,11 @@ xr-index labels.csv --layout csv --path-col file --label-col finding --encoding 
               help="Folder the table's image paths are relative to (default: found from the table).")
 @click.option("--patient-regex", metavar="REGEX",
               help="Patient id from file names: group 1 of REGEX, or the whole match.")
-@click.option("--field", "fields", multiple=True, callback=_fields, metavar="NAME=REGEX",
+@click.option("--field", "fields", multiple=True, type=KeyValue(str, "NAME=REGEX", reserved=RESERVED),
+              metavar="NAME=REGEX",
               help="Add field NAME from file names: group 1 of REGEX or the whole match (repeatable), "
                    "e.g. kind='_(bacteria|virus)_' for per-group metrics.")
-@click.option("--labels", callback=_names, metavar="A,B,...",
+@click.option("--labels", type=CommaList(), default="", metavar="A,B,...",
               help="chexpert/nih: keep only these labels.")
 @click.option("--uncertain", type=click.Choice(tuple(UNCERTAIN_POLICIES)), default="keep",
               show_default=True, help="chexpert: what an uncertain (-1) label becomes.")
@@ -58,7 +43,7 @@ xr-index labels.csv --layout csv --path-col file --label-col finding --encoding 
               help="chexpert: positive/uncertain children lift their parent labels.")
 @click.option("--path-col", help="csv: the image path column.")
 @click.option("--label-col", help="csv: the class column (single-label).")
-@click.option("--label-cols", callback=_names, metavar="A,B,...",
+@click.option("--label-cols", type=CommaList(), default="", metavar="A,B,...",
               help="csv: 1/0/-1/blank columns (multi-label).")
 @click.option("--patient-col", help="csv: the patient id column.")
 @click.option("--study-col", help="csv: the study id column.")

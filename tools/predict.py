@@ -1,11 +1,11 @@
 """xr-predict: score manifest records with a trained checkpoint; records with `scores`/`pred` to stdout."""
 
 import click
+from xrtools.cli import command, device_option, manifest_input, open_input, output_option, workers_option
+from xrtools.console import report
 
 from libxr.atomic import atomic_output
-from libxr.cli import command, device_option, manifest_input, open_input, output_option, workers_option
-from libxr.console import report
-from libxr.manifest import read_records, write_records
+from libxr.records.manifest import read_records, write_records
 
 
 @command("xr-predict", example="""
@@ -34,8 +34,8 @@ def main(manifest, checkpoint, batch_size, tta, threshold, strict, device, worke
     checkpoint's preprocessing. An unreadable image gives its record an `error`
     field and no scores, and the run goes on. Records keep their order and fields.
     """
-    from libxr.classifier import Classifier
-    from libxr.predict import predict
+    from libxr.predicting.classifier import Classifier
+    from libxr.predicting.predict import predict
 
     clf = Classifier(checkpoint, device)
     stream, name = open_input(manifest)

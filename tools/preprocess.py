@@ -4,33 +4,13 @@ import os
 import time
 
 import click
+from xrtools.cli import command, open_input
+from xrtools.console import report
+from xrtools.params import Shard, pixel_options
 
 from libxr.atomic import atomic_output
-from libxr.cli import command, open_input
-from libxr.console import report
-from libxr.enhance import parse_channels
 from libxr.errors import UsageError
-from libxr.fit import FITS
-from libxr.preprocess import PreprocessOptions, merge_shards, preprocess
-
-
-def _shard(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        index, count = (int(v) for v in value.split("/"))
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not I/N") from None
-    if not 0 <= index < count:
-        raise click.BadParameter(f"{value!r}: I must be in 0..N-1")
-    return index, count
-
-
-def _channels(ctx, param, value):
-    try:
-        return parse_channels(value)
-    except UsageError as exc:
-        raise click.BadParameter(str(exc)) from None
+from libxr.pixels.preprocess import PreprocessOptions, merge_shards, preprocess
 
 
 @command("xr-preprocess", example="""
@@ -43,22 +23,18 @@ xr-preprocess --merge -o data.h5 part*.jsonl > manifest.jsonl
 @click.argument("manifests", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("-o", "--output", "h5", required=True, type=click.Path(dir_okay=False),
               help="The HDF5 file to write (atomically).")
-@click.option("--size", type=click.IntRange(8, 4096), default=224, show_default=True, help="Pixels per side.")
-@click.option("--fit", "how", type=click.Choice(FITS), default="pad", show_default=True,
-              help="pad keeps the aspect ratio (black borders), crop keeps it (centre cut), stretch distorts.")
-@click.option("--channels", "kinds", default="1", show_default=True, callback=_channels,
-              help="1, 3 (gray copies), enhanced (gray,clahe,equalize) or a list of gray/equalize/clahe/stretch.")
+@pixel_options()
 @click.option("--compression", type=click.Choice(("none", "gzip", "lzf")), default="none", show_default=True,
               help="HDF5 compression of the pixels (none reads fastest).")
 @click.option("--workers", type=click.IntRange(1), default=os.cpu_count() or 1, show_default="cores",
               help="Processes decoding images.")
-@click.option("--shard", callback=_shard, metavar="I/N", help="Process only slice I of N of the manifest.")
+@click.option("--shard", type=Shard(), metavar="I/N", help="Process only slice I of N of the manifest.")
 @click.option("--merge", is_flag=True, help="Join shard manifests and their files into -o (virtual dataset).")
 @click.option("--root", type=click.Path(file_okay=False), help="Folder relative image paths are under.")
 @click.option("--manifest", "records_out", default="-", type=click.Path(dir_okay=False, allow_dash=True),
               help="Write the records here (atomically) instead of stdout.")
 @click.option("--strict", is_flag=True, help="Exit 1 if any image could not be read.")
-def main(manifests, h5, size, how, kinds, compression, workers, shard, merge, root, records_out, strict,
+def main(manifests, h5, size, fit, channels, compression, workers, shard, merge, root, records_out, strict,
          quiet, verbose):
     """Decode the images of MANIFEST once into one HDF5 file (-o) of uint8 (N, C, H, W) pixels.
 
@@ -71,7 +47,7 @@ def main(manifests, h5, size, how, kinds, compression, workers, shard, merge, ro
         raise UsageError("one manifest at a time (several only with --merge)")
     if shard and (not manifests or manifests[0] == "-"):
         raise UsageError("--shard needs the manifest as a file, so every task reads the same records")
-    opts = PreprocessOptions(size=size, fit=how, channels=kinds, workers=workers, shard=shard, root=root,
+    opts = PreprocessOptions(size=size, fit=fit, channels=channels, workers=workers, shard=shard, root=root,
                              compression=None if compression == "none" else compression)
     stream, name = open_input(manifests[0] if manifests else "-")
     started = time.perf_counter()

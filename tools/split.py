@@ -3,12 +3,12 @@
 import os
 
 import click
+from xrtools.cli import command, manifest_input, open_input, output_option, seed_option
+from xrtools.console import report
 
 from libxr.atomic import atomic_output
-from libxr.cli import command, manifest_input, open_input, output_option, seed_option
-from libxr.console import report
 from libxr.errors import UsageError
-from libxr.split import Pool, SplitOptions, assign, label_counts, leaks, write_split
+from libxr.records.split import Pool, SplitOptions, assign, label_counts, leaks, write_split
 
 fraction = click.FloatRange(0, 1, max_open=True)
 

@@ -3,9 +3,10 @@
 import os
 
 import click
+from xrtools.cli import command, seed_option
+from xrtools.console import report
+from xrtools.params import CommaList, Fraction, KeyValue
 
-from libxr.cli import command, seed_option
-from libxr.console import report
 from libxr.synth import LAYOUTS, SynthOptions, synthesize
 
 DEFAULT_SPLITS = {"folders": "train=0.8,test=0.2", "csv": "train=0.7,val=0.1,test=0.2",
@@ -13,33 +14,7 @@ DEFAULT_SPLITS = {"folders": "train=0.8,test=0.2", "csv": "train=0.7,val=0.1,tes
                   "nih": "train=0.8,test=0.2"}
 
 
-def _splits(ctx, param, value):
-    if value is None or value == "":
-        return value
-    out = []
-    for part in value.split(","):
-        name, _, fraction = part.partition("=")
-        try:
-            out.append((name.strip(), float(fraction)))
-        except ValueError:
-            raise click.BadParameter(f"{part!r} is not NAME=FRACTION") from None
-        if name.strip() not in ("train", "val", "test") or not 0 < out[-1][1] <= 1:
-            raise click.BadParameter(f"{part!r}: NAME is train, val or test; FRACTION in (0, 1]")
-    return tuple(out)
-
-
-def _list(ctx, param, value):
-    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else ()
-
-
-def _weights(ctx, param, value):
-    try:
-        weights = tuple(float(v) for v in _list(ctx, param, value))
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a list of numbers") from None
-    if any(w <= 0 for w in weights):
-        raise click.BadParameter("weights must be positive")
-    return weights
+SPLITS = CommaList(KeyValue(Fraction(), "NAME=FRACTION", keys=("train", "val", "test")))
 
 
 @command("xr-synth", example="""
@@ -53,13 +28,13 @@ xr-index demo/chest --patient-regex 'person(\\d+)_' | xr-split --val 0.1
               help="Layout of the dataset written.")
 @click.option("-n", "--count", type=click.IntRange(1), default=200, show_default=True, help="Images.")
 @click.option("--size", type=click.IntRange(16, 2048), default=128, show_default=True, help="Pixels per side.")
-@click.option("--classes", callback=_list, default="NORMAL,PNEUMONIA", show_default=True,
+@click.option("--classes", type=CommaList(), default="NORMAL,PNEUMONIA", show_default=True,
               help="folders/csv: class names, the first one normal (no finding).")
-@click.option("--weights", callback=_weights, default="",
+@click.option("--weights", type=CommaList(float, positive=True), default="",
               help="folders/csv: relative class frequencies, e.g. 3,1 (default equal).")
 @click.option("--prevalence", type=click.FloatRange(0, 1), default=0.2, show_default=True,
               help="chexpert/nih/mura: chance of each finding (mura: half of abnormal studies).")
-@click.option("--splits", callback=_splits, default=None,
+@click.option("--splits", type=SPLITS, default=None,
               help="Patient fractions per split, e.g. train=0.8,test=0.2 ('' for none); "
                    "defaults per layout.")
 @click.option("--workers", type=click.IntRange(1), default=os.cpu_count() or 1, show_default="cores",
@@ -73,7 +48,7 @@ def main(out, layout, splits, quiet, verbose, **options):
     pixel box under the record id xr-index gives the image.
     """
     if splits is None:
-        splits = _splits(None, None, DEFAULT_SPLITS[layout])
+        splits = SPLITS.convert(DEFAULT_SPLITS[layout], None, None)
     opts = SynthOptions(layout=layout, splits=splits or (), **options)
     images = synthesize(out, opts, lambda it, total: report.progress(
         it, total=total, description="drawing", unit="images"))

@@ -5,41 +5,21 @@ import os
 import sys
 
 import click
+from xrtools.cli import command, device_option, manifest_input, open_input, seed_option, workers_option
+from xrtools.console import report
+from xrtools.params import CommaList, KeyValue, WordOr, pixel_options, typed
 
-from libxr.cli import command, device_option, manifest_input, open_input, seed_option, workers_option
-from libxr.console import report
-from libxr.enhance import parse_channels
 from libxr.errors import UsageError
-from libxr.manifest import read_records
-from libxr.sampling import SAMPLINGS
-from libxr.tasks import KINDS
-
-
-def _arch(ctx, param, values):
-    """KEY=VALUE pairs with numbers and booleans typed."""
-    out = {}
-    for item in values:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{item!r} is not KEY=VALUE")
-        value = {"true": True, "false": False}.get(raw.lower(), raw)
-        for kind in (int, float):
-            try:
-                value = kind(raw)
-                break
-            except ValueError:
-                continue
-        out[key.replace("-", "_")] = value
-    return out
-
-
-def _weights(ctx, param, value):
-    if value in ("balanced", "none"):
-        return value
-    try:
-        return [float(v) for v in value.split(",")]
-    except ValueError:
-        raise click.BadParameter("balanced, none, or one weight per class: 1,3") from None
+from libxr.learning.options import (
+    EARLY_STOP,
+    KINDS,
+    OPTIMIZERS,
+    SAMPLINGS,
+    SCHEDULERS,
+    UNCERTAIN,
+    TrainOptions,
+)
+from libxr.records.manifest import read_records
 
 
 @command("xr-train", example="""
@@ -52,7 +32,7 @@ torchrun --nproc_per_node=4 --no-python xr-train m.jsonl --batch-size 16   # DDP
 @manifest_input
 @click.option("--model", default="resnet18", show_default=True,
               help="cnn, vgg5, resnet10, dense, or any torchvision classifier (resnet50, densenet121, ...).")
-@click.option("--arch", multiple=True, callback=_arch, metavar="KEY=VALUE",
+@click.option("--arch", multiple=True, type=KeyValue(typed), metavar="KEY=VALUE",
               help="Model option, repeatable: cnn layers/kernel_growth/filter_growth/local_pool/global_pool/"
                    "spatial_dropout/dropout/batch_norm/pool_stride, ...")
 @click.option("--weights", default="none", show_default=True, help="none, imagenet (local cache) or a PATH.")
@@ -61,24 +41,19 @@ torchrun --nproc_per_node=4 --no-python xr-train m.jsonl --batch-size 16   # DDP
 @click.option("--freeze", help="backbone, or N: freeze the first N blocks.")
 @click.option("--task", type=click.Choice(KINDS), help="Override the task inferred from the records.")
 @click.option("--positive", help="Binary tasks: the positive class.")
-@click.option("--uncertain", type=click.Choice(("ignore", "ones", "zeros")), default="ignore", show_default=True,
+@click.option("--uncertain", type=click.Choice(tuple(UNCERTAIN)), default="ignore", show_default=True,
               help="Multi-label: what a remaining -1 label becomes (ignore masks it).")
-@click.option("--size", type=click.IntRange(8), default=224, show_default=True,
-              help="Raw images (no HDF5): pixels per side.")
-@click.option("--fit", type=click.Choice(("pad", "crop", "stretch")), default="pad", show_default=True,
-              help="Raw images: how to reach the size.")
-@click.option("--channels", default="1", show_default=True, help="Raw images: channels, as xr-preprocess.")
+@pixel_options("Raw images (no HDF5): ")
 @click.option("--epochs", type=click.IntRange(1), default=10, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
 @click.option("--lr", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True)
 @click.option("--weight-decay", type=click.FloatRange(0), default=0.0, show_default=True)
-@click.option("--optimizer", type=click.Choice(("adam", "adamw", "sgd", "rmsprop")), default="adam",
-              show_default=True)
+@click.option("--optimizer", type=click.Choice(tuple(OPTIMIZERS)), default="adam", show_default=True)
 @click.option("--momentum", type=float, default=0.9, show_default=True, help="SGD / RMSprop momentum.")
-@click.option("--scheduler", type=click.Choice(("none", "step", "cosine", "plateau", "cyclic", "onecycle")),
-              default="none", show_default=True)
+@click.option("--scheduler", type=click.Choice(tuple(SCHEDULERS)), default="none", show_default=True)
 @click.option("--warmup", type=click.IntRange(0), default=0, show_default=True, help="Warm-up epochs.")
-@click.option("--class-weights", callback=_weights, default="none", show_default=True,
+@click.option("--class-weights", type=WordOr(("balanced", "none"), CommaList(float)), default="none",
+              show_default=True,
               help="balanced (from the data; multi-label: CheXNet positive weights), none, or 1,3.")
 @click.option("--sampling", type=click.Choice(SAMPLINGS), default="none", show_default=True,
               help="What an epoch draws: balanced (classes equally likely, with replacement), over (repeat "
@@ -86,7 +61,7 @@ torchrun --nproc_per_node=4 --no-python xr-train m.jsonl --batch-size 16   # DDP
 @click.option("--focal-gamma", type=click.FloatRange(0), default=0.0, show_default=True,
               help="Focal loss exponent (0: plain cross-entropy).")
 @click.option("--augment", is_flag=True, help="Rotation ±10°, flip, random resized crop, jitter (report 004).")
-@click.option("--early-stop", type=click.Choice(("val_auc", "val_kappa", "val_f1", "val_accuracy", "val_loss")),
+@click.option("--early-stop", type=click.Choice(EARLY_STOP),
               help="Stop when this metric stops improving; the best checkpoint is kept.")
 @click.option("--patience", type=click.IntRange(1), default=5, show_default=True)
 @click.option("--min-delta", type=click.FloatRange(0), default=0.0, show_default=True)
@@ -98,13 +73,13 @@ torchrun --nproc_per_node=4 --no-python xr-train m.jsonl --batch-size 16   # DDP
 @workers_option
 @click.option("--max-steps", type=click.IntRange(1), help="At most this many batches per epoch.")
 @seed_option
-def main(manifest, run_dir, resume, quiet, verbose, channels, **options):
+def main(manifest, run_dir, resume, arch, quiet, verbose, **options):
     """Train a classifier on the records of MANIFEST whose split is train, validating on val.
 
     Writes a run directory (config.json, metrics.jsonl, curves.png, best.pt,
     last.pt) and prints the best checkpoint's path on stdout.
     """
-    from libxr.train import TrainOptions, train
+    from libxr.learning.train import train
 
     if resume and not run_dir:
         raise UsageError("--resume needs the --run-dir to continue")
@@ -112,7 +87,7 @@ def main(manifest, run_dir, resume, quiet, verbose, channels, **options):
     digest = hashlib.sha256()
     with stream:
         records = list(read_records(_hashing(stream, digest), name, require=("id",)))
-    opts = TrainOptions(channels=parse_channels(channels), **options)
+    opts = TrainOptions(arch={key.replace("-", "_"): value for key, value in arch}, **options)
     with report.bar("training", unit="images") as tick:
         best, status = train(records, opts, run_dir, digest.hexdigest(), sys.argv, resume, report.info,
                              report.warn, tick)

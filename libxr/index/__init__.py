@@ -9,12 +9,12 @@ import dataclasses
 import os
 
 from libxr.errors import UsageError
-from libxr.index import chexpert, folders, mura, nih, table_layout
+from libxr.index import chexpert, csv_layout, folders, mura, nih
 from libxr.index.paths import ExistenceCache, FromName, Tally
 from libxr.index.table import Table
 
 READERS = {"folders": folders.read, "mura": mura.read, "chexpert": chexpert.read,
-           "nih": nih.read, "csv": table_layout.read}
+           "nih": nih.read, "csv": csv_layout.read}
 LAYOUTS = tuple(READERS)
 TABLE_LAYOUTS = ("mura", "chexpert", "nih", "csv")
 """Layouts whose images are named by a table, so they may be missing."""
@@ -60,7 +60,7 @@ def detect_layout(source):
             pass
         if not folders.has_split_folders(source):
             try:
-                table_layout.table_path(source)
+                csv_layout.table_path(source)
                 return "csv"
             except UsageError:
                 pass

@@ -7,8 +7,8 @@ same on every machine.
 
 import os
 
-from libxr.images import is_image_name
 from libxr.index.paths import SPLIT_NAMES, posix
+from libxr.pixels.files import is_image_name
 
 
 def _entries(path):

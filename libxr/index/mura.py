@@ -9,9 +9,9 @@ import os
 import re
 
 from libxr.errors import ManifestError
-from libxr.images import is_image_name
 from libxr.index.paths import SPLIT_NAMES, TablePaths, posix
 from libxr.index.table import Table
+from libxr.pixels.files import is_image_name
 
 PATH_RE = re.compile(r"(?:^|/)(?:(train|valid|test)/)?(XR_[A-Z_]+)/(patient\d+)/"
                      r"(study\d+)_(positive|negative)/([^/]+)$")

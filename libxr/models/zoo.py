@@ -50,7 +50,7 @@ def cache_file(name):
 
 def load_state(path):
     """A state dict from a file, without unpickling code; an xr checkpoint's ``model`` entry."""
-    from libxr.checkpoint import read
+    from libxr.learning.checkpoint import read
 
     state = read(path, "weights file")
     if isinstance(state, dict) and isinstance(state.get("model"), dict):

@@ -5,9 +5,8 @@ import csv
 import json
 
 from libxr.errors import UsageError, XRError
-from libxr.scoring import HEADLINE
-
-LOWER_IS_BETTER = ("log_loss", "brier", "ece")
+from libxr.judging.direction import lower_is_better
+from libxr.judging.metrics import HEADLINE
 
 
 def load(paths, split=None):
@@ -38,7 +37,7 @@ def rank(rows, metric):
     if not usable:
         known = sorted({k for r in rows for k, v in r.items() if isinstance(v, float)})
         raise UsageError(f"--rank-by {metric!r}: no report has it (they have: {', '.join(known)})")
-    usable.sort(key=lambda r: r[metric], reverse=metric not in LOWER_IS_BETTER)
+    usable.sort(key=lambda r: r[metric], reverse=not lower_is_better(metric))
     missing = [r for r in rows if r.get(metric) is None]
     return [{"rank": i + 1, **r} for i, r in enumerate(usable)] + [{"rank": None, **r} for r in missing]
 

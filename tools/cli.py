@@ -21,9 +21,9 @@ import threading
 import traceback
 
 import click
+from xrtools.console import report
 
 from libxr import __version__
-from libxr.console import report
 from libxr.errors import XRError
 
 

@@ -7,8 +7,8 @@ an id some files have and others lack, is an error that names the file and line.
 import numpy as np
 
 from libxr.errors import ManifestError, XRError
-from libxr.manifest import read_records
-from libxr.tasks import Task, binary_order
+from libxr.records.manifest import read_records
+from libxr.records.tasks import task_from_scores
 
 
 class Scored:
@@ -35,8 +35,7 @@ class Scored:
                                                 f"{', '.join(self.names)}")
         if self.names is None:
             raise XRError(f"{name}: no scored records")
-        kind = "multilabel" if multilabel else "binary" if len(self.names) == 2 else "multiclass"
-        self.task = Task(kind, binary_order(self.names, None) if kind == "binary" else self.names)
+        self.task = task_from_scores(self.names, multilabel)
 
     def probabilities(self, ids):
         """(len(ids), classes) scores in task order; NaN rows for records with an `error`."""

@@ -9,7 +9,7 @@ stage scores every record (a composed probability needs both factors); the gate
 decides whose decision counts.
 """
 
-from libxr.aligned import base
+from libxr.combining.aligned import base
 from libxr.errors import UsageError, XRError
 
 

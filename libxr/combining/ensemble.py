@@ -1,4 +1,4 @@
-"""Combining several models' predictions of the same records (libxr.aligned):
+"""Combining several models' predictions of the same records (libxr.combining.aligned):
 majority vote, weighted mean of probabilities, expert routing by a record field,
 and stacking with a logistic-regression meta-model.
 
@@ -11,10 +11,10 @@ import json
 
 import numpy as np
 
-from libxr.aligned import align, base, same_task
 from libxr.atomic import atomic_output
+from libxr.combining.aligned import align, base, same_task
 from libxr.errors import UsageError, XRError
-from libxr.predict import decision
+from libxr.predicting.predict import decision
 
 
 def _unscored(files, i):
@@ -156,7 +156,7 @@ class Stacker:
 
     @classmethod
     def load(cls, path):
-        from libxr.tasks import Task
+        from libxr.records.tasks import Task
 
         try:
             with open(path, encoding="utf-8") as f:
@@ -170,7 +170,7 @@ class Stacker:
 
 def stack(files, fit_on="val", load=None, save=None, threshold=0.5, seed=0, log=print):
     """Fit (on the records whose split is ``fit_on``) or load a meta-model; apply it to every record."""
-    from libxr.evaluation import read_predictions
+    from libxr.judging.evaluation import read_predictions
 
     ids = align(files)
     task = files[0].task

@@ -11,9 +11,10 @@ import dataclasses
 
 import numpy as np
 
-from libxr import scoring, thresholds
 from libxr.errors import ManifestError, XRError
-from libxr.tasks import Task, binary_order
+from libxr.judging import thresholds
+from libxr.judging.metrics import HEADLINE, metrics
+from libxr.records.tasks import Task, task_from_scores
 
 SECTION_ORDER = ("train", "val", "test")
 CI_LEVEL = 0.95
@@ -57,9 +58,7 @@ def read_predictions(numbered, name, positive=None, warn=print):
         if not multilabel and rec.get("label") is None:
             raise ManifestError(name, line, "record has no `label` or `labels`: nothing to score against")
         if task is None:
-            names = list(scores)
-            kind = "multilabel" if multilabel else "binary" if len(names) == 2 else "multiclass"
-            task = Task(kind, binary_order(names, positive) if kind == "binary" else names)
+            task = task_from_scores(list(scores), multilabel, positive)
         elif set(scores) != set(task.names) or multilabel != (task.kind == "multilabel"):
             raise ManifestError(name, line, f"scores for {', '.join(scores)}, earlier records had "
                                             f"{', '.join(task.names)}")
@@ -137,7 +136,7 @@ def aggregate(preds, field):
 
 @dataclasses.dataclass
 class EvalOptions:
-    threshold: object = 0.5          # a float or a rule (libxr.thresholds)
+    threshold: object = 0.5          # a float or a rule (libxr.judging.thresholds)
     tune_on: str = "val"
     by: tuple = ()
     aggregate: str = None
@@ -165,7 +164,7 @@ def evaluate(preds, opts, warn=print, tick=lambda n, total=None: None):
               "aggregate": opts.aggregate, "records": len(preds.records), "sections": {}}
     for name in names:
         part = preds.split(name)
-        section = scoring.metrics(task, part.y, part.p, cut)
+        section = metrics(task, part.y, part.p, cut)
         _warn_undefined(section, name, task, warn)
         if opts.bootstrap:
             section["ci"] = bootstrap(part, cut, opts.bootstrap, opts.seed, tick)
@@ -208,7 +207,7 @@ def _by(part, field, cut):
     out = {}
     for value, idx in sorted(values.items()):
         sub = part.take(idx)
-        out[value] = scoring.metrics(part.task, sub.y, sub.p, cut, detail=False)
+        out[value] = metrics(part.task, sub.y, sub.p, cut, detail=False)
     return out
 
 
@@ -223,8 +222,8 @@ def bootstrap(part, cut, replicates, seed, tick=lambda n, total=None: None):
     tick(0, replicates)
     for _ in range(replicates):
         picked = np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
-        values = scoring.metrics(part.task, part.y[picked], part.p[picked], cut, detail=False)
-        for key in scoring.HEADLINE[part.task.kind]:
+        values = metrics(part.task, part.y[picked], part.p[picked], cut, detail=False)
+        for key in HEADLINE[part.task.kind]:
             if values.get(key) is not None:
                 draws[key].append(values[key])
         tick(1)

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from libxr.plots import figure
+from libxr.judging.plots import figure
 
 
 def _gray(pixels):

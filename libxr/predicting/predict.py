@@ -9,7 +9,7 @@ goes on (or stops, when strict). Records keep their order and every field.
 import numpy as np
 
 from libxr.errors import XRError
-from libxr.record_pixels import RecordPixels
+from libxr.pixels.datasets import RecordPixels
 
 
 def predict(records, clf, batch_size=64, tta=(), threshold=None, workers=0, strict=False, tick=lambda n: None,
@@ -17,13 +17,13 @@ def predict(records, clf, batch_size=64, tta=(), threshold=None, workers=0, stri
     """Yield every record, in order, scored (or with an `error`)."""
     from torch.utils.data import BatchSampler, DataLoader
 
-    inputs = RecordPixels(records, clf.preprocess, clf.check_store)
+    inputs = RecordPixels(records, clf.preprocess, check_store=clf.check_store)
     threshold = clf.threshold if threshold is None else threshold
     loader = DataLoader(inputs, batch_size=None, sampler=BatchSampler(range(len(records)), batch_size, False),
                         num_workers=workers, pin_memory=clf.device.type == "cuda",
                         collate_fn=_as_is)
     start = 0
-    for pixels, ok, reasons in loader:
+    for pixels, _, ok, reasons in loader:
         stop = min(start + batch_size, len(records))
         scores = clf.scores(pixels, tta) if len(ok) else None
         scored = dict(zip(ok, range(len(ok))))

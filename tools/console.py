@@ -77,4 +77,4 @@ class Reporter:
 
 
 report = Reporter()
-"""The reporter of the running command; :mod:`libxr.cli` configures it."""
+"""The reporter of the running command; :mod:`xrtools.cli` configures it."""

@@ -1,7 +1,7 @@
 """xr-featmap's work: which records to show, their pixels, and the figures written.
 
 Feature maps and Grad-CAM need the checkpoint and see each image exactly as
-the model did (libxr.record_pixels with the checkpoint's preprocessing);
+the model did (libxr.pixels.datasets with the checkpoint's preprocessing);
 prediction sheets need only prediction records. Records that cannot be shown
 (an unreadable image, an `error` field) are skipped and counted.
 """
@@ -12,10 +12,10 @@ import re
 
 import numpy as np
 
-from libxr import featmap_figures as figures
-from libxr.record_pixels import RecordPixels
-from libxr.saliency import activations as layer_activations
-from libxr.saliency import conv_layers, grad_cam, require_convolutions
+from libxr.looking import figures
+from libxr.looking.saliency import activations as layer_activations
+from libxr.looking.saliency import conv_layers, grad_cam, require_convolutions
+from libxr.pixels.datasets import RecordPixels
 
 
 def safe_name(record_id):
@@ -31,9 +31,9 @@ def is_wrong(rec):
 
 def _readable(records, preprocess, check_store=None, skip=print):
     """(record, uint8 (C, H, W) pixels) for each record whose image can be read; ``skip`` hears of the others."""
-    source = RecordPixels(records, preprocess, check_store)
+    source = RecordPixels(records, preprocess, check_store=check_store)
     for i, rec in enumerate(records):
-        pixels, ok, reasons = source[[i]]
+        pixels, _, ok, reasons = source[[i]]
         if ok:
             yield rec, pixels[0]
         else:
@@ -53,7 +53,7 @@ def feature_maps(clf, records, out_dir, layers=None, every=2, channels=8, skip=p
     return written
 
 
-def saliency(clf, records, out_dir, class_name=None, layer=None, skip=print):
+def cam_overlays(clf, records, out_dir, class_name=None, layer=None, skip=print):
     """Grad-CAM and Grad-CAM++ overlays for the predicted class (or ``class_name``) per record."""
     task = clf.task
     if class_name is not None and class_name not in task.names:

@@ -10,13 +10,12 @@ silently mis-scored. The checkpoint is read with ``weights_only=True``.
 import numpy as np
 import torch
 
-from libxr import checkpoint
-from libxr.augment import BatchTransform
-from libxr.distributed import pick_device
 from libxr.errors import XRError
-from libxr.metrics import scores_from_logits
+from libxr.learning import checkpoint
+from libxr.learning.distributed import pick_device
 from libxr.models import build_model
-from libxr.tasks import Task
+from libxr.pixels.augment import BatchTransform
+from libxr.records.tasks import Task
 
 
 class Classifier:
@@ -69,4 +68,4 @@ class Classifier:
     def scores(self, pixels, tta=()):
         """Per-record probabilities: (B,) positive-class for binary, (B, K) otherwise."""
         views = self.logits(pixels, tta)
-        return np.mean([scores_from_logits(v, self.task) for v in views], axis=0)
+        return np.mean([self.task.probabilities(v) for v in views], axis=0)

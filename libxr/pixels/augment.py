@@ -46,7 +46,7 @@ class BatchTransform:
         self.seed = seed
         self._generators = {}
 
-    def _generator(self, device):
+    def generator(self, device):
         import torch
 
         key = str(device)
@@ -71,7 +71,7 @@ class BatchTransform:
         import torch
         import torch.nn.functional as F
 
-        a, g = self.augment, self._generator(x.device)
+        a, g = self.augment, self.generator(x.device)
         b = x.shape[0]
 
         def uniform(lo, hi):

@@ -1,4 +1,4 @@
-"""xr-preprocess: decode every image once into one HDF5 file (see libxr.h5store).
+"""xr-preprocess: decode every image once into one HDF5 file (see libxr.pixels.h5store).
 
 Two passes over the manifest: the first validates every line, counts the
 records and collects the class and label names (so a bad line fails before any
@@ -15,12 +15,11 @@ import os
 import shutil
 import tempfile
 
-from libxr.decode import DecodeError, load_gray
-from libxr.enhance import channels
 from libxr.errors import UsageError
-from libxr.fit import fit
-from libxr.h5store import Writer, merge
-from libxr.manifest import encode, read_records
+from libxr.pixels.decode import DecodeError
+from libxr.pixels.h5store import Writer, merge
+from libxr.pixels.prepare import prepare
+from libxr.records.manifest import encode, read_records
 
 AHEAD = 3
 """Windows of records in flight beyond the one being written."""
@@ -50,19 +49,6 @@ class Outcome:
 def image_path(record, root):
     path = record["path"]
     return path if root is None or os.path.isabs(path) else os.path.join(root, path)
-
-
-def prepare(path, size, how, kinds):
-    """One image decoded, fitted and expanded to channels: (C*size*size bytes, C x 256 histograms)."""
-    return channels(fit(load_gray(path, draft=(size, size)), size, how), kinds)
-
-
-def prepare_array(path, size, how, kinds):
-    """:func:`prepare` as a (C, size, size) uint8 array."""
-    import numpy as np
-
-    data, _ = prepare(path, size, how, kinds)
-    return np.frombuffer(data, np.uint8).reshape(len(kinds), size, size)
 
 
 # Pixels never travel through the pool's pipes (pickling ~50 KB per image halved

@@ -14,6 +14,8 @@ import numpy as np
 from libxr.errors import UsageError, XRError
 
 KINDS = ("binary", "multiclass", "multilabel")
+UNCERTAIN = {"ignore": np.nan, "ones": 1.0, "zeros": 0.0}
+"""What a multi-label -1 (uncertain) becomes in training targets; NaN is masked in the loss."""
 NEGATIVE_NAMES = ("normal", "negative", "healthy", "no finding", "no_finding", "noncovid", "non-covid", "0")
 
 
@@ -28,6 +30,17 @@ class Task:
 
     def to_dict(self):
         return dataclasses.asdict(self)
+
+    def probabilities(self, logits):
+        """Scores from a model's logits: sigmoid for binary (the positive class) and multi-label,
+        softmax over the classes otherwise."""
+        logits = np.asarray(logits, np.float64)
+        if self.kind == "multiclass":
+            z = np.exp(logits - logits.max(1, keepdims=True))
+            return z / z.sum(1, keepdims=True)
+        if self.kind == "binary":
+            logits = logits.reshape(len(logits))
+        return 1 / (1 + np.exp(-logits))
 
 
 def infer_task(records, kind=None, positive=None):
@@ -61,6 +74,12 @@ def infer_task(records, kind=None, positive=None):
     return Task(kind, names)
 
 
+def task_from_scores(names, multilabel, positive=None):
+    """The task prediction records imply: their `scores` keys, and whether `labels`/`pred` are lists."""
+    kind = "multilabel" if multilabel else "binary" if len(names) == 2 else "multiclass"
+    return Task(kind, binary_order(list(names), positive) if kind == "binary" else list(names))
+
+
 def binary_order(names, positive):
     """Negative first, positive last: ``positive`` if given, else the one name that reads as
     negative (normal, healthy, ...) goes first, else the order given."""
@@ -80,9 +99,9 @@ def targets(records, task, uncertain="ignore"):
     ``ignore`` (masked), ``ones`` or ``zeros``.
     """
     if task.kind == "multilabel":
-        if uncertain not in ("ignore", "ones", "zeros"):
-            raise UsageError(f"uncertain policy {uncertain!r}: use ignore, ones or zeros")
-        fill = {"ignore": np.nan, "ones": 1.0, "zeros": 0.0}[uncertain]
+        if uncertain not in UNCERTAIN:
+            raise UsageError(f"uncertain policy {uncertain!r}: use {', '.join(UNCERTAIN)}")
+        fill = UNCERTAIN[uncertain]
         y = np.full((len(records), len(task.names)), np.nan, np.float32)
         index = {n: j for j, n in enumerate(task.names)}
         for i, rec in enumerate(records):

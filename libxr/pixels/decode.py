@@ -11,7 +11,7 @@ import os
 import numpy as np
 
 from libxr.errors import XRError
-from libxr.images import DICOM_EXTENSIONS
+from libxr.pixels.files import DICOM_EXTENSIONS
 
 
 class DecodeError(XRError):
@@ -31,7 +31,7 @@ def load_gray(path, draft=None):
     """The image at ``path`` as an 8-bit grayscale Pillow image (mode ``L``).
 
     A Pillow image, not an array: resizing and padding stay in Pillow's C code
-    and the pixels are copied once, at the end (see libxr.fit).
+    and the pixels are copied once, at the end (see libxr.pixels.fit).
 
     ``draft``: the smallest (width, height) the caller will resize to; JPEG
     decoding may then use DCT scaling, which is much faster for large files.

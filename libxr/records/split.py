@@ -17,7 +17,7 @@ import json
 import numpy as np
 
 from libxr.errors import UsageError, XRError
-from libxr.manifest import encode, read_records
+from libxr.records.manifest import encode, read_records
 
 
 @dataclasses.dataclass
@@ -31,17 +31,17 @@ class SplitOptions:
     seed: int = 0
 
 
-def stratify_groups(group_of, targets, fractions, rng):
+def stratify_groups(group_of, strata, fractions, rng):
     """Assign each group to a part; returns the part index per group.
 
-    ``group_of``: group index per record (0..G-1); ``targets``: records x labels
+    ``group_of``: group index per record (0..G-1); ``strata``: records x labels
     0/1 matrix to balance; ``fractions``: the parts' shares of the records.
     """
     n_groups = int(group_of.max()) + 1 if len(group_of) else 0
     fractions = np.asarray(fractions, float)
-    counts = np.zeros((n_groups, targets.shape[1]))
-    for j in range(targets.shape[1]):
-        counts[:, j] = np.bincount(group_of, weights=targets[:, j], minlength=n_groups)
+    counts = np.zeros((n_groups, strata.shape[1]))
+    for j in range(strata.shape[1]):
+        counts[:, j] = np.bincount(group_of, weights=strata[:, j], minlength=n_groups)
     sizes = np.bincount(group_of, minlength=n_groups).astype(float)
     totals = counts.sum(0)
     want_label = fractions[:, None] * totals[None, :]       # still wanted, per part and label
@@ -94,7 +94,7 @@ class Pool:
                      for k, rid in zip(self.keys, self.ids)]
 
 
-def targets(labels):
+def strata(labels):
     """The 0/1 matrix to balance: one-hot classes, or each label's positives and uncertains."""
     if any(isinstance(v, dict) for v in labels):
         names = sorted({n for v in labels if isinstance(v, dict) for n in v})
@@ -139,7 +139,7 @@ def assign(pool, opts):
         raise XRError("no records to split: every record already has a val/test split (use --resplit)")
     keys = {}
     group_of = np.array([keys.setdefault(pool.keys[i], len(keys)) for i in chosen], np.int64)
-    y = targets([pool.labels[i] for i in chosen]) if opts.stratify else np.zeros((len(chosen), 0))
+    y = strata([pool.labels[i] for i in chosen]) if opts.stratify else np.zeros((len(chosen), 0))
     part = stratify_groups(group_of, y, fractions, np.random.default_rng(opts.seed))[group_of]
     out = list(pool.splits)
     for i, p in zip(chosen, part):
@@ -176,7 +176,7 @@ def leaks(pool, splits=None):
 
 def label_counts(pool, splits, only=None):
     """Class or label counts per split (of the records ``only`` indexes), for the summary."""
-    from libxr.summary import LabelCounts
+    from libxr.records.summary import LabelCounts
 
     counts = LabelCounts()
     for i in range(len(splits)) if only is None else only:

@@ -1,7 +1,7 @@
 """xr-eval's report as tables — built once as (title, header, rows), then drawn
 with rich on stderr or as Markdown on stdout."""
 
-from libxr.scoring import HEADLINE
+from libxr.judging.metrics import HEADLINE
 
 PER_CLASS = ("support", "sensitivity", "specificity", "precision", "f1", "auc", "pr_auc")
 BY = {"binary": ("accuracy", "sensitivity", "specificity", "f1", "kappa", "auc"),
@@ -19,7 +19,7 @@ def _fmt(value, ci=None):
 
 
 def tables(report):
-    """[(title, header, rows)] for a report from libxr.evaluation.evaluate."""
+    """[(title, header, rows)] for a report from libxr.judging.evaluation.evaluate."""
     kind = report["task"]["kind"]
     sections = report["sections"]
     names = list(sections)

@@ -1,0 +1,1 @@
+"""Combining: several models' predictions of the same records — cascades, votes, means, experts, stacking."""

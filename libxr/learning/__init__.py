@@ -1,0 +1,1 @@
+"""Learning: a training run — its options, data, loop, optimiser and schedule, early stopping, checkpoints."""

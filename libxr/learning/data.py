@@ -1,0 +1,62 @@
+"""The records a run learns from and checks itself against, as datasets and targets.
+
+Records preprocessed into one HDF5 file are read from it (its stored
+normalisation and preprocessing go into the checkpoint); records without one
+are decoded from their files with the run's --size/--fit/--channels, exactly
+as xr-preprocess would, and an unreadable file stops the run naming it.
+"""
+
+import numpy as np
+
+from libxr.errors import XRError
+from libxr.pixels.datasets import H5Batches, RecordPixels
+from libxr.records.tasks import check_training_targets, infer_task, targets
+
+
+class Data:
+    """The train and validation records, their datasets and targets."""
+
+    def __init__(self, records, opts):
+        if opts.group:
+            records = [r for r in records if r.get("group") == opts.group]
+            if not records:
+                raise XRError(f"no record has group {opts.group!r}")
+        usable = [r for r in records if "error" not in r]
+        self.task = infer_task(usable, opts.task, opts.positive)
+        self.train = [r for r in usable if r.get("split") == "train"]
+        self.val = [r for r in usable if r.get("split") == "val"]
+        if not self.train:
+            raise XRError("no record has split 'train' (xr-split makes one)")
+        if not self.val:
+            raise XRError("no record has split 'val': early stopping and checkpoints need one (xr-split --val)")
+        self.y_train = targets(self.train, self.task, opts.uncertain)
+        self.y_val = targets(self.val, self.task, opts.uncertain)
+        check_training_targets(self.y_train, self.task)
+        h5 = {r.get("h5") for r in self.train + self.val}
+        if len(h5) == 1 and None not in h5:
+            from libxr.pixels.h5store import describe, open_store
+
+            path = h5.pop()
+            with open_store(path) as f:
+                info = describe(f)
+                shape = f["images"].shape[1:]
+            self.preprocess = {**info["params"], "h5": path}
+            self.in_channels, self.size = shape[0], shape[1]
+            self.mean, self.std = info["mean"].tolist(), info["std"].tolist()
+            self.train_set = H5Batches(path, [r["row"] for r in self.train], self.y_train)
+            self.val_set = H5Batches(path, [r["row"] for r in self.val], self.y_val)
+        elif None in h5 and len(h5) == 1:
+            self.preprocess = {"size": opts.size, "fit": opts.fit, "channels": list(opts.channels)}
+            self.in_channels, self.size = len(opts.channels), opts.size
+            self.train_set = RecordPixels(self.train, self.preprocess, self.y_train, strict=True)
+            self.val_set = RecordPixels(self.val, self.preprocess, self.y_val, strict=True)
+            self.mean, self.std = _sample_stats(self.train_set)
+        else:
+            raise XRError("records point at several HDF5 files, or some at none: preprocess them together")
+
+
+def _sample_stats(dataset, limit=256):
+    """Mean/std per channel from up to ``limit`` training images (raw-image runs)."""
+    positions = np.linspace(0, len(dataset) - 1, min(limit, len(dataset))).astype(int)
+    x = dataset[positions].pixels.double() / 255
+    return x.mean((0, 2, 3)).tolist(), x.std((0, 2, 3)).tolist()

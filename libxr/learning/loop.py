@@ -1,0 +1,72 @@
+"""One epoch of training, and one pass over the validation records (torchvision's
+``train_one_epoch`` / ``evaluate``)."""
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from libxr.pixels.datasets import batches
+
+
+@dataclasses.dataclass
+class Learner:
+    """A model and everything one optimisation step needs."""
+    model: object        # DDP-wrapped when there are several processes
+    core: object         # the bare model: validation and checkpoints
+    transform: object    # uint8 batches to normalised (augmented) floats, on the device
+    loss_fn: object
+    optimizer: object
+    schedule: object
+    scaler: object
+    world: object
+    steps: int           # batches per epoch
+
+
+def train_one_epoch(learner, dataset, order, opts, signals, tick):
+    """(mean loss, targets, logits) over every process's batches, or "stopped" / "nonfinite"."""
+    model, world, device, steps = learner.model, learner.world, learner.world.device, learner.steps
+    model.train()
+    tick(0, min(len(order), steps * opts.batch_size))
+    losses, ys, outs = [], [], []
+    for step, batch in enumerate(batches(dataset, opts.batch_size, order, workers=opts.workers)):
+        if step >= steps:
+            break
+        x = learner.transform(batch.pixels.to(device, non_blocking=True), train=True)
+        y = batch.targets.to(device, non_blocking=True)
+        with torch.autocast(device.type, enabled=device.type == "cuda"):
+            logits = model(x)
+        loss = learner.loss_fn(logits.float(), y)
+        # one small all-reduce a batch tells every process of a stop signal or a NaN anywhere
+        stopped, nonfinite = world.any(signals.received is not None, not torch.isfinite(loss))
+        if stopped:
+            return "stopped"
+        if nonfinite:
+            return "nonfinite"
+        learner.optimizer.zero_grad(set_to_none=True)
+        learner.scaler.scale(loss).backward()
+        learner.scaler.step(learner.optimizer)
+        learner.scaler.update()
+        learner.schedule.after_batch()
+        losses.append(loss.item() * len(x))
+        ys.append(y.cpu().numpy())
+        outs.append(logits.detach().float().cpu().numpy())
+        tick(len(x))
+    total, n = world.sum(sum(losses), sum(len(y) for y in ys))
+    return total / max(n, 1), world.concat(np.concatenate(ys)), world.concat(np.concatenate(outs))
+
+
+@torch.no_grad()
+def validate(learner, dataset, opts, task):
+    """(mean loss, scores) over ``dataset``, in order, without augmentation, on this process."""
+    model, device = learner.core, learner.world.device
+    model.eval()
+    losses, outs, n = 0.0, [], 0
+    for batch in batches(dataset, opts.batch_size, workers=opts.workers):
+        x, y = learner.transform(batch.pixels.to(device)), batch.targets.to(device)
+        with torch.autocast(device.type, enabled=device.type == "cuda"):
+            logits = model(x).float()
+        losses += learner.loss_fn(logits, y).item() * len(x)
+        n += len(x)
+        outs.append(logits.cpu().numpy())
+    return losses / max(n, 1), task.probabilities(np.concatenate(outs))

@@ -1,0 +1,84 @@
+"""Optimisers and learning-rate schedules by name: a new one is one registry entry.
+
+Entries receive ``torch.optim`` (or its ``lr_scheduler``) when they are called,
+so this module — and the choice lists xr-train's options take from it — loads
+without torch. Warm-up is torch's LinearLR chained before the schedule with
+SequentialLR (timm's scheduler factory does the same); when a schedule steps
+(every batch, every epoch, or on a validation metric) is part of its entry, and
+:class:`Schedule` is the one object the training loop steps.
+"""
+
+OPTIMIZERS = {
+    "adam": lambda optim, params, o: optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay),
+    "adamw": lambda optim, params, o: optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay),
+    "sgd": lambda optim, params, o: optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay),
+    "rmsprop": lambda optim, params, o: optim.RMSprop(params, lr=o.lr, momentum=o.momentum,
+                                                     weight_decay=o.weight_decay),
+}
+
+# name: (build(lr_scheduler, optimizer, options, batches per epoch) or None, when it steps)
+SCHEDULERS = {
+    "none": (None, "epoch"),
+    "step": (lambda s, opt, o, steps: s.StepLR(opt, step_size=max(1, o.epochs // 3), gamma=0.1), "epoch"),
+    "cosine": (lambda s, opt, o, steps: s.CosineAnnealingLR(opt, T_max=max(1, o.epochs - o.warmup)), "epoch"),
+    "plateau": (lambda s, opt, o, steps: s.ReduceLROnPlateau(opt, mode="max", factor=0.1, patience=2), "metric"),
+    # report 003's triangular cyclic learning rate
+    "cyclic": (lambda s, opt, o, steps: s.CyclicLR(opt, base_lr=o.lr / 10, max_lr=o.lr, step_size_up=max(1, steps * 2),
+                                                   mode="triangular", cycle_momentum=o.optimizer in ("sgd", "rmsprop")),
+               "batch"),
+    "onecycle": (lambda s, opt, o, steps: s.OneCycleLR(opt, max_lr=o.lr, total_steps=max(1, o.epochs * steps)),
+                 "batch"),
+}
+
+
+def make_optimizer(opts, params):
+    import torch
+
+    return OPTIMIZERS[opts.optimizer](torch.optim, params, opts)
+
+
+class Schedule:
+    """The learning rate over a run: ``opts.scheduler`` after ``opts.warmup`` epochs of linear warm-up.
+
+    Warm-up rises from lr / (warmup + 1) to lr over the first epochs, then the schedule
+    starts from lr. Schedules that step every batch (cyclic, onecycle) shape their own start.
+    """
+
+    def __init__(self, optimizer, opts, steps_per_epoch, warn=print):
+        from torch.optim import lr_scheduler as s
+
+        build, self.steps = SCHEDULERS[opts.scheduler]
+        main = build(s, optimizer, opts, steps_per_epoch) if build else None
+        warmup = opts.warmup
+        if warmup and self.steps == "batch":
+            warn(f"--warmup {warmup} is ignored: the {opts.scheduler} schedule shapes its own start")
+            warmup = 0
+        warm = s.LinearLR(optimizer, 1 / (warmup + 1), 1.0, total_iters=warmup) if warmup else None
+        self.warmup = warmup
+        self.epochs_done = 0
+        if warm is not None and main is not None and self.steps == "epoch":
+            self.parts = [s.SequentialLR(optimizer, [warm, main], milestones=[warmup])]
+        else:
+            self.parts = [p for p in (warm, main) if p is not None]
+
+    def after_batch(self):
+        if self.steps == "batch":
+            self.parts[0].step()
+
+    def after_epoch(self, row):
+        """Step epoch schedules; a metric schedule follows val AUC (or, without it, the negated val loss)."""
+        if self.steps == "batch" or not self.parts:
+            return
+        if self.steps == "metric" and self.epochs_done >= self.warmup:
+            self.parts[-1].step(row.get("val_auc") or -row["val_loss"])
+        elif self.steps == "epoch" or self.epochs_done < self.warmup:
+            self.parts[0].step()
+        self.epochs_done += 1
+
+    def state_dict(self):
+        return {"parts": [p.state_dict() for p in self.parts], "epochs_done": self.epochs_done}
+
+    def load_state_dict(self, state):
+        for part, saved in zip(self.parts, state["parts"]):
+            part.load_state_dict(saved)
+        self.epochs_done = state["epochs_done"]

@@ -1,0 +1,71 @@
+"""What xr-train can be asked, without torch: the options and every choice list.
+
+xr-train's command line takes its choices from here, so ``--help`` starts
+without torch and a new optimiser, schedule or early-stop metric (one registry
+entry where it lives) reaches the command line by itself.
+"""
+
+import dataclasses
+
+from libxr.learning.epoch_metrics import EPOCH
+from libxr.learning.optim import OPTIMIZERS, SCHEDULERS
+from libxr.learning.sampling import SAMPLINGS
+from libxr.pixels.fit import FITS
+from libxr.records.tasks import KINDS, UNCERTAIN
+
+EARLY_STOP = tuple(f"val_{name}" for name in EPOCH) + ("val_loss",)
+
+__all__ = ["EARLY_STOP", "FITS", "KINDS", "OPTIMIZERS", "SAMPLINGS", "SCHEDULERS", "UNCERTAIN", "TrainOptions",
+           "run_name"]
+
+
+@dataclasses.dataclass
+class TrainOptions:
+    model: str = "resnet18"
+    arch: dict = dataclasses.field(default_factory=dict)
+    weights: str = "none"
+    head: str = "linear"
+    dropout: float = 0.0
+    freeze: str = None
+    task: str = None
+    positive: str = None
+    uncertain: str = "ignore"
+    size: int = 224
+    fit: str = "pad"
+    channels: tuple = ("gray",)
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    scheduler: str = "none"
+    warmup: int = 0
+    class_weights: object = "none"
+    sampling: str = "none"
+    focal_gamma: float = 0.0
+    augment: bool = False
+    early_stop: str = None
+    patience: int = 5
+    min_delta: float = 0.0
+    device: str = "auto"
+    workers: int = 0
+    seed: int = 0
+    group: str = None
+    max_steps: int = None            # per epoch; for smoke runs
+
+    def check(self):
+        """Usage errors for choices made outside the command line (Python callers)."""
+        from libxr.errors import UsageError
+
+        for name, value, allowed in (("--optimizer", self.optimizer, OPTIMIZERS),
+                                     ("--scheduler", self.scheduler, SCHEDULERS),
+                                     ("--early-stop", self.early_stop, EARLY_STOP + (None,))):
+            if value not in allowed:
+                raise UsageError(f"{name} {value!r}: use {', '.join(a for a in allowed if a)}")
+
+
+def run_name(opts, size):
+    """Report 000's scheme: model, augmentation, size, trainable, batch size, target."""
+    trainable = 0 if opts.freeze == "backbone" else 1
+    return f"{opts.model}_da{int(opts.augment)}_ts{size}_t{trainable}_bs{opts.batch_size}_{opts.group or 'all'}"

@@ -1,0 +1,178 @@
+"""xr-train: one training run, from manifest records to a run directory.
+
+The loop is torchvision's reference recipe cut to what the reports need, one
+concern per module beside this one: the data (``data``), an epoch and a
+validation pass (``loop``), optimiser and schedule registries (``optim``), early
+stopping (``stopping``), the run directory (``rundir``), stop signals
+(``signals``). A checkpoint holds model, optimiser, schedule, early-stopping and
+RNG states, so ``--resume`` continues exactly where a run stopped.
+"""
+
+import math
+import os
+import platform
+import time
+
+import numpy as np
+import torch
+
+from libxr import __version__
+from libxr.errors import XRError
+from libxr.judging import thresholds
+from libxr.learning.data import Data
+from libxr.learning.distributed import World
+from libxr.learning.epoch_metrics import epoch_metrics
+from libxr.learning.loop import Learner, train_one_epoch, validate
+from libxr.learning.losses import make_loss
+from libxr.learning.optim import Schedule, make_optimizer
+from libxr.learning.options import run_name
+from libxr.learning.rundir import RunDir, plain
+from libxr.learning.sampling import epoch_order
+from libxr.learning.signals import STOPPED, StopSignals
+from libxr.learning.stopping import EarlyStopping
+from libxr.models import build_model
+from libxr.pixels.augment import AugmentOptions, BatchTransform
+from libxr.records.tasks import class_weights
+
+
+def _quiet(*args, **kwargs):
+    pass
+
+
+def train(records, opts, run_dir, manifest_sha256=None, argv=None, resume=False, log=print, warn=print,
+          tick=_quiet):
+    """Train; returns (best checkpoint path — None on ranks other than 0 —, exit status: 0, or
+    STOPPED after a signal).
+
+    ``run_dir`` None: ``runs/`` + report 000's name for the run. Under torchrun
+    every process calls this; only rank 0 logs and writes.
+    """
+    opts.check()
+    torch.manual_seed(opts.seed)
+    np.random.seed(opts.seed)
+    data = Data(records, opts)
+    run_dir = run_dir or os.path.join("runs", run_name(opts, data.size))
+    world = World(opts.device)
+    if not world.main:
+        log = warn = tick = _quiet
+    try:
+        learner, meta = _prepare(data, opts, world, {"argv": argv or [], "manifest_sha256": manifest_sha256}, warn)
+        run = RunDir(run_dir, writes=world.main)
+        monitor = EarlyStopping(opts.early_stop, opts.patience, opts.min_delta)
+        start = _start(run, learner, monitor, meta, resume, log, warn)
+        status = _epochs(data, opts, learner, monitor, run, meta, start, log, warn, tick)
+        run.finish()
+        world.barrier()
+        return (run.best if world.main else None), status
+    finally:
+        world.close()
+
+
+def _prepare(data, opts, world, provenance, warn):
+    """The model and its optimisation (a Learner), and what every checkpoint says about the run."""
+    device, task = world.device, data.task
+    arch = dict(opts.arch)
+    if opts.model not in ("cnn", "vgg5", "resnet10", "dense"):
+        arch = {"weights": opts.weights, "head": opts.head, "dropout": opts.dropout, "freeze": opts.freeze, **arch}
+    core = build_model(opts.model, data.in_channels, task.outputs, data.size, **arch).to(device)
+    if device.type == "cuda":
+        core = core.to(memory_format=torch.channels_last)
+    weights = class_weights(data.y_train, task, opts.class_weights)
+    loss_fn = make_loss(task, weights, opts.focal_gamma)
+    optimizer = make_optimizer(opts, [p for p in core.parameters() if p.requires_grad])
+    model = world.wrap(core)
+    steps = math.ceil(len(epoch_order(data.y_train, opts.seed, 0, opts.sampling, task, world.rank, world.size))
+                      / opts.batch_size)
+    steps = min(steps, opts.max_steps) if opts.max_steps else steps
+    schedule = Schedule(optimizer, opts, steps, warn)
+    augment = AugmentOptions.reference() if opts.augment else AugmentOptions()
+    transform = BatchTransform(data.mean, data.std, augment, seed=opts.seed + 7919 * world.rank)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
+    learner = Learner(model, core, transform, loss_fn, optimizer, schedule, scaler, world, steps)
+    config = {"options": vars(opts), **provenance, "xr_version": __version__, "torch": torch.__version__,
+              "python": platform.python_version(), "device": str(device), "processes": world.size,
+              "task": task.to_dict(), "train_records": len(data.train), "val_records": len(data.val),
+              "class_weights": None if weights is None else [float(w) for w in weights]}
+    meta = {"task": task.to_dict(), "normalization": {"mean": data.mean, "std": data.std},
+            "preprocess": data.preprocess, "model_name": opts.model, "arch": plain(arch),
+            "in_channels": data.in_channels, "size": data.size, "config": plain(config)}
+    return learner, meta
+
+
+def _start(run, learner, monitor, meta, resume, log, warn):
+    """The first epoch to run: 0 for a fresh run, or the one after ``last.pt``'s when resuming."""
+    if resume and not run.resumable():
+        log(f"{run.path} has no finished epoch to resume; starting it")
+        resume = False
+    if not resume:
+        run.start(meta["config"])
+        return 0
+    from libxr.learning import checkpoint
+
+    state, world = checkpoint.load(run.last), learner.world
+    learner.core.load_state_dict(state["model"])
+    learner.optimizer.load_state_dict(state["optimizer"])
+    learner.schedule.load_state_dict(state["schedule"])
+    monitor.load_state_dict(state["stopping"])
+    ranks = state["rng"]["ranks"]
+    if world.size == len(ranks):
+        torch.set_rng_state(ranks[world.rank]["torch"])
+        learner.transform.generator(world.device).set_state(ranks[world.rank]["augment"])
+    else:
+        warn(f"{run.last} was written by {len(ranks)} processes, this run has {world.size}: "
+             "augmentation and dropout draw fresh random numbers")
+    log(f"resuming {run.path} at epoch {state['epoch'] + 2}")
+    return state["epoch"] + 1
+
+
+def _epochs(data, opts, learner, monitor, run, meta, start, log, warn, tick):
+    """Epochs ``start`` .. ``opts.epochs`` - 1, each validated and checkpointed; the exit status."""
+    task, world = data.task, learner.world
+    with StopSignals() as signals:
+        for epoch in range(start, opts.epochs):
+            began = time.perf_counter()
+            order = epoch_order(data.y_train, opts.seed, epoch, opts.sampling, task, world.rank, world.size)
+            outcome = train_one_epoch(learner, data.train_set, order, opts, signals, tick)
+            if outcome == "stopped":
+                warn(f"stopped by signal during epoch {epoch + 1}; it is discarded and "
+                     f"{'last.pt holds epoch ' + str(epoch) if epoch else 'no epoch was finished'} "
+                     f"(exit {STOPPED}); --resume continues")
+                return STOPPED
+            if outcome == "nonfinite":
+                raise XRError(f"the loss became NaN or infinite in epoch {epoch + 1}; the last good checkpoint "
+                              f"is {run.last if epoch else 'not written yet'} (lower --lr)")
+            train_loss, y_seen, logits_seen = outcome
+            row = {"epoch": epoch + 1, "lr": learner.optimizer.param_groups[0]["lr"], "train_loss": train_loss,
+                   "train_seconds": round(time.perf_counter() - began, 3)}
+            row.update({f"train_{k}": v for k, v in epoch_metrics(task, y_seen, task.probabilities(logits_seen))
+                        .items()})
+            val_loss, val_scores = validate(learner, data.val_set, opts, task)
+            row["val_loss"] = val_loss
+            row.update({f"val_{k}": v for k, v in epoch_metrics(task, data.y_val, val_scores).items()})
+            row["seconds"] = round(time.perf_counter() - began, 3)   # training and validation
+            learner.schedule.after_epoch(row)
+            best = monitor.update(epoch + 1, row)
+            rng = world.gather({"torch": torch.get_rng_state(),
+                                "augment": learner.transform.generator(world.device).get_state()})
+            state = {**meta, "model": learner.core.state_dict(), "optimizer": learner.optimizer.state_dict(),
+                     "schedule": learner.schedule.state_dict(), "stopping": monitor.state_dict(),
+                     "epoch": epoch, "best": monitor.best, "metrics": plain(row), "rng": {"ranks": rng},
+                     # xr-predict's default operating point: Youden's on validation
+                     "threshold": thresholds.for_task("youden", task, data.y_val, val_scores)}
+            run.record(state, row, best)
+            log(_describe(row))
+            if world.any(signals.received is not None)[0]:
+                warn(f"stopped by signal after epoch {epoch + 1} (checkpoint saved; exit {STOPPED}); "
+                     "--resume continues")
+                return STOPPED
+            if monitor.should_stop:
+                log(monitor.describe())
+                break
+    return 0
+
+
+def _describe(row):
+    parts = [f"epoch {row['epoch']}"] + [f"{k} {v:.4f}" for k, v in row.items()
+                                         if k not in ("epoch", "seconds", "train_seconds", "lr")
+                                         and isinstance(v, float)]
+    return ", ".join(parts) + f" ({row['seconds']:.1f} s)"

@@ -3,10 +3,12 @@
 import importlib
 import json
 import os
+import subprocess
 import sys
 import time
 
 import pytest
+from click.testing import CliRunner
 from conftest import needs_commands, sh, write_jsonl
 
 COMMANDS = ["index", "split", "synth", "preprocess", "train", "predict", "eval", "cascade", "featmap"]
@@ -105,11 +107,113 @@ def test_real_pipeline(tmp_path):
     assert all(r["split"] in ("train", "val", "test") and r["patient"] for r in records)
 
 
-@pytest.mark.parametrize("name", COMMANDS)
-def test_commands_without_a_model_never_import_torch(name):
+def _torch_seen(module, *args, cwd=None):
+    """Run ``xrtools.<module>`` with ``args`` in a fresh interpreter; (result, whether torch got imported)."""
     needs_commands()
-    result = sh(f"python -c 'import sys, xrtools.{name}; print(\"torch\" in sys.modules)'")
-    assert result.stdout.strip() == "False"
+    hook = ("import atexit, sys; atexit.register(lambda: sys.stderr.write('\\nTORCH=%s' % ('torch' in sys.modules))); "
+            f"from xrtools.{module} import main; main()")
+    done = subprocess.run([sys.executable, "-c", hook, *map(str, args)], cwd=cwd, capture_output=True, text=True,
+                          timeout=300, check=False)
+    seen = done.stderr.rstrip().rsplit("TORCH=", 1)[-1]
+    return done, seen == "True"
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_help_starts_without_torch(name):
+    done, torch_seen = _torch_seen(name, "--help")
+    assert done.returncode == 0 and "Example:" in done.stdout
+    assert not torch_seen
+
+
+@pytest.mark.parametrize("module, args", [
+    pytest.param("synth", ["out", "-n", "12", "--size", "16"], id="xr-synth"),
+    pytest.param("index", ["{data}", "--summary", "--check"], id="xr-index"),
+    pytest.param("split", ["--val", "0.3", "{manifest}"], id="xr-split"),
+    pytest.param("eval", ["{scored}", "--bootstrap", "20", "--plots", "plots"], id="xr-eval"),
+    pytest.param("cascade", ["mean", "{scored}", "{scored}"], id="xr-cascade mean"),
+    pytest.param("cascade", ["stack", "{scored}", "{scored}", "--fit-on", "val"], id="xr-cascade stack"),
+])
+def test_commands_without_a_model_run_without_torch(module, args, synth, scored, tmp_path):
+    """The commands that need no model do their whole work, not only --help, without importing torch."""
+    data = synth("folders")
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(sh(f"xr-index {data} --patient-regex 'person(\\d+)_' -q").stdout)
+    args = [a.format(data=data, manifest=manifest, scored=scored) for a in args]
+    done, torch_seen = _torch_seen(module, *args, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert not torch_seen
+
+
+@pytest.fixture(scope="session")
+def scored(trained, tmp_path_factory):
+    """The trained fixture's model's predictions of its own records (train, val and test)."""
+    from xrtools.predict import main as predict
+
+    result = CliRunner().invoke(predict, ["-m", str(trained["ckpt"]), str(trained["h5"]), "-q"])
+    assert result.exit_code == 0, result.stderr
+    path = tmp_path_factory.mktemp("scored") / "scored.jsonl"
+    path.write_text(result.stdout)
+    return path
+
+
+EMPTY_INPUT = [
+    pytest.param(["split", "--val", "0.2"], "no records to split", id="xr-split"),
+    pytest.param(["preprocess", "-o", "{tmp}/e.h5"], "no records to preprocess", id="xr-preprocess"),
+    pytest.param(["train", "--run-dir", "{tmp}/run"], "no records to train on", id="xr-train"),
+    pytest.param(["predict", "-m", "{ckpt}"], "no records to score", id="xr-predict"),
+    pytest.param(["eval"], "no scored records", id="xr-eval"),
+    pytest.param(["cascade", "vote", "-"], "no scored records", id="xr-cascade vote"),
+    pytest.param(["cascade", "chain", "--stage", "-"], "no scored records", id="xr-cascade chain"),
+    pytest.param(["featmap", "-m", "{ckpt}", "--out-dir", "{tmp}/look"], "no records or images", id="xr-featmap"),
+    pytest.param(["index", "{tmp}/empty"], "no images found", id="xr-index (empty folder)"),
+]
+
+
+@pytest.mark.parametrize("args, message", EMPTY_INPUT)
+def test_empty_input_is_a_one_line_error_and_writes_nothing(cli, request, tmp_path, args, message):
+    (tmp_path / "empty").mkdir()
+    ckpt = request.getfixturevalue("trained")["ckpt"] if "{ckpt}" in args else None
+    name, *rest = [a.format(tmp=tmp_path, ckpt=ckpt) for a in args]
+    result = cli(main_of(name), *rest, "-q", input="")
+    assert result.exit_code == 1 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"xr-{name}") and ": error: " in lines[0], lines
+    assert message in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]      # no output file, no temporary
+
+
+@pytest.mark.parametrize("args, source", [
+    pytest.param(["split", "--val", "0.3", "--seed", "4"], "raw", id="xr-split"),
+    pytest.param(["preprocess", "-o", "{tmp}/p.h5", "--size", "16"], "raw", id="xr-preprocess"),
+    pytest.param(["predict", "-m", "{ckpt}"], "h5", id="xr-predict"),
+    pytest.param(["eval", "--format", "json", "--bootstrap", "10"], "scored", id="xr-eval"),
+    pytest.param(["cascade", "mean", "--weights", "1"], "scored", id="xr-cascade mean"),
+])
+def test_stdin_gives_the_same_output_as_the_file(cli, trained, scored, tmp_path, args, source):
+    path = {"raw": trained["raw"], "h5": trained["h5"], "scored": scored}[source]
+    name, *rest = [a.format(tmp=tmp_path, ckpt=trained["ckpt"]) for a in args]
+    from_file = cli(main_of(name), *rest, path, "-q")
+    from_stdin = cli(main_of(name), *rest, "-", "-q", input=path.read_text())
+    assert from_file.exit_code == from_stdin.exit_code == 0, from_file.stderr + from_stdin.stderr
+    if name == "eval":      # the report names its input
+        from_file.stdout, from_stdin.stdout = (json.dumps({**json.loads(r.stdout), "name": None})
+                                               for r in (from_file, from_stdin))
+    assert from_file.stdout == from_stdin.stdout and from_file.stdout
+
+
+def test_training_from_stdin_equals_training_from_the_file(cli, manifests, tmp_path):
+    """Same records, same run: the metrics (timings aside) and the manifest digest in config.json agree."""
+    args = ["--model", "vgg5", "--epochs", "1", "--max-steps", "2", "--batch-size", "8", "-q"]
+    a = cli(main_of("train"), manifests[0], "--run-dir", tmp_path / "a", *args)
+    b = cli(main_of("train"), "-", "--run-dir", tmp_path / "b", *args, input=manifests[0].read_text())
+    assert a.exit_code == b.exit_code == 0, a.stderr + b.stderr
+
+    def run(name):
+        rows = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        config = json.loads((tmp_path / name / "config.json").read_text())
+        return [{k: v for k, v in r.items() if "seconds" not in k} for r in rows], config["manifest_sha256"]
+
+    assert run("a") == run("b") and len(run("a")[0]) == 1
 
 
 def test_terminated_command_leaves_no_output(tmp_path):

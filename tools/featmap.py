@@ -6,7 +6,7 @@ import click
 from xrtools.cli import command, device_option, open_input
 from xrtools.console import report
 
-from libxr.errors import UsageError
+from libxr.errors import UsageError, XRError
 from libxr.records.manifest import read_records
 
 
@@ -98,5 +98,5 @@ def _records(inputs):
         with stream:
             records.extend(read_records(stream, name))
     if not records:
-        raise UsageError("no records or images to look at")
+        raise XRError("no records or images to look at (the input is empty)")
     return records

@@ -6,6 +6,7 @@ from xrtools.console import report
 from xrtools.params import CommaList, KeyValue
 
 from libxr.atomic import atomic_output
+from libxr.errors import XRError
 from libxr.index import LAYOUTS, IndexOptions, index
 from libxr.index.chexpert import UNCERTAIN_POLICIES
 from libxr.index.paths import Tally
@@ -79,7 +80,9 @@ def main(source, layout, check, sha256, workers, strict, summary, output, quiet,
         records = map(counts.add, records)
     records = report.progress(records, description="indexing", unit="images")
     with atomic_output(output) as out:
-        write_records(records, out)
+        if not write_records(records, out):
+            _report(tally)
+            raise XRError(f"{source}: no images found ({', '.join(LAYOUTS)} layouts; see docs/xr-index.md)")
     _report(tally)
     if summary:
         report.table(counts.table(f"{source}: {tally.records:,} images"))

@@ -5,6 +5,7 @@ from xrtools.cli import command, device_option, manifest_input, open_input, outp
 from xrtools.console import report
 
 from libxr.atomic import atomic_output
+from libxr.errors import XRError
 from libxr.records.manifest import read_records, write_records
 
 
@@ -41,6 +42,8 @@ def main(manifest, checkpoint, batch_size, tta, threshold, strict, device, worke
     stream, name = open_input(manifest)
     with stream:
         records = list(read_records(stream, name))
+    if not records:
+        raise XRError(f"{name}: no records to score (the manifest is empty)")
     failed = []
     with atomic_output(output) as out, report.bar("scoring", unit="images", total=len(records)) as tick:
         scored = predict(records, clf, batch_size, () if tta == "none" else (tta,), threshold, workers, strict,

@@ -17,6 +17,8 @@ class Data:
     """The train and validation records, their datasets and targets."""
 
     def __init__(self, records, opts):
+        if not records:
+            raise XRError("no records to train on (the manifest is empty)")
         if opts.group:
             records = [r for r in records if r.get("group") == opts.group]
             if not records:

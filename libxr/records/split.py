@@ -134,6 +134,8 @@ def plan_parts(opts):
 def assign(pool, opts):
     """The split of every record (kept splits included), and the indices of those split now."""
     names, fractions = plan_parts(opts)
+    if not pool.splits:
+        raise XRError("no records to split (the manifest is empty)")
     chosen = [i for i, s in enumerate(pool.splits) if opts.resplit or s in (None, "train")]
     if not chosen:
         raise XRError("no records to split: every record already has a val/test split (use --resplit)")

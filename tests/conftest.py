@@ -96,13 +96,21 @@ def _chest_set(tmp, count, seed, *split_args):
     from xrtools.split import main as split
 
     synthesize(str(tmp / "ds"), SynthOptions(count=count, size=48, splits=(), seed=seed))
-    runner = CliRunner()
-    raw = runner.invoke(index, [str(tmp / "ds"), "--patient-regex", r"person(\d+)_"]).stdout
-    raw = runner.invoke(split, [*split_args, "--seed", "1"], input=raw).stdout
+    raw = checked(index, str(tmp / "ds"), "--patient-regex", r"person(\d+)_")
+    raw = checked(split, *split_args, "--seed", "1", input=raw)
     (tmp / "raw.jsonl").write_text(raw)
-    h5 = runner.invoke(preprocess, ["-o", str(tmp / "d.h5"), "--size", "32"], input=raw).stdout
+    h5 = checked(preprocess, "-o", str(tmp / "d.h5"), "--size", "32", input=raw)
     (tmp / "h5.jsonl").write_text(h5)
     return tmp / "h5.jsonl", tmp / "raw.jsonl"
+
+
+def checked(main, *args, input=None):
+    """A command's stdout; a non-zero exit raises with its stderr (a fixture must not build on a failure)."""
+    result = CliRunner().invoke(main, list(args), input=input)
+    if result.exit_code != 0:
+        raise RuntimeError(f"{main.name} {' '.join(args)} exited {result.exit_code}: "
+                           f"{result.stderr.strip() or repr(result.exception)}") from result.exception
+    return result.stdout
 
 
 @pytest.fixture(scope="session")
@@ -119,7 +127,6 @@ def trained(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("trained")
     h5, raw = _chest_set(tmp, 200, 3, "--val", "0.2", "--test", "0.3")
-    result = CliRunner().invoke(train, [str(h5), "--model", "vgg5", "--epochs", "3", "--batch-size", "16",
-                                        "--run-dir", str(tmp / "run"), "-q"])
-    assert result.exit_code == 0, result.stderr
+    checked(train, str(h5), "--model", "vgg5", "--epochs", "3", "--batch-size", "16",
+            "--run-dir", str(tmp / "run"), "-q")
     return {"h5": h5, "raw": raw, "ckpt": tmp / "run" / "best.pt", "dir": tmp}

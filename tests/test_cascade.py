@@ -145,15 +145,22 @@ def test_bad_inputs(cli, tmp_path, args, code, message):
     assert result.exit_code == code and message in result.stderr, result.stderr
 
 
-def test_unscored_records_stay_unscored(cli, tmp_path):
-    a = preds(tmp_path, "a", [("r1", "NORMAL", [0.6, 0.4], "NORMAL"), ("r2", "NORMAL", [0.6, 0.4], "NORMAL")])
-    b = write_jsonl(tmp_path / "b.jsonl", [{"id": "r1", "label": "NORMAL", "error": "x.png: truncated"},
-                                           {"id": "r2", "label": "NORMAL", "scores": {"NORMAL": 0.8, "PNEUMONIA": 0.2},
-                                            "pred": "NORMAL"}])
-    for mode in ("mean", "vote", "stack"):
-        out = run(cli, mode, a, b) if mode != "stack" else None
-        if out:
-            assert "scores" not in out["r1"] and "b.jsonl" in out["r1"]["error"] and "scores" in out["r2"]
+@pytest.mark.parametrize("mode", ["mean", "vote", "stack"])
+def test_unscored_records_stay_unscored(cli, tmp_path, mode):
+    rows = [("r1", "NORMAL", [0.6, 0.4], "NORMAL"), ("r2", "NORMAL", [0.7, 0.3], "NORMAL"),
+            ("r3", "PNEUMONIA", [0.2, 0.8], "PNEUMONIA"), ("r4", "NORMAL", [0.8, 0.2], "NORMAL"),
+            ("r5", "PNEUMONIA", [0.4, 0.6], "PNEUMONIA")]
+    a = preds(tmp_path, "a", rows, split="val")           # stack fits on the val records b could score
+    unscored = {"id": "r1", "label": "NORMAL", "split": "val", "error": "x.png: truncated"}
+    b = write_jsonl(tmp_path / "b.jsonl", [unscored] + [
+        {"id": i, "label": label, "split": "val", "scores": dict(zip(("NORMAL", "PNEUMONIA"), p)), "pred": pred}
+        for i, label, p, pred in rows[1:]])
+    out = run(cli, mode, a, b)
+    assert list(out) == ["r1", "r2", "r3", "r4", "r5"]
+    assert out["r1"] == {"id": "r1", "label": "NORMAL", "split": "val", "error": f"not scored in {b}"}
+    for i in ("r2", "r3", "r4", "r5"):
+        assert "error" not in out[i] and set(out[i]["scores"]) == {"NORMAL", "PNEUMONIA"}
+        assert out[i]["pred"] in ("NORMAL", "PNEUMONIA")
 
 
 def test_a_cascade_through_pipes(tmp_path):

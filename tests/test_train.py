@@ -1,6 +1,7 @@
 """xr-train and libxr.learning.train: a run directory, learning, determinism, resume, signals, bad input."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -14,7 +15,15 @@ from xrtools.index import main as index
 from xrtools.split import main as split
 from xrtools.train import main
 
+from libxr.checkpoint import load
+from libxr.classifier import Classifier
+from libxr.tasks import Task
+
 FAST = ["--model", "dense", "--batch-size", "16", "--lr", "3e-3"]
+BINARY = Task("binary", ["NORMAL", "PNEUMONIA"])
+RUN_FILES = ["best.pt", "config.json", "curves.png", "last.pt", "metrics.jsonl"]
+ROW_KEYS = {"epoch", "lr", "train_loss", "train_seconds", "train_accuracy", "train_auc", "train_kappa",
+            "train_f1", "val_loss", "val_accuracy", "val_auc", "val_kappa", "val_f1", "seconds"}
 
 
 def train_run(cli, manifest, run_dir, *args):
@@ -23,6 +32,36 @@ def train_run(cli, manifest, run_dir, *args):
     if (run_dir / "metrics.jsonl").exists():
         rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return result, rows
+
+
+def metrics_rows(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def finished(result, run_dir, epochs, task=BINARY, monitor="val_loss"):
+    """A run that ended well: best.pt's path printed, the run directory whole, one metrics row per
+    epoch, last.pt at the last epoch, best.pt at the best one and a classifier that scores a batch.
+    Returns best.pt's contents."""
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip() == str(run_dir / "best.pt")
+    assert sorted(p.name for p in run_dir.iterdir()) == RUN_FILES
+    rows = metrics_rows(run_dir)
+    assert [r["epoch"] for r in rows] == list(range(1, epochs + 1))
+    for r in rows:
+        assert r.keys() == ROW_KEYS and math.isfinite(r["train_loss"]) and math.isfinite(r["val_loss"])
+    assert load(str(run_dir / "last.pt"))["epoch"] == epochs - 1
+    best = load(str(run_dir / "best.pt"))
+    values = [r[monitor] for r in rows]
+    first_best = values.index(min(values) if monitor == "val_loss" else max(values))
+    assert best["best"] == {"epoch": first_best + 1, "value": values[first_best], "metric": monitor}
+    assert best["epoch"] == first_best and best["metrics"] == rows[first_best]
+    assert json.loads((run_dir / "config.json").read_text())["task"] == task.to_dict()
+    clf = Classifier(str(run_dir / "best.pt"), device="cpu")
+    assert clf.task == task and clf.epoch == first_best + 1
+    scores = clf.scores(torch.full((3, clf.in_channels, clf.size, clf.size), 128, dtype=torch.uint8))
+    assert scores.shape == ((3,) if task.kind == "binary" else (3, len(task.names)))
+    assert ((scores >= 0) & (scores <= 1)).all()
+    return best
 
 
 def test_run_directory_and_learning(cli, manifests, tmp_path):
@@ -42,27 +81,40 @@ def test_run_directory_and_learning(cli, manifests, tmp_path):
     state = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
     assert state["task"]["names"] == ["NORMAL", "PNEUMONIA"] and len(state["normalization"]["mean"]) == 1
     assert state["preprocess"]["size"] == 32
+    finished(result, tmp_path / "run", 6)
 
 
 def test_same_seed_same_metrics(cli, manifests, tmp_path):
-    runs = [train_run(cli, manifests[0], tmp_path / f"r{i}", "--epochs", 2, "--augment")[1] for i in range(2)]
-    strip = [[{k: v for k, v in r.items() if "seconds" not in k} for r in rows] for rows in runs]
+    runs = [train_run(cli, manifests[0], tmp_path / f"r{i}", "--epochs", 2, "--augment") for i in range(2)]
+    for i, (result, _) in enumerate(runs):
+        finished(result, tmp_path / f"r{i}", 2)
+    strip = [[{k: v for k, v in r.items() if "seconds" not in k} for r in rows] for _, rows in runs]
     assert strip[0] == strip[1]
+    weights = [load(str(tmp_path / f"r{i}" / "last.pt"))["model"] for i in range(2)]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
 def test_resume_continues_exactly(cli, manifests, tmp_path):
-    _, straight = train_run(cli, manifests[0], tmp_path / "a", "--epochs", 3, "--augment")
-    train_run(cli, manifests[0], tmp_path / "b", "--epochs", 1, "--augment")
+    first, straight = train_run(cli, manifests[0], tmp_path / "a", "--epochs", 3, "--augment")
+    finished(first, tmp_path / "a", 3)
+    partial, _ = train_run(cli, manifests[0], tmp_path / "b", "--epochs", 1, "--augment")
+    finished(partial, tmp_path / "b", 1)
     result, resumed = train_run(cli, manifests[0], tmp_path / "b", "--epochs", 3, "--augment", "--resume")
-    assert result.exit_code == 0, result.stderr
+    finished(result, tmp_path / "b", 3)
+    assert f"resuming {tmp_path / 'b'} at epoch 2" in result.stderr
     strip = [[{k: v for k, v in r.items() if "seconds" not in k} for r in rows] for rows in (straight, resumed)]
     assert strip[0] == strip[1]
 
 
 def test_raw_images_without_hdf5(cli, manifests, tmp_path):
-    result, rows = train_run(cli, manifests[1], tmp_path / "run", "--epochs", 2, "--size", 32)
-    assert result.exit_code == 0, result.stderr
-    assert len(rows) == 2
+    result, _ = train_run(cli, manifests[1], tmp_path / "run", "--epochs", 2, "--size", 32)
+    best = finished(result, tmp_path / "run", 2)
+    assert best["preprocess"] == {"size": 32, "fit": "pad", "channels": ["gray"]}       # no HDF5 file
+    assert best["size"] == 32 and best["in_channels"] == 1
+    records = [json.loads(line) for line in manifests[1].read_text().splitlines()]
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["train_records"] == sum(r.get("split") == "train" for r in records)
+    assert config["val_records"] == sum(r.get("split") == "val" for r in records)
 
 
 @pytest.mark.parametrize("args", [
@@ -76,15 +128,19 @@ def test_every_optimiser_schedule_loss_and_sampling_learns(cli, manifests, tmp_p
     # VGG-5 learns the synthetic finding in 3 epochs; the 4 × 200 dense net is too noisy to tell.
     result, rows = train_run(cli, manifests[0], tmp_path / "run", "--epochs", 3, "--model", "vgg5", "--lr", "1e-3",
                              *args)
-    assert result.exit_code == 0, result.stderr
+    finished(result, tmp_path / "run", 3)
     assert rows[-1]["train_loss"] < 0.85 * rows[0]["train_loss"]
     assert rows[-1]["val_auc"] > 0.9
 
 
 def test_learning_rate_schedules(cli, manifests, tmp_path):
-    _, rows = train_run(cli, manifests[0], tmp_path / "step", "--epochs", 4, "--scheduler", "step", "--lr", "0.01")
+    result, rows = train_run(cli, manifests[0], tmp_path / "step", "--epochs", 4, "--scheduler", "step",
+                             "--lr", "0.01")
+    finished(result, tmp_path / "step", 4)
     assert [r["lr"] for r in rows] == pytest.approx([1e-2, 1e-3, 1e-4, 1e-5])   # step_size 4 // 3 = 1
-    _, warm = train_run(cli, manifests[0], tmp_path / "warm", "--epochs", 3, "--warmup", "2", "--lr", "0.01")
+    result, warm = train_run(cli, manifests[0], tmp_path / "warm", "--epochs", 3, "--warmup", "2",
+                             "--lr", "0.01")
+    finished(result, tmp_path / "warm", 3)
     assert warm[0]["lr"] < warm[1]["lr"] < 0.01 + 1e-12
 
 
@@ -92,13 +148,20 @@ def test_cnn_and_torchvision_models_train(cli, manifests, tmp_path):
     for model, extra in (("cnn", ["--arch", "layers=2", "--arch", "batch_norm=true"]), ("resnet18", [])):
         result = cli(main, manifests[0], "--run-dir", tmp_path / model, "--model", model, "--epochs", 1,
                      "--max-steps", 2, "--batch-size", 8, *extra)
-        assert result.exit_code == 0, result.stderr
+        best = finished(result, tmp_path / model, 1)
+        assert best["model_name"] == model and best["config"]["options"]["max_steps"] == 2
+        assert best["arch"] == ({"layers": 2, "batch_norm": True} if model == "cnn" else
+                                {"weights": "none", "head": "linear", "dropout": 0.0, "freeze": None})
 
 
 def test_early_stopping(cli, manifests, tmp_path):
-    _, rows = train_run(cli, manifests[0], tmp_path / "run", "--epochs", 10, "--lr", "1e-12",
-                        "--early-stop", "val_loss", "--patience", 2)
+    result, rows = train_run(cli, manifests[0], tmp_path / "run", "--epochs", 10, "--lr", "1e-12",
+                             "--early-stop", "val_loss", "--patience", 2)
     assert len(rows) == 3
+    best = finished(result, tmp_path / "run", 3)
+    assert best["best"]["epoch"] == 1                       # nothing improved on the first epoch
+    assert f"early stop: val_loss did not improve for 2 epochs (best {rows[0]['val_loss']:.4f} at epoch 1)" \
+        in result.stderr
 
 
 def test_multilabel_training(cli, synth, tmp_path):
@@ -107,7 +170,9 @@ def test_multilabel_training(cli, synth, tmp_path):
     manifest = write_jsonl(tmp_path / "m.jsonl", records)
     result, rows = train_run(cli, manifest, tmp_path / "run", "--epochs", 8, "--size", 32,
                              "--class-weights", "balanced")
-    assert result.exit_code == 0, result.stderr
+    names = sorted({label for r in records for label in r.get("labels") or {}})
+    best = finished(result, tmp_path / "run", 8, Task("multilabel", names))
+    assert len(names) > 1 and len(best["threshold"]) == len(names)      # one Youden cut per label
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]
 
 

@@ -1,7 +1,7 @@
 """Every command has a page in docs/, and every option of every command is named on it.
 
 The commands come from setup.cfg's console_scripts, so a new command cannot be left out.
-``-q/--quiet`` and ``-v/--verbose`` are what every command has (libxr.cli): the pages do not
+``-q/--quiet`` and ``-v/--verbose`` are what every command has (xrtools.cli): the pages do not
 repeat them, README.md states them once, and that is where they are checked.
 """
 

@@ -1,4 +1,4 @@
-"""libxr.h5store: the HDF5 file xr-preprocess writes — a Writer round trip (rows, labels, failed rows
+"""libxr.pixels.h5store: the HDF5 file xr-preprocess writes — a Writer round trip (rows, labels, failed rows
 dropped, statistics over the train split), the direct-write target, describe, open_store's refusals,
 and merging shards through a virtual dataset with classes and labels remapped."""
 
@@ -13,7 +13,7 @@ import pytest
 
 from libxr import __version__
 from libxr.errors import XRError
-from libxr.h5store import FORMAT, Stats, Writer, describe, histograms, label_matrix, merge, open_store
+from libxr.pixels.h5store import FORMAT, Stats, Writer, describe, histograms, label_matrix, merge, open_store
 
 SIZE = 4
 

@@ -1,12 +1,12 @@
-"""libxr.thresholds: each rule parsed (bad ones as usage errors), chosen on small hand-made data
+"""libxr.judging.thresholds: each rule parsed (bad ones as usage errors), chosen on small hand-made data
 whose ROC points are worked out below, and applied per task kind."""
 
 import numpy as np
 import pytest
 
 from libxr.errors import UsageError
-from libxr.tasks import Task
-from libxr.thresholds import choose, for_task, parse
+from libxr.records.tasks import Task
+from libxr.judging.thresholds import choose, for_task, parse
 
 # Sorted by probability, high to low: 0.9 (1), 0.8 (1), 0.4 (0), 0.35 (0), 0.3 (1), 0.1 (0).
 # cut   sensitivity  specificity  Youden

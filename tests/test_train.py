@@ -15,9 +15,9 @@ from xrtools.index import main as index
 from xrtools.split import main as split
 from xrtools.train import main
 
-from libxr.checkpoint import load
-from libxr.classifier import Classifier
-from libxr.tasks import Task
+from libxr.learning.checkpoint import load
+from libxr.predicting.classifier import Classifier
+from libxr.records.tasks import Task
 
 FAST = ["--model", "dense", "--batch-size", "16", "--lr", "3e-3"]
 BINARY = Task("binary", ["NORMAL", "PNEUMONIA"])

@@ -45,8 +45,10 @@ class Scored:
 
 
 def same_task(files):
-    """The one task every file scores."""
+    """The one task every file scores; files that list its classes in another order take the first's."""
     for other in files[1:]:
+        if other.task.kind == files[0].task.kind and set(other.task.names) == set(files[0].task.names):
+            other.task = files[0].task
         if other.task != files[0].task:
             raise XRError(f"{other.name} scores {', '.join(other.task.names)}; {files[0].name} scores "
                           f"{', '.join(files[0].task.names)}")

@@ -161,7 +161,7 @@ class Stacker:
         try:
             with open(path, encoding="utf-8") as f:
                 d = json.load(f)
-            if d.get("format") != "xr-stacker-1":
+            if not isinstance(d, dict) or d.get("format") != "xr-stacker-1":
                 raise ValueError("no xr-stacker-1 format tag")
             return cls(Task(**d["task"]), d["coef"], d["intercept"], d["files"])
         except (OSError, ValueError, KeyError, TypeError) as exc:

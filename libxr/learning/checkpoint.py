@@ -34,7 +34,8 @@ def read(path, what="checkpoint"):
     except FileNotFoundError:
         raise XRError(f"{path}: no such {what}") from None
     except Exception as exc:  # noqa: BLE001 - torch raises several types for refused or corrupt files
-        raise XRError(f"{path}: not a loadable {what} ({str(exc).splitlines()[0]})") from None
+        why = (str(exc).splitlines() or [type(exc).__name__])[0]    # an empty file: EOFError('')
+        raise XRError(f"{path}: not a loadable {what} ({why})") from None
 
 
 def load(path):

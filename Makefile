@@ -18,7 +18,7 @@ $(STAMP): setup.cfg pyproject.toml .ci/constraints.txt
 	touch $@
 
 test: install
-	$(BIN)/python -m pytest -q -n 2 tests
+	$(BIN)/python -m pytest -q -n 2 --durations=15 tests
 
 # The whole pipeline on synthetic data: a fresh checkout needs nothing else.
 demo: install

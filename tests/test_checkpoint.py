@@ -6,8 +6,8 @@ import os
 import pytest
 import torch
 
-from libxr.learning.checkpoint import load, read, save
 from libxr.errors import XRError
+from libxr.learning.checkpoint import load, read, save
 
 
 def state():

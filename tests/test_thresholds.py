@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from libxr.errors import UsageError
-from libxr.records.tasks import Task
 from libxr.judging.thresholds import choose, for_task, parse
+from libxr.records.tasks import Task
 
 # Sorted by probability, high to low: 0.9 (1), 0.8 (1), 0.4 (0), 0.35 (0), 0.3 (1), 0.1 (0).
 # cut   sensitivity  specificity  Youden

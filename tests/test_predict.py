@@ -159,3 +159,61 @@ def test_through_a_pipe_into_xr_eval(trained, tmp_path):
     report = json.loads(result.stdout)
     assert report["sections"]["test"]["n"] == sum(r["split"] == "test" for r in records(trained["h5"]))
     assert report["sections"]["test"]["auc"] > 0.8
+
+
+@pytest.mark.parametrize("row", [
+    pytest.param(-1, id="negative"), pytest.param("3", id="string"), pytest.param(3.7, id="float"),
+    pytest.param(True, id="boolean"), pytest.param(10**9, id="huge"), pytest.param(None, id="missing"),
+])
+def test_a_row_that_is_not_a_row_of_the_file_is_refused_by_every_consumer(cli, trained, tmp_path, row):
+    from xrtools.featmap import main as featmap
+    from xrtools.train import main as train
+
+    source = records(trained["h5"])
+    source[3]["row"] = row
+    manifest = write_jsonl(tmp_path / "m.jsonl", source)
+    for command, args in ((main, ["-m", trained["ckpt"], manifest]),
+                          (train, [manifest, "--model", "vgg5", "--epochs", "1", "--run-dir", tmp_path / "r"]),
+                          (featmap, ["-m", trained["ckpt"], manifest, "-n", "5", "--out-dir", tmp_path / "f"])):
+        result = cli(command, *args, "-q")
+        assert result.exit_code == 1 and result.stdout == "", result.stderr
+        assert f"row {row!r} of record {source[3]['id']!r} is not one of its 200 rows" in result.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_stale_manifest_is_refused_by_every_consumer(cli, trained, tmp_path):
+    """xr-preprocess wrote the file anew (other records, other order); the old manifest must not be read."""
+    from xrtools.featmap import main as featmap
+    from xrtools.preprocess import main as preprocess
+    from xrtools.train import main as train
+
+    old = records(trained["h5"])
+    shuffled = trained["raw"].read_text().splitlines()[::-1]
+    remade = cli(preprocess, "-o", tmp_path / "d.h5", "--size", 32, "-q", input="\n".join(shuffled) + "\n")
+    assert remade.exit_code == 0, remade.stderr
+    stale = write_jsonl(tmp_path / "stale.jsonl", [{**r, "h5": str(tmp_path / "d.h5")} for r in old])
+    for command, args in ((main, ["-m", trained["ckpt"], stale]),
+                          (train, [stale, "--model", "vgg5", "--epochs", "1", "--run-dir", tmp_path / "r"]),
+                          (featmap, ["-m", trained["ckpt"], stale, "-n", "1", "--out-dir", tmp_path / "f"])):
+        result = cli(command, *args, "-q")
+        assert result.exit_code == 1 and result.stdout == "", result.stderr
+        assert f"row 0 holds {remade.records[0]['id']!r}, not {old[0]['id']!r}: the manifest is stale" \
+            in result.stderr
+    fresh = cli(main, "-m", trained["ckpt"], write_jsonl(tmp_path / "fresh.jsonl", remade.records), "-q")
+    assert fresh.exit_code == 0 and len(fresh.records) == 200
+
+
+@pytest.mark.parametrize("command", ["predict", "train", "eval", "preprocess"])
+def test_a_duplicate_id_is_an_error_at_its_line(cli, trained, tmp_path, command):
+    import importlib
+
+    source = records(trained["h5"])[:6]
+    for r in source:
+        r["scores"] = {"NORMAL": 0.5, "PNEUMONIA": 0.5}
+    source.insert(4, dict(source[1]))
+    manifest = write_jsonl(tmp_path / "m.jsonl", source)
+    args = {"predict": ["-m", trained["ckpt"], manifest], "train": [manifest, "--run-dir", tmp_path / "r"],
+            "eval": [manifest], "preprocess": [manifest, "-o", tmp_path / "x.h5"]}[command]
+    result = cli(importlib.import_module(f"xrtools.{command}").main, *args, "-q")
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.strip() == f"xr-{command}: error: {manifest}:5: id {source[1]['id']!r} again (first on line 2)"

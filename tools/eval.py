@@ -66,7 +66,7 @@ def main(files, threshold, tune_on, splits, by, aggregate, positive, bootstrap, 
     for path in files or ("-",):
         stream, source = open_input(path)
         with stream:
-            part = read_predictions(read_records(stream, source, numbered=True), source, positive, report.warn)
+            part = read_predictions(read_records(stream, source, numbered=True, unique=True), source, positive, report.warn)
         preds = part if preds is None else preds.join(part, source)
     if aggregate:
         preds = per_field(preds, aggregate)

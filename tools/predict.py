@@ -41,7 +41,7 @@ def main(manifest, checkpoint, batch_size, tta, threshold, strict, device, worke
     clf = Classifier(checkpoint, device)
     stream, name = open_input(manifest)
     with stream:
-        records = list(read_records(stream, name))
+        records = list(read_records(stream, name, unique=True))
     if not records:
         raise XRError(f"{name}: no records to score (the manifest is empty)")
     failed = []

@@ -86,7 +86,7 @@ def main(manifest, run_dir, resume, arch, quiet, verbose, **options):
     stream, name = open_input(manifest)
     digest = hashlib.sha256()
     with stream:
-        records = list(read_records(_hashing(stream, digest), name, require=("id",)))
+        records = list(read_records(_hashing(stream, digest), name, require=("id",), unique=True))
     opts = TrainOptions(arch={key.replace("-", "_"): value for key, value in arch}, **options)
     with report.bar("training", unit="images") as tick:
         best, status = train(records, opts, run_dir, digest.hexdigest(), sys.argv, resume, report.info,

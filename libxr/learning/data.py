@@ -36,10 +36,12 @@ class Data:
         check_training_targets(self.y_train, self.task)
         h5 = {r.get("h5") for r in self.train + self.val}
         if len(h5) == 1 and None not in h5:
-            from libxr.pixels.h5store import describe, open_store
+            from libxr.pixels.h5store import check_rows, describe, open_store
 
             path = h5.pop()
             with open_store(path) as f:
+                check_rows(f, path, [r["id"] for r in self.train + self.val],
+                           [r.get("row") for r in self.train + self.val])
                 info = describe(f)
                 shape = f["images"].shape[1:]
             self.preprocess = {**info["params"], "h5": path}

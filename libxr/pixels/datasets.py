@@ -91,7 +91,7 @@ class RecordPixels:
     """
 
     def __init__(self, records, preprocess, targets=None, strict=False, check_store=None):
-        from libxr.pixels.h5store import describe, open_store
+        from libxr.pixels.h5store import check_rows, describe, open_store
 
         self.records = records
         self.targets = None if targets is None else np.asarray(targets)
@@ -99,13 +99,14 @@ class RecordPixels:
         self.size, self.fit = preprocess["size"], preprocess.get("fit", "pad")
         self.kinds = tuple(preprocess.get("channels", ["gray"]))
         self.where = []              # per position: ("h5", store, index) | ("raw", path) | ("skip", None)
-        rows = {}
+        rows, ids = {}, {}
         for rec in records:
             if "error" in rec:
                 self.where.append(("skip", None))
             elif rec.get("h5") is not None:
                 self.where.append(("h5", rec["h5"], len(rows.setdefault(rec["h5"], []))))
-                rows[rec["h5"]].append(rec["row"])
+                rows[rec["h5"]].append(rec.get("row"))
+                ids.setdefault(rec["h5"], []).append(rec["id"])
             elif rec.get("path"):
                 self.where.append(("raw", rec["path"]))
             else:
@@ -115,10 +116,7 @@ class RecordPixels:
             with open_store(path) as f:
                 if check_store is not None:
                     check_store(describe(f)["params"], path)
-                count = f["images"].shape[0]
-            bad = next((r for r in wanted if not isinstance(r, int) or not 0 <= r < count), None)
-            if bad is not None:
-                raise XRError(f"{path}: row {bad!r} is not one of its {count} rows (a manifest of another file?)")
+                check_rows(f, path, ids[path], wanted)
             self.stores[path] = H5Batches(path, wanted, np.zeros(len(wanted), np.float32))
 
     def __len__(self):

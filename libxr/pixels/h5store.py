@@ -259,6 +259,19 @@ def open_store(path):
     return f
 
 
+def check_rows(f, path, ids, rows):
+    """Refuse records whose `row` is not a row of ``f``, or holds another record's image: a
+    manifest of another file, or of this file before xr-preprocess wrote it anew."""
+    stored = f["ids"].asstr()[:]
+    for rid, row in zip(ids, rows):
+        if not isinstance(row, int) or isinstance(row, bool) or not 0 <= row < len(stored):
+            raise XRError(f"{path}: row {row!r} of record {rid!r} is not one of its {len(stored)} rows "
+                          "(a manifest of another file?)")
+        if stored[row] != rid:
+            raise XRError(f"{path}: row {row} holds {stored[row]!r}, not {rid!r}: the manifest is stale "
+                          "(the file was written anew since; use the manifest xr-preprocess wrote with it)")
+
+
 def describe(f):
     """The attributes a consumer needs, decoded."""
     a = f.attrs

@@ -106,7 +106,7 @@ class Spool:
 
     def records(self):
         with open(self.path, "rb") as f:
-            yield from read_records(f, self.name, require=("id", "path"))
+            yield from read_records(f, self.name, require=("id", "path"), unique=True)
 
     def close(self):
         if self.tmp:

@@ -14,14 +14,16 @@ from libxr.errors import ManifestError
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
-def read_records(stream, name="<stdin>", require=("id",), numbered=False):
+def read_records(stream, name="<stdin>", require=("id",), numbered=False, unique=False):
     """Yield the records of a manifest read from a binary or text stream
     (``numbered``: (line number, record) pairs, for errors found later).
 
     Blank lines are allowed (``cat`` of files with trailing newlines); anything
     else that is not a JSON object with the ``require``d string fields raises
-    :class:`ManifestError`.
+    :class:`ManifestError`, and so does an id seen before when ``unique``
+    (consumers that bind pixels, targets or scores to ids).
     """
+    seen = {}
     for lineno, line in enumerate(stream, 1):
         if isinstance(line, bytes):
             try:
@@ -41,6 +43,10 @@ def read_records(stream, name="<stdin>", require=("id",), numbered=False):
             value = record.get(field)
             if not isinstance(value, str) or not value:
                 raise ManifestError(name, lineno, f"record has no {field!r} string")
+        if unique:
+            first = seen.setdefault(record["id"], lineno)
+            if first != lineno:
+                raise ManifestError(name, lineno, f"id {record['id']!r} again (first on line {first})")
         yield (lineno, record) if numbered else record
 
 

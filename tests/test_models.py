@@ -150,3 +150,21 @@ def test_a_cnn_too_deep_for_its_input_is_a_usage_error():
         build_model("cnn", 1, 1, 64, layers=7)
     build_model("cnn", 1, 1, 64, layers=7, pool_stride=1)     # same size all the way: fine
     build_model("cnn", 1, 1, 128, layers=7)
+
+
+@pytest.mark.parametrize("model, args, message", [
+    pytest.param("vgg5", ["--weights", "missing.pt"], "--weights: for torchvision models; vgg5 starts", id="weights"),
+    pytest.param("cnn", ["--freeze", "backbone", "--head", "mlp:8"], "--head, --freeze: for torchvision",
+                 id="head-freeze"),
+    pytest.param("dense", ["--dropout", "0.3"], "--dropout: for torchvision models", id="dropout"),
+    pytest.param("vgg5", ["--size", "16"], "vgg5 halves the image 5 times: 16 px images are below its smallest, 32",
+                 id="vgg5-too-small"),
+    pytest.param("resnet10", ["--size", "8"], "resnet10 halves the image 4 times: 8 px images", id="resnet10-too-small"),
+])
+def test_options_an_own_model_cannot_use_are_usage_errors(cli, manifests, tmp_path, model, args, message):
+    """Never silently ignored (a --weights PATH used to be, even a missing one), never a torch traceback."""
+    from xrtools.train import main
+
+    result = cli(main, manifests[1], "--model", model, *args, "--run-dir", tmp_path / "run", "-q")
+    assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()

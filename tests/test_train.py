@@ -323,3 +323,33 @@ def test_slurm_script_requeues_on_usr1_and_the_requeued_job_finishes(manifests, 
     assert f"resuming {run} at epoch {done + 1}" in again.stderr and again.stdout.strip() == str(run / "best.pt")
     assert len((run / "metrics.jsonl").read_text().splitlines()) == done + 1
     assert (tmp_path / "scontrol.log").read_text() == "requeue 42\n"
+
+
+def test_early_stopping_counts_across_a_resume(cli, manifests, tmp_path):
+    """val_auc cannot rise by 1: epoch 1 is best, 2 and 3 are stale, patience 2 stops after 3 —
+    also when the run was stopped after epoch 2 and resumed (the count is in the checkpoint)."""
+    stop = ("--early-stop", "val_auc", "--patience", 2, "--min-delta", 1.0)
+    straight, rows = train_run(cli, manifests[0], tmp_path / "a", "--epochs", 6, *stop)
+    assert "early stop: val_auc did not improve for 2 epochs" in straight.stderr and len(rows) == 3
+    train_run(cli, manifests[0], tmp_path / "b", "--epochs", 2, *stop)
+    resumed, again = train_run(cli, manifests[0], tmp_path / "b", "--epochs", 6, "--resume", *stop)
+    assert "early stop" in resumed.stderr
+    assert [{k: v for k, v in r.items() if "seconds" not in k} for r in again] == \
+        [{k: v for k, v in r.items() if "seconds" not in k} for r in rows]
+    assert load(tmp_path / "b" / "last.pt")["stopping"] == {"best": load(tmp_path / "a" / "last.pt")["best"],
+                                                            "stale": 2}
+
+
+def test_the_same_inputs_give_the_same_bytes(manifests, tmp_path):
+    """HDF5 files and checkpoints carry no timestamps or timings, so make and cmp can trust them."""
+    from conftest import sh
+
+    needs_commands()
+    for run in ("a", "b"):
+        (tmp_path / run).mkdir()
+        done = sh(f"xr-preprocess {manifests[1]} -o d.h5 --size 32 -q > h5.jsonl && "
+                  "xr-train h5.jsonl --model vgg5 --epochs 2 --run-dir run -q", cwd=tmp_path / run)
+        assert done.exit_code == 0, done.stderr
+        time.sleep(1.1)              # HDF5 object times have a resolution of one second
+    for name in ("d.h5", "h5.jsonl", "run/best.pt", "run/last.pt", "run/config.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name

@@ -7,6 +7,7 @@ the task, normalisation and preprocessing parameters and RNG states — so
 run code on load.
 """
 
+import io
 import os
 
 import torch
@@ -16,10 +17,14 @@ from libxr.errors import XRError
 
 
 def save(state, path):
+    """Atomically; the same state gives the same bytes (torch names the archive inside after the
+    file it writes, so it writes to memory, not to a randomly named temporary)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
     fd, tmp = temporary_beside(path)
-    os.close(fd)
     try:
-        torch.save(state, tmp)
+        with os.fdopen(fd, "wb") as f:
+            f.write(buffer.getbuffer())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -14,6 +14,8 @@ from libxr.pixels.fit import FITS
 from libxr.records.tasks import KINDS, UNCERTAIN
 
 EARLY_STOP = tuple(f"val_{name}" for name in EPOCH) + ("val_loss",)
+OWN_MODELS = ("cnn", "vgg5", "resnet10", "dense")
+"""xr's own networks (libxr.models.OWN), named here so the command line needs no torch."""
 
 __all__ = ["EARLY_STOP", "FITS", "KINDS", "OPTIMIZERS", "SAMPLINGS", "SCHEDULERS", "UNCERTAIN", "TrainOptions",
            "run_name"]
@@ -63,6 +65,12 @@ class TrainOptions:
                                      ("--early-stop", self.early_stop, EARLY_STOP + (None,))):
             if value not in allowed:
                 raise UsageError(f"{name} {value!r}: use {', '.join(a for a in allowed if a)}")
+        if self.model in OWN_MODELS:     # options of torchvision models, never silently ignored
+            given = [f"--{name}" for name, default in (("weights", "none"), ("head", "linear"), ("dropout", 0.0),
+                                                      ("freeze", None)) if getattr(self, name) != default]
+            if given:
+                raise UsageError(f"{', '.join(given)}: for torchvision models; {self.model} starts from random "
+                                 f"weights and takes its own options with --arch")
 
 
 def run_name(opts, size):

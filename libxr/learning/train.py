@@ -30,7 +30,7 @@ from libxr.learning.rundir import RunDir, plain
 from libxr.learning.sampling import epoch_order
 from libxr.learning.signals import STOPPED, StopSignals
 from libxr.learning.stopping import EarlyStopping
-from libxr.models import build_model
+from libxr.models import OWN, build_model
 from libxr.pixels.augment import AugmentOptions, BatchTransform
 from libxr.records.tasks import class_weights
 
@@ -72,7 +72,7 @@ def _prepare(data, opts, world, provenance, warn):
     """The model and its optimisation (a Learner), and what every checkpoint says about the run."""
     device, task = world.device, data.task
     arch = dict(opts.arch)
-    if opts.model not in ("cnn", "vgg5", "resnet10", "dense"):
+    if opts.model not in OWN:
         arch = {"weights": opts.weights, "head": opts.head, "dropout": opts.dropout, "freeze": opts.freeze, **arch}
     core = build_model(opts.model, data.in_channels, task.outputs, data.size, **arch).to(device)
     if device.type == "cuda":
@@ -156,7 +156,9 @@ def _epochs(data, opts, learner, monitor, run, meta, start, log, warn, tick):
                                 "augment": learner.transform.generator(world.device).get_state()})
             state = {**meta, "model": learner.core.state_dict(), "optimizer": learner.optimizer.state_dict(),
                      "schedule": learner.schedule.state_dict(), "stopping": monitor.state_dict(),
-                     "epoch": epoch, "best": monitor.best, "metrics": plain(row), "rng": {"ranks": rng},
+                     "epoch": epoch, "best": monitor.best, "rng": {"ranks": rng},
+                     # timings stay in metrics.jsonl: the same inputs give the same checkpoint bytes
+                     "metrics": plain({k: v for k, v in row.items() if not k.endswith("seconds")}),
                      # xr-predict's default operating point: Youden's on validation
                      "threshold": thresholds.for_task("youden", task, data.y_val, val_scores)}
             run.record(state, row, best)

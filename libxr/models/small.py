@@ -5,10 +5,19 @@ normal-vs-infected classifier). ``resnet10``: ten convolutions with residual
 connections and two dense layers (report 001's COVID-vs-non-COVID classifier).
 ``dense``: four dense layers of 200 units with dropout 0.5 (report 002).
 Feature maps are pooled to 2 x 2 before the dense layers, as at report 001's
-input size, so any input size works.
+input size, so any input size the max-pooling leaves a pixel of works.
 """
 
 from torch import nn
+
+from libxr.errors import UsageError
+
+
+def _require_pixels(name, size, halvings):
+    """A clear error where the max-pooling would leave no pixel (a traceback from deep in torch otherwise)."""
+    if size < 2 ** halvings:
+        raise UsageError(f"{name} halves the image {halvings} times: {size} px images are below its smallest, "
+                         f"{2 ** halvings} (--size of xr-preprocess, or of xr-train for raw images)")
 
 
 def _head(width, outputs, dropout, hidden=128):
@@ -31,6 +40,7 @@ class VGG5(_FeaturesHead):
     def __init__(self, in_channels, outputs, size, widths=(16, 32, 64, 128, 256), dropout=0.5,
                  batch_norm=True):
         super().__init__()
+        _require_pixels("vgg5", size, len(widths))
         blocks, channels = [], in_channels
         for width in widths:
             blocks += [nn.Conv2d(channels, width, 3, padding=1)]
@@ -57,6 +67,7 @@ class ResNet10(_FeaturesHead):
 
     def __init__(self, in_channels, outputs, size, widths=(32, 64, 128), dropout=0.5, batch_norm=True):
         super().__init__()
+        _require_pixels("resnet10", size, len(widths) + 1)
         norm = nn.BatchNorm2d if batch_norm else (lambda c: nn.Identity())
         layers = [nn.Conv2d(in_channels, widths[0], 3, padding=1), norm(widths[0]), nn.ReLU(inplace=True),
                   nn.MaxPool2d(2)]

@@ -199,13 +199,14 @@ def _image_dataset(f, rows, shape, compression):
 
     if compression is not None:
         return f.create_dataset("images", shape=(rows, *shape), dtype=np.uint8, chunks=(1, *shape),
-                                compression=compression)
+                                compression=compression, track_times=False)
     # Contiguous and allocated now (not at first write), with no fill: its byte
     # offset is fixed, so workers can write rows into it directly.
     dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
     dcpl.set_layout(h5py.h5d.CONTIGUOUS)
     dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
     dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+    dcpl.set_obj_track_times(False)      # the same inputs give the same bytes (make, cmp)
     space = h5py.h5s.create_simple((rows, *shape))
     h5py.h5d.create(f.id, b"images", h5py.h5t.STD_U8LE, space, dcpl=dcpl)
     return f["images"]
@@ -215,10 +216,10 @@ def _meta_datasets(f, rows, classes, label_names):
     import h5py
 
     text = h5py.string_dtype("utf-8")
-    ids = f.create_dataset("ids", shape=(rows,), dtype=text)
-    split = f.create_dataset("split", shape=(rows,), dtype=text)
-    label = f.create_dataset("label", shape=(rows,), dtype=np.int16) if classes else None
-    labels = f.create_dataset("labels", shape=(rows, len(label_names)), dtype=np.float32) \
+    ids = f.create_dataset("ids", shape=(rows,), dtype=text, track_times=False)
+    split = f.create_dataset("split", shape=(rows,), dtype=text, track_times=False)
+    label = f.create_dataset("label", shape=(rows,), dtype=np.int16, track_times=False) if classes else None
+    labels = f.create_dataset("labels", shape=(rows, len(label_names)), dtype=np.float32, track_times=False) \
         if label_names else None
     return ids, split, label, labels
 
@@ -312,13 +313,15 @@ def merge(shards, path, manifest_sha256):
                     layout[start:start + n] = source
                 out.create_virtual_dataset("images", layout, fillvalue=0)
                 text = h5py.string_dtype("utf-8")
-                out.create_dataset("ids", data=np.concatenate([f["ids"][:] for f in opened]), dtype=text)
-                out.create_dataset("split", data=np.concatenate([f["split"][:] for f in opened]), dtype=text)
+                out.create_dataset("ids", data=np.concatenate([f["ids"][:] for f in opened]), dtype=text,
+                                  track_times=False)
+                out.create_dataset("split", data=np.concatenate([f["split"][:] for f in opened]), dtype=text,
+                                  track_times=False)
                 if classes:
-                    out.create_dataset("label", data=np.concatenate(
+                    out.create_dataset("label", track_times=False, data=np.concatenate(
                         [_remap_classes(f, i["classes"], classes) for f, i in zip(opened, infos)]))
                 if label_names:
-                    out.create_dataset("labels", data=np.concatenate(
+                    out.create_dataset("labels", track_times=False, data=np.concatenate(
                         [_remap_labels(f, i["label_names"], label_names) for f, i in zip(opened, infos)]))
                 stats = Stats(shape[0])
                 overs = set()

@@ -54,7 +54,8 @@ def finished(result, run_dir, epochs, task=BINARY, monitor="val_loss"):
     values = [r[monitor] for r in rows]
     first_best = values.index(min(values) if monitor == "val_loss" else max(values))
     assert best["best"] == {"epoch": first_best + 1, "value": values[first_best], "metric": monitor}
-    assert best["epoch"] == first_best and best["metrics"] == rows[first_best]
+    timeless = {k: v for k, v in rows[first_best].items() if not k.endswith("seconds")}   # timings: metrics.jsonl
+    assert best["epoch"] == first_best and best["metrics"] == timeless
     assert json.loads((run_dir / "config.json").read_text())["task"] == task.to_dict()
     clf = Classifier(str(run_dir / "best.pt"), device="cpu")
     assert clf.task == task and clf.epoch == first_best + 1
@@ -353,3 +354,39 @@ def test_the_same_inputs_give_the_same_bytes(manifests, tmp_path):
         time.sleep(1.1)              # HDF5 object times have a resolution of one second
     for name in ("d.h5", "h5.jsonl", "run/best.pt", "run/last.pt", "run/config.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_a_finished_run_is_not_overwritten_without_force(cli, manifests, tmp_path):
+    run = tmp_path / "run"
+    train_run(cli, manifests[0], run, "--epochs", 1)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    again, _ = train_run(cli, manifests[0], run, "--epochs", 1)
+    assert again.exit_code == 2 and again.stdout == ""
+    assert f"xr-train: error: {run} holds a run already: --resume continues it, --force starts it over" \
+        in again.stderr
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    forced, rows = train_run(cli, manifests[0], run, "--epochs", 2, "--force")
+    finished(forced, run, 2)
+
+
+@pytest.mark.parametrize("change, message", [
+    pytest.param(["--model", "cnn"], "--model dense, not cnn", id="model"),
+    pytest.param(["--arch", "dropout=0.2"], "--arch {}, not {'dropout': 0.2}", id="arch"),
+    pytest.param(["other-manifest"], "the manifest (sha256) ", id="manifest"),
+])
+def test_resume_refuses_another_manifest_or_model_unless_forced(cli, manifests, tmp_path, change, message):
+    run = tmp_path / "run"
+    train_run(cli, manifests[0], run, "--epochs", 1)
+    manifest = manifests[0]
+    if change == ["other-manifest"]:
+        lines = manifests[0].read_text().splitlines()
+        manifest, change = write_jsonl(tmp_path / "fewer.jsonl", [json.loads(line) for line in lines[:-3]]), []
+    refused, _ = train_run(cli, manifest, run, "--epochs", 2, "--resume", *change)
+    assert refused.exit_code == 2 and message in refused.stderr and refused.stderr.count("\n") == 1
+    assert len(metrics_rows(run)) == 1
+    forced, rows = train_run(cli, manifest, run, "--epochs", 2, "--resume", "--force", *change)
+    if "--model" in change:      # another model's weights cannot be loaded even when forced: one line
+        assert forced.exit_code == 1 and "its states do not fit this run" in forced.stderr
+        assert "Traceback" not in forced.stderr and len(rows) == 1
+    else:
+        assert forced.exit_code == 0 and "--force: continuing" in forced.stderr and len(rows) == 2

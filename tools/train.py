@@ -69,11 +69,14 @@ torchrun --nproc_per_node=4 --no-python xr-train m.jsonl --batch-size 16   # DDP
 @click.option("--run-dir", type=click.Path(file_okay=False),
               help="Run directory (default runs/ + report 000's name, e.g. resnet18_da1_ts224_t1_bs32_all).")
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its last checkpoint.")
+@click.option("--force", is_flag=True,
+              help="Start over in a --run-dir that holds a run, or --resume one trained on another manifest "
+                   "or model.")
 @device_option
 @workers_option
 @click.option("--max-steps", type=click.IntRange(1), help="At most this many batches per epoch.")
 @seed_option
-def main(manifest, run_dir, resume, arch, quiet, verbose, **options):
+def main(manifest, run_dir, resume, force, arch, quiet, verbose, **options):
     """Train a classifier on the records of MANIFEST whose split is train, validating on val.
 
     Writes a run directory (config.json, metrics.jsonl, curves.png, best.pt,
@@ -90,7 +93,7 @@ def main(manifest, run_dir, resume, arch, quiet, verbose, **options):
     opts = TrainOptions(arch={key.replace("-", "_"): value for key, value in arch}, **options)
     with report.bar("training", unit="images") as tick:
         best, status = train(records, opts, run_dir, digest.hexdigest(), sys.argv, resume, report.info,
-                             report.warn, tick)
+                             report.warn, tick, force)
     if best and os.path.exists(best):
         print(best)
     return status

@@ -23,6 +23,11 @@ class RunDir:
     def resumable(self):
         return os.path.exists(self.last)
 
+    def holds_a_run(self):
+        """Whether starting here would replace a run's checkpoints or metrics."""
+        return self.resumable() or os.path.exists(self.best) or (
+            os.path.exists(self.metrics) and os.path.getsize(self.metrics) > 0)
+
     def start(self, config):
         """A fresh run: its configuration, and no metrics yet."""
         if not self.writes:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from libxr import __version__
-from libxr.errors import XRError
+from libxr.errors import UsageError, XRError
 from libxr.judging import thresholds
 from libxr.learning.data import Data
 from libxr.learning.distributed import World
@@ -40,12 +40,13 @@ def _quiet(*args, **kwargs):
 
 
 def train(records, opts, run_dir, manifest_sha256=None, argv=None, resume=False, log=print, warn=print,
-          tick=_quiet):
+          tick=_quiet, force=False):
     """Train; returns (best checkpoint path — None on ranks other than 0 —, exit status: 0, or
     STOPPED after a signal).
 
-    ``run_dir`` None: ``runs/`` + report 000's name for the run. Under torchrun
-    every process calls this; only rank 0 logs and writes.
+    ``run_dir`` None: ``runs/`` + report 000's name for the run. A run directory that holds a
+    run is continued (``resume``, refused when the manifest or model differ) or refused, unless
+    ``force``. Under torchrun every process calls this; only rank 0 logs and writes.
     """
     opts.check()
     torch.manual_seed(opts.seed)
@@ -59,7 +60,7 @@ def train(records, opts, run_dir, manifest_sha256=None, argv=None, resume=False,
         learner, meta = _prepare(data, opts, world, {"argv": argv or [], "manifest_sha256": manifest_sha256}, warn)
         run = RunDir(run_dir, writes=world.main)
         monitor = EarlyStopping(opts.early_stop, opts.patience, opts.min_delta)
-        start = _start(run, learner, monitor, meta, resume, log, warn)
+        start = _start(run, learner, monitor, meta, resume, force, log, warn)
         status = _epochs(data, opts, learner, monitor, run, meta, start, log, warn, tick)
         run.finish()
         world.barrier()
@@ -99,21 +100,33 @@ def _prepare(data, opts, world, provenance, warn):
     return learner, meta
 
 
-def _start(run, learner, monitor, meta, resume, log, warn):
+def _start(run, learner, monitor, meta, resume, force, log, warn):
     """The first epoch to run: 0 for a fresh run, or the one after ``last.pt``'s when resuming."""
     if resume and not run.resumable():
         log(f"{run.path} has no finished epoch to resume; starting it")
         resume = False
     if not resume:
+        if run.holds_a_run() and not force:
+            raise UsageError(f"{run.path} holds a run already: --resume continues it, --force starts it over "
+                             "(its checkpoints and metrics are replaced)")
         run.start(meta["config"])
         return 0
     from libxr.learning import checkpoint
 
     state, world = checkpoint.load(run.last), learner.world
-    learner.core.load_state_dict(state["model"])
-    learner.optimizer.load_state_dict(state["optimizer"])
-    learner.schedule.load_state_dict(state["schedule"])
-    monitor.load_state_dict(state["stopping"])
+    differences = _differences(state, meta)
+    if differences and not force:
+        raise UsageError(f"--resume: {run.last} was trained with {'; '.join(differences)} "
+                         "(--force continues anyway, a new --run-dir starts afresh)")
+    if differences:
+        warn(f"--force: continuing {run.last} although it was trained with {'; '.join(differences)}")
+    try:
+        learner.core.load_state_dict(state["model"])
+        learner.optimizer.load_state_dict(state["optimizer"])
+        learner.schedule.load_state_dict(state["schedule"])
+        monitor.load_state_dict(state["stopping"])
+    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+        raise XRError(f"{run.last}: its states do not fit this run ({str(exc).splitlines()[0] or exc!r})") from None
     ranks = state["rng"]["ranks"]
     if world.size == len(ranks):
         torch.set_rng_state(ranks[world.rank]["torch"])
@@ -171,6 +184,22 @@ def _epochs(data, opts, learner, monitor, run, meta, start, log, warn, tick):
                 log(monitor.describe())
                 break
     return 0
+
+
+def _differences(state, meta):
+    """What a checkpoint was trained with that this run is not: manifest, model, task, input."""
+    config = state.get("config") or {}
+    was = {"the manifest (sha256)": config.get("manifest_sha256"), "--model": state.get("model_name"),
+           "--arch": state.get("arch"), "the classes": (state.get("task") or {}).get("names"),
+           "the image size": state.get("size"), "the channels": state.get("in_channels")}
+    now = {"the manifest (sha256)": meta["config"]["manifest_sha256"], "--model": meta["model_name"],
+           "--arch": meta["arch"], "the classes": meta["task"]["names"], "the image size": meta["size"],
+           "the channels": meta["in_channels"]}
+    return [f"{name} {_short(was[name])}, not {_short(now[name])}" for name in was if was[name] != now[name]]
+
+
+def _short(value):
+    return value[:12] + "…" if isinstance(value, str) and len(value) == 64 else value
 
 
 def _describe(row):

@@ -365,7 +365,7 @@ def test_a_finished_run_is_not_overwritten_without_force(cli, manifests, tmp_pat
     assert f"xr-train: error: {run} holds a run already: --resume continues it, --force starts it over" \
         in again.stderr
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
-    forced, rows = train_run(cli, manifests[0], run, "--epochs", 2, "--force")
+    forced, _ = train_run(cli, manifests[0], run, "--epochs", 2, "--force")
     finished(forced, run, 2)
 
 

@@ -122,8 +122,12 @@ def test_bad_images_are_skipped_listed_and_never_stored(cli, manifest, tmp_path)
         assert [i.decode() for i in f["ids"][:]] == [r["id"] for r in good]
         for r in good[::5]:
             assert (f["images"][r["row"]] == prepare_array(r["path"], 24, "pad", ("gray",))).all()
-    strict, _ = run(cli, broken, tmp_path / "y.h5", "--size", 24, "--strict")
-    assert strict.exit_code == 1
+    strict, written = run(cli, broken, tmp_path / "y.h5", "--size", 24, "--strict")
+    assert strict.exit_code == 1 and written == [] and not (tmp_path / "y.h5").exists()
+    first = min(reasons)
+    assert strict.stderr.strip().splitlines()[-1].startswith(f"xr-preprocess: error: {records[first]['path']}: ")
+    assert "(4 unreadable images; --strict writes neither the HDF5 file nor records)" in strict.stderr
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("y")) == []     # no temporary either
 
 
 @pytest.mark.parametrize("flush", [1, 7, 4096])

@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 
-from libxr.errors import UsageError
+from libxr.errors import UsageError, XRError
 from libxr.pixels.decode import DecodeError
 from libxr.pixels.h5store import Writer, merge
 from libxr.pixels.prepare import prepare
@@ -34,6 +34,7 @@ class PreprocessOptions:
     workers: int = 1
     shard: tuple = None          # (index, count)
     root: str = None
+    strict: bool = False         # an unreadable image stops the run, and nothing is written
 
     def params(self):
         return {"size": self.size, "fit": self.fit, "channels": list(self.channels),
@@ -146,6 +147,10 @@ def preprocess(stream, name, h5_path, opts, out, tick=lambda n, total=None: None
                 try:
                     with _target(writer, opts) as target:
                         outcome = _write(pool, records, opts, target, writer, h5_path, lines, tick)
+                    if opts.strict and outcome.failed:
+                        _, path, reason = outcome.failed[0]
+                        raise XRError(f"{path}: {reason} ({len(outcome.failed)} unreadable images; --strict "
+                                      "writes neither the HDF5 file nor records)")
                     params = {**opts.params(), **({"shard": list(opts.shard)} if opts.shard else {})}
                     writer.finish(params, spool.sha256)
                 except BaseException:

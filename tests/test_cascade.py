@@ -184,3 +184,22 @@ def test_multilabel_mean_and_vote(cli, tmp_path):
     assert vote["scores"] == pytest.approx({"Edema": 2 / 3, "Effusion": 2 / 3}, abs=1e-6)
     assert vote["pred"] == ["Edema", "Effusion"]
     assert run(cli, "vote", a, b)["r1"]["pred"] == []          # 1 of 2 is not a majority
+
+
+@pytest.mark.parametrize("value, message", [
+    pytest.param(1.18, "the score of 'PNEUMONIA' is not a probability from 0 to 1 (1.18)", id="above-1"),
+    pytest.param(float("nan"), "the score of 'PNEUMONIA' is not a probability from 0 to 1 (nan)", id="nan"),
+    pytest.param("0.7", "the score of 'PNEUMONIA' is not a number ('0.7')", id="string"),
+    pytest.param(True, "the score of 'PNEUMONIA' is not a number (True)", id="boolean"),
+])
+@pytest.mark.parametrize("mode", ["vote", "mean", "chain"])
+def test_scores_that_are_not_probabilities_are_errors_at_their_line(cli, tmp_path, value, message, mode):
+    """They used to pass through (a mean of P = 1.18) or end in a traceback."""
+    good = preds(tmp_path, "a", [("r1", "NORMAL", (0.8, 0.2), "NORMAL"), ("r2", "PNEUMONIA", (0.1, 0.9), "PNEUMONIA")])
+    rows = [json.loads(line) for line in good.read_text().splitlines()]
+    rows[1]["scores"]["PNEUMONIA"] = value
+    bad = write_jsonl(tmp_path / "bad.jsonl", rows)
+    args = ["--stage", good, "--stage", bad, "--gate", "PNEUMONIA"] if mode == "chain" else [good, bad]
+    result = cli(main, mode, *args)
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.strip() == f"xr-cascade {mode}: error: {bad}:2: {message}"

@@ -205,9 +205,11 @@ def test_leaderboard_ranks_runs(cli, tmp_path):
     (lambda rs: rs[6].pop("label"), 7, "no `label` or `labels`"),
     (lambda rs: rs[2].update(label="COVID"), 3, "label 'COVID' is not one of the scored classes"),
     (lambda rs: rs[8]["scores"].update(COVID=0.1), 9, "earlier records had"),
-    (lambda rs: rs[1]["scores"].update(NORMAL="high"), 2, "a score is not a number"),
-    (lambda rs: rs[3]["scores"].update(PNEUMONIA=1.3), 4, "a score is not a probability"),
-    (lambda rs: rs[5]["scores"].update(PNEUMONIA=float("nan")), 6, "a score is not a probability"),
+    (lambda rs: rs[1]["scores"].update(NORMAL="high"), 2, "the score of 'NORMAL' is not a number ('high')"),
+    (lambda rs: rs[3]["scores"].update(PNEUMONIA=1.3), 4, "the score of 'PNEUMONIA' is not a probability"),
+    (lambda rs: rs[5]["scores"].update(PNEUMONIA=float("nan")), 6, "is not a probability from 0 to 1 (nan)"),
+    (lambda rs: rs[2]["scores"].update(PNEUMONIA=True), 3, "the score of 'PNEUMONIA' is not a number (True)"),
+    (lambda rs: rs[4]["scores"].update(NORMAL=None), 5, "the score of 'NORMAL' is not a number (None)"),
 ])
 def test_bad_prediction_records_name_the_line(cli, tmp_path, edit, line, message):
     recs = binary_records(20)

@@ -217,3 +217,25 @@ def test_a_duplicate_id_is_an_error_at_its_line(cli, trained, tmp_path, command)
     result = cli(importlib.import_module(f"xrtools.{command}").main, *args, "-q")
     assert result.exit_code == 1 and result.stdout == ""
     assert result.stderr.strip() == f"xr-{command}: error: {manifest}:5: id {source[1]['id']!r} again (first on line 2)"
+
+
+@pytest.mark.parametrize("field, value, shown", [
+    pytest.param("size", 60000, "size 60000", id="size-60000"),
+    pytest.param("in_channels", 0, "in_channels 0", id="no-channels"),
+    pytest.param("threshold", float("nan"), "threshold nan", id="nan-threshold"),
+    pytest.param("threshold", 1.5, "threshold 1.5", id="threshold-above-1"),
+    pytest.param("normalization", {"mean": [0.5], "std": [0.0]}, "normalization {'mean': [0.5], 'std': [0.0]}",
+                 id="std-0"),
+    pytest.param("task", {"kind": "binary", "names": ["only"]}, "task {'kind': 'binary'", id="one-class"),
+])
+def test_crafted_checkpoint_fields_are_refused_on_load(cli, trained, tmp_path, field, value, shown):
+    """A checkpoint from elsewhere is data: no 5 GB allocation, no all-negative predictions."""
+    state = torch.load(trained["ckpt"], weights_only=True)
+    state[field] = value
+    crafted = tmp_path / "crafted.pt"
+    torch.save(state, crafted)
+    result = cli(main, "-m", crafted, trained["h5"])
+    assert result.exit_code == 1 and result.stdout == ""
+    line = result.stderr.strip()
+    assert "\n" not in line and line.startswith(f"xr-predict: error: {crafted}: not a usable xr-train checkpoint (")
+    assert shown in line

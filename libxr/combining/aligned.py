@@ -8,7 +8,7 @@ import numpy as np
 
 from libxr.errors import ManifestError, XRError
 from libxr.records.manifest import read_records
-from libxr.records.tasks import task_from_scores
+from libxr.records.tasks import score_problem, task_from_scores
 
 
 class Scored:
@@ -28,6 +28,9 @@ class Scored:
             scores = rec.get("scores")
             if not isinstance(scores, dict) or not scores:
                 raise ManifestError(name, line, "record has no `scores` (run xr-predict first)")
+            problem = score_problem(scores)
+            if problem:
+                raise ManifestError(name, line, problem)
             if self.names is None:
                 self.names, multilabel = list(scores), isinstance(rec.get("pred"), list)
             elif set(scores) != set(self.names):

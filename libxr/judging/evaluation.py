@@ -14,7 +14,7 @@ import numpy as np
 from libxr.errors import ManifestError, XRError
 from libxr.judging import thresholds
 from libxr.judging.metrics import HEADLINE, metrics
-from libxr.records.tasks import Task, task_from_scores
+from libxr.records.tasks import Task, score_problem, task_from_scores
 
 SECTION_ORDER = ("train", "val", "test")
 CI_LEVEL = 0.95
@@ -54,6 +54,9 @@ def read_predictions(numbered, name, positive=None, warn=print):
         scores = rec.get("scores")
         if not isinstance(scores, dict) or not scores:
             raise ManifestError(name, line, "record has no `scores` object (run xr-predict first)")
+        problem = score_problem(scores)
+        if problem:
+            raise ManifestError(name, line, problem)
         multilabel = isinstance(rec.get("labels"), dict)
         if not multilabel and rec.get("label") is None:
             raise ManifestError(name, line, "record has no `label` or `labels`: nothing to score against")
@@ -72,14 +75,7 @@ def read_predictions(numbered, name, positive=None, warn=print):
 
 def _arrays(task, rows, name):
     records = [rec for _, rec in rows]
-    try:
-        p = np.array([[float(rec["scores"][n]) for n in task.names] for rec in records])
-    except (TypeError, ValueError):
-        line = next(line for line, rec in rows if not all(_number(v) for v in rec["scores"].values()))
-        raise ManifestError(name, line, "a score is not a number") from None
-    outside = ~((p >= 0) & (p <= 1)).all(1)     # NaN included
-    if outside.any():
-        raise ManifestError(name, rows[int(np.argmax(outside))][0], "a score is not a probability (0 to 1)")
+    p = np.array([[float(rec["scores"][n]) for n in task.names] for rec in records])   # checked as read
     if task.kind == "multiclass":
         p = _one_per_record(p, rows, name)
     if task.kind == "multilabel":
@@ -108,10 +104,6 @@ def _one_per_record(p, rows, name):
         i = int(np.argmax(off))
         raise ManifestError(name, rows[i][0], f"the class scores sum to {sums[i]:.3g}, not 1")
     return p / sums[:, None]
-
-
-def _number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def aggregate(preds, field):

@@ -25,6 +25,7 @@ class Classifier:
                    if k not in state]
         if missing:
             raise XRError(f"{path}: not an xr-train checkpoint (no {', '.join(missing)})")
+        _check_fields(state, path)
         self.path = path
         self.task = Task(**state["task"])
         self.preprocess = state["preprocess"]
@@ -69,3 +70,31 @@ class Classifier:
         """Per-record probabilities: (B,) positive-class for binary, (B, K) otherwise."""
         views = self.logits(pixels, tta)
         return np.mean([self.task.probabilities(v) for v in views], axis=0)
+
+
+def _check_fields(state, path):
+    """A checkpoint from elsewhere is data: fields that would allocate gigabytes, or score every
+    record one way, are refused before anything is built from them."""
+    from libxr.records.tasks import KINDS
+
+    def finite(values, low=-np.inf, high=np.inf):
+        try:
+            array = np.asarray(values, np.float64)
+        except (TypeError, ValueError):
+            return False
+        return array.size > 0 and bool(np.isfinite(array).all() and (array >= low).all() and (array <= high).all())
+
+    task, norm, threshold = state["task"], state["normalization"], state.get("threshold")
+    problems = [
+        not (isinstance(state["size"], int) and 8 <= state["size"] <= 4096) and f"size {state['size']!r}",
+        not (isinstance(state["in_channels"], int) and 1 <= state["in_channels"] <= 16)
+        and f"in_channels {state['in_channels']!r}",
+        not (isinstance(task, dict) and task.get("kind") in KINDS and isinstance(task.get("names"), list)
+             and len(task["names"]) >= 2 - (task.get("kind") == "multilabel")) and f"task {task!r}",
+        threshold is not None and not finite(threshold, 0, 1) and f"threshold {threshold!r}",
+        not (isinstance(norm, dict) and finite(norm.get("mean")) and finite(norm.get("std"), 1e-6))
+        and f"normalization {norm!r}",
+    ]
+    problems = [p for p in problems if p]
+    if problems:
+        raise XRError(f"{path}: not a usable xr-train checkpoint ({'; '.join(problems)})")

@@ -80,6 +80,17 @@ def task_from_scores(names, multilabel, positive=None):
     return Task(kind, binary_order(list(names), positive) if kind == "binary" else list(names))
 
 
+def score_problem(scores):
+    """Why a record's `scores` object cannot be scored (None when it can): every value a number
+    (not a boolean or string) from 0 to 1."""
+    for name, value in scores.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"the score of {name!r} is not a number ({value!r})"
+        if not 0 <= value <= 1:      # NaN fails this too
+            return f"the score of {name!r} is not a probability from 0 to 1 ({value!r})"
+    return None
+
+
 def binary_order(names, positive):
     """Negative first, positive last: ``positive`` if given, else the one name that reads as
     negative (normal, healthy, ...) goes first, else the order given."""

@@ -8,7 +8,7 @@ import numpy as np
 
 from libxr.errors import ManifestError, XRError
 from libxr.records.manifest import read_records
-from libxr.records.tasks import score_problem, task_from_scores
+from libxr.records.tasks import record_scores, task_from_scores
 
 
 class Scored:
@@ -19,18 +19,11 @@ class Scored:
         self.records, self.lines = {}, {}
         self.names = None
         multilabel = None
-        for line, rec in read_records(stream, name, numbered=True):
-            if rec["id"] in self.records:
-                raise ManifestError(name, line, f"id {rec['id']!r} again (first on line {self.lines[rec['id']]})")
+        for line, rec in read_records(stream, name, numbered=True, unique=True):
             self.records[rec["id"]], self.lines[rec["id"]] = rec, line
             if "error" in rec:
                 continue
-            scores = rec.get("scores")
-            if not isinstance(scores, dict) or not scores:
-                raise ManifestError(name, line, "record has no `scores` (run xr-predict first)")
-            problem = score_problem(scores)
-            if problem:
-                raise ManifestError(name, line, problem)
+            scores = record_scores(rec, name, line)
             if self.names is None:
                 self.names, multilabel = list(scores), isinstance(rec.get("pred"), list)
             elif set(scores) != set(self.names):

@@ -14,7 +14,7 @@ import numpy as np
 from libxr.errors import ManifestError, XRError
 from libxr.judging import thresholds
 from libxr.judging.metrics import HEADLINE, metrics
-from libxr.records.tasks import Task, score_problem, task_from_scores
+from libxr.records.tasks import Task, record_scores, task_from_scores
 
 SECTION_ORDER = ("train", "val", "test")
 CI_LEVEL = 0.95
@@ -51,12 +51,7 @@ def read_predictions(numbered, name, positive=None, warn=print):
         if "error" in rec:
             skipped += 1
             continue
-        scores = rec.get("scores")
-        if not isinstance(scores, dict) or not scores:
-            raise ManifestError(name, line, "record has no `scores` object (run xr-predict first)")
-        problem = score_problem(scores)
-        if problem:
-            raise ManifestError(name, line, problem)
+        scores = record_scores(rec, name, line)
         multilabel = isinstance(rec.get("labels"), dict)
         if not multilabel and rec.get("label") is None:
             raise ManifestError(name, line, "record has no `label` or `labels`: nothing to score against")

@@ -11,7 +11,7 @@ import dataclasses
 
 import numpy as np
 
-from libxr.errors import UsageError, XRError
+from libxr.errors import ManifestError, UsageError, XRError
 
 KINDS = ("binary", "multiclass", "multilabel")
 UNCERTAIN = {"ignore": np.nan, "ones": 1.0, "zeros": 0.0}
@@ -80,15 +80,18 @@ def task_from_scores(names, multilabel, positive=None):
     return Task(kind, binary_order(list(names), positive) if kind == "binary" else list(names))
 
 
-def score_problem(scores):
-    """Why a record's `scores` object cannot be scored (None when it can): every value a number
-    (not a boolean or string) from 0 to 1."""
-    for name, value in scores.items():
+def record_scores(record, name, line):
+    """A prediction record's `scores`: a non-empty object of numbers (not booleans or strings) from
+    0 to 1, or a ManifestError naming ``name``:``line``."""
+    scores = record.get("scores")
+    if not isinstance(scores, dict) or not scores:
+        raise ManifestError(name, line, "record has no `scores` object (run xr-predict first)")
+    for key, value in scores.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return f"the score of {name!r} is not a number ({value!r})"
+            raise ManifestError(name, line, f"the score of {key!r} is not a number ({value!r})")
         if not 0 <= value <= 1:      # NaN fails this too
-            return f"the score of {name!r} is not a probability from 0 to 1 ({value!r})"
-    return None
+            raise ManifestError(name, line, f"the score of {key!r} is not a probability from 0 to 1 ({value!r})")
+    return scores
 
 
 def binary_order(names, positive):

@@ -49,3 +49,20 @@ def load(path):
     if not isinstance(state, dict) or "model" not in state:
         raise XRError(f"{path}: not an xr checkpoint")
     return state
+
+
+_RUN = {"the manifest (sha256)": lambda s: (s.get("config") or {}).get("manifest_sha256"),
+        "--model": lambda s: s.get("model_name"), "--arch": lambda s: s.get("arch"),
+        "the classes": lambda s: (s.get("task") or {}).get("names"), "the image size": lambda s: s.get("size"),
+        "the channels": lambda s: s.get("in_channels")}
+
+
+def differences(state, meta):
+    """What checkpoint ``state`` was trained with that the run described by ``meta`` (the same
+    fields, without the weights) is not: manifest, model, classes, input."""
+    return [f"{name} {_short(get(state))}, not {_short(get(meta))}" for name, get in _RUN.items()
+            if get(state) != get(meta)]
+
+
+def _short(value):
+    return value[:12] + "…" if isinstance(value, str) and len(value) == 64 else value

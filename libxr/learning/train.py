@@ -114,7 +114,7 @@ def _start(run, learner, monitor, meta, resume, force, log, warn):
     from libxr.learning import checkpoint
 
     state, world = checkpoint.load(run.last), learner.world
-    differences = _differences(state, meta)
+    differences = checkpoint.differences(state, meta)
     if differences and not force:
         raise UsageError(f"--resume: {run.last} was trained with {'; '.join(differences)} "
                          "(--force continues anyway, a new --run-dir starts afresh)")
@@ -184,22 +184,6 @@ def _epochs(data, opts, learner, monitor, run, meta, start, log, warn, tick):
                 log(monitor.describe())
                 break
     return 0
-
-
-def _differences(state, meta):
-    """What a checkpoint was trained with that this run is not: manifest, model, task, input."""
-    config = state.get("config") or {}
-    was = {"the manifest (sha256)": config.get("manifest_sha256"), "--model": state.get("model_name"),
-           "--arch": state.get("arch"), "the classes": (state.get("task") or {}).get("names"),
-           "the image size": state.get("size"), "the channels": state.get("in_channels")}
-    now = {"the manifest (sha256)": meta["config"]["manifest_sha256"], "--model": meta["model_name"],
-           "--arch": meta["arch"], "the classes": meta["task"]["names"], "the image size": meta["size"],
-           "the channels": meta["in_channels"]}
-    return [f"{name} {_short(was[name])}, not {_short(now[name])}" for name in was if was[name] != now[name]]
-
-
-def _short(value):
-    return value[:12] + "…" if isinstance(value, str) and len(value) == 64 else value
 
 
 def _describe(row):

@@ -124,16 +124,19 @@ def test_derive_stage_manifests(cli, tmp_path):
 
 
 @pytest.mark.parametrize("args, code, message", [
-    (["mean", "A", "B3"], 1, "scores NORMAL, PNEUMONIA, X"),
-    (["mean", "A", "Bmissing"], 1, "is not in"),
-    (["mean", "A", "Bdup"], 1, "again (first on line 1)"),
-    (["mean", "A", "B", "--weights", "1"], 2, "one per file"),
-    (["chain", "--stage", "A", "--stage", "B"], 2, "need 1 --gate"),
-    (["chain", "--stage", "A"], 2, "two or more --stage"),
-    (["chain", "--stage", "A", "--stage", "B", "--gate", "COVID"], 1, "is not one of the classes so far"),
-    (["stack", "A", "B"], 1, "no records of split 'val'"),
-    (["derive", "M", "--merge", "x=NORMAL,Ghost", "--out-dir", "D"], 1, "'Ghost' has no records"),
-    (["derive", "M", "--merge", "x=NORMAL,PNEUMONIA", "--out-dir", "D"], 1, "one class only"),
+    pytest.param(["mean", "A", "B3"], 1, "scores NORMAL, PNEUMONIA, X", id="file-scoring-other-classes"),
+    pytest.param(["mean", "A", "Bmissing"], 1, "is not in", id="record-missing-from-a-file"),
+    pytest.param(["mean", "A", "Bdup"], 1, "again (first on line 1)", id="duplicate-id"),
+    pytest.param(["mean", "A", "B", "--weights", "1"], 2, "one per file", id="too-few-weights"),
+    pytest.param(["chain", "--stage", "A", "--stage", "B"], 2, "need 1 --gate", id="chain-without-gate"),
+    pytest.param(["chain", "--stage", "A"], 2, "two or more --stage", id="chain-of-one-stage"),
+    pytest.param(["chain", "--stage", "A", "--stage", "B", "--gate", "COVID"], 1,
+                 "is not one of the classes so far", id="gate-on-unknown-class"),
+    pytest.param(["stack", "A", "B"], 1, "no records of split 'val'", id="stack-without-val-records"),
+    pytest.param(["derive", "M", "--merge", "x=NORMAL,Ghost", "--out-dir", "D"], 1, "'Ghost' has no records",
+                 id="merge-of-absent-class"),
+    pytest.param(["derive", "M", "--merge", "x=NORMAL,PNEUMONIA", "--out-dir", "D"], 1, "one class only",
+                 id="merge-leaving-one-class"),
 ])
 def test_bad_inputs(cli, tmp_path, args, code, message):
     rows = [("r1", "NORMAL", [0.6, 0.4], "NORMAL"), ("r2", "PNEUMONIA", [0.3, 0.7], "PNEUMONIA")]

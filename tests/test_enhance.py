@@ -9,8 +9,10 @@ from libxr.pixels.enhance import channels, clahe, equalize, parse_channels, stre
 
 
 @pytest.mark.parametrize("spec, kinds", [
-    ("1", ("gray",)), ("3", ("gray", "gray", "gray")), ("enhanced", ("gray", "clahe", "equalize")),
-    ("gray, stretch", ("gray", "stretch")),
+    pytest.param("1", ("gray",), id="one-channel"),
+    pytest.param("3", ("gray", "gray", "gray"), id="three-gray-channels"),
+    pytest.param("enhanced", ("gray", "clahe", "equalize"), id="enhanced"),
+    pytest.param("gray, stretch", ("gray", "stretch"), id="list-with-spaces"),
 ])
 def test_parse_channels(spec, kinds):
     assert parse_channels(spec) == kinds

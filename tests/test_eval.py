@@ -201,15 +201,22 @@ def test_leaderboard_ranks_runs(cli, tmp_path):
 
 
 @pytest.mark.parametrize("edit, line, message", [
-    (lambda rs: rs[4].pop("scores"), 5, "has no `scores`"),
-    (lambda rs: rs[6].pop("label"), 7, "no `label` or `labels`"),
-    (lambda rs: rs[2].update(label="COVID"), 3, "label 'COVID' is not one of the scored classes"),
-    (lambda rs: rs[8]["scores"].update(COVID=0.1), 9, "earlier records had"),
-    (lambda rs: rs[1]["scores"].update(NORMAL="high"), 2, "the score of 'NORMAL' is not a number ('high')"),
-    (lambda rs: rs[3]["scores"].update(PNEUMONIA=1.3), 4, "the score of 'PNEUMONIA' is not a probability"),
-    (lambda rs: rs[5]["scores"].update(PNEUMONIA=float("nan")), 6, "is not a probability from 0 to 1 (nan)"),
-    (lambda rs: rs[2]["scores"].update(PNEUMONIA=True), 3, "the score of 'PNEUMONIA' is not a number (True)"),
-    (lambda rs: rs[4]["scores"].update(NORMAL=None), 5, "the score of 'NORMAL' is not a number (None)"),
+    pytest.param(lambda rs: rs[4].pop("scores"), 5, "has no `scores`", id="no-scores"),
+    pytest.param(lambda rs: rs[6].pop("label"), 7, "no `label` or `labels`", id="no-label"),
+    pytest.param(lambda rs: rs[2].update(label="COVID"), 3, "label 'COVID' is not one of the scored classes",
+                 id="label-not-scored"),
+    pytest.param(lambda rs: rs[8]["scores"].update(COVID=0.1), 9, "earlier records had",
+                 id="extra-class-in-scores"),
+    pytest.param(lambda rs: rs[1]["scores"].update(NORMAL="high"), 2,
+                 "the score of 'NORMAL' is not a number ('high')", id="score-a-string"),
+    pytest.param(lambda rs: rs[3]["scores"].update(PNEUMONIA=1.3), 4,
+                 "the score of 'PNEUMONIA' is not a probability", id="score-above-1"),
+    pytest.param(lambda rs: rs[5]["scores"].update(PNEUMONIA=float("nan")), 6,
+                 "is not a probability from 0 to 1 (nan)", id="score-nan"),
+    pytest.param(lambda rs: rs[2]["scores"].update(PNEUMONIA=True), 3,
+                 "the score of 'PNEUMONIA' is not a number (True)", id="score-a-boolean"),
+    pytest.param(lambda rs: rs[4]["scores"].update(NORMAL=None), 5,
+                 "the score of 'NORMAL' is not a number (None)", id="score-null"),
 ])
 def test_bad_prediction_records_name_the_line(cli, tmp_path, edit, line, message):
     recs = binary_records(20)
@@ -221,10 +228,10 @@ def test_bad_prediction_records_name_the_line(cli, tmp_path, edit, line, message
 
 
 @pytest.mark.parametrize("args, code, message", [
-    (["--threshold", "best"], 2, "youden, sens=0.95"),
-    (["--split", "train"], 1, "no scored records of split train"),
-    (["--by", "hospital"], 1, "no record has a `hospital` field"),
-    (["--aggregate", "visit"], 1, "has no `visit`"),
+    pytest.param(["--threshold", "best"], 2, "youden, sens=0.95", id="unknown-threshold-rule"),
+    pytest.param(["--split", "train"], 1, "no scored records of split train", id="split-without-records"),
+    pytest.param(["--by", "hospital"], 1, "no record has a `hospital` field", id="by-absent-field"),
+    pytest.param(["--aggregate", "visit"], 1, "has no `visit`", id="aggregate-by-absent-field"),
 ])
 def test_bad_options(cli, tmp_path, args, code, message):
     result = cli(main, write_jsonl(tmp_path / "p.jsonl", binary_records(20)), *args)

@@ -119,10 +119,12 @@ def test_error_sheets_by_group(cli, tmp_path, trained):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--maps"], "give its checkpoint with -m"),
-    (["--sheet"], "needs prediction records"),
-    (["-m", "CKPT", "--cam", "--layer", "features.99"], "is not a layer of this model"),
-    (["-m", "CKPT", "--cam", "--class", "COVID"], "is not one of NORMAL, PNEUMONIA"),
+    pytest.param(["--maps"], "give its checkpoint with -m", id="maps-without-checkpoint"),
+    pytest.param(["--sheet"], "needs prediction records", id="sheet-without-predictions"),
+    pytest.param(["-m", "CKPT", "--cam", "--layer", "features.99"], "is not a layer of this model",
+                 id="unknown-layer"),
+    pytest.param(["-m", "CKPT", "--cam", "--class", "COVID"], "is not one of NORMAL, PNEUMONIA",
+                 id="unknown-class"),
 ])
 def test_bad_requests(cli, trained, tmp_path, args, message):
     args = [str(trained["ckpt"]) if a == "CKPT" else a for a in args]

@@ -8,8 +8,11 @@ from libxr.pixels.fit import fit, fit_size
 
 
 @pytest.mark.parametrize("w, h, how, expected", [
-    (200, 100, "pad", (64, 32)), (100, 200, "pad", (32, 64)), (200, 100, "crop", (128, 64)),
-    (200, 100, "stretch", (64, 64)), (64, 64, "pad", (64, 64)),
+    pytest.param(200, 100, "pad", (64, 32), id="pad-wide"),
+    pytest.param(100, 200, "pad", (32, 64), id="pad-tall"),
+    pytest.param(200, 100, "crop", (128, 64), id="crop-wide"),
+    pytest.param(200, 100, "stretch", (64, 64), id="stretch-wide"),
+    pytest.param(64, 64, "pad", (64, 64), id="pad-already-square"),
 ])
 def test_fit_size(w, h, how, expected):
     assert fit_size(w, h, 64, how) == expected

@@ -120,19 +120,29 @@ def chexpert_csv(tmp_path):
 
 
 @pytest.mark.parametrize("args, expected", [
-    ([], {"Cardiomegaly": -1, "Lung Opacity": 1, "Edema": -1, "Consolidation": -1, "Atelectasis": -1,
-          "Pleural Effusion": -1, "Fracture": 1}),
-    (["--uncertain", "ones"], {"Cardiomegaly": 1, "Lung Opacity": 1, "Edema": 1, "Consolidation": 1,
-                               "Atelectasis": 1, "Pleural Effusion": 1, "Fracture": 1}),
-    (["--uncertain", "zeros"], {"Cardiomegaly": 0, "Lung Opacity": 1, "Edema": 0, "Consolidation": 0,
-                                "Atelectasis": 0, "Pleural Effusion": 0, "Fracture": 1}),
-    (["--uncertain", "ignore"], {"Lung Opacity": 1, "Fracture": 1}),
-    (["--uncertain", "ones", "--propagate"],
-     {"Enlarged Cardiomediastinum": 1, "Cardiomegaly": 1, "Lung Opacity": 1, "Edema": 1,
-      "Consolidation": 1, "Atelectasis": 1, "Pleural Effusion": 1, "Fracture": 1}),
-    (["--propagate"], {"Enlarged Cardiomediastinum": -1, "Cardiomegaly": -1, "Lung Opacity": 1, "Edema": -1,
-                       "Consolidation": -1, "Atelectasis": -1, "Pleural Effusion": -1, "Fracture": 1}),
-    (["--labels", "Edema,Fracture", "--uncertain", "zeros"], {"Edema": 0, "Fracture": 1}),
+    pytest.param([],
+                 {"Cardiomegaly": -1, "Lung Opacity": 1, "Edema": -1, "Consolidation": -1, "Atelectasis": -1,
+                  "Pleural Effusion": -1, "Fracture": 1},
+                 id="uncertain-kept-by-default"),
+    pytest.param(["--uncertain", "ones"],
+                 {"Cardiomegaly": 1, "Lung Opacity": 1, "Edema": 1, "Consolidation": 1,
+                  "Atelectasis": 1, "Pleural Effusion": 1, "Fracture": 1},
+                 id="uncertain-as-ones"),
+    pytest.param(["--uncertain", "zeros"],
+                 {"Cardiomegaly": 0, "Lung Opacity": 1, "Edema": 0, "Consolidation": 0,
+                  "Atelectasis": 0, "Pleural Effusion": 0, "Fracture": 1},
+                 id="uncertain-as-zeros"),
+    pytest.param(["--uncertain", "ignore"], {"Lung Opacity": 1, "Fracture": 1}, id="uncertain-ignored"),
+    pytest.param(["--uncertain", "ones", "--propagate"],
+                 {"Enlarged Cardiomediastinum": 1, "Cardiomegaly": 1, "Lung Opacity": 1, "Edema": 1,
+                  "Consolidation": 1, "Atelectasis": 1, "Pleural Effusion": 1, "Fracture": 1},
+                 id="propagated-then-uncertain-as-ones"),
+    pytest.param(["--propagate"],
+                 {"Enlarged Cardiomediastinum": -1, "Cardiomegaly": -1, "Lung Opacity": 1, "Edema": -1,
+                  "Consolidation": -1, "Atelectasis": -1, "Pleural Effusion": -1, "Fracture": 1},
+                 id="propagated-uncertain-kept"),
+    pytest.param(["--labels", "Edema,Fracture", "--uncertain", "zeros"], {"Edema": 0, "Fracture": 1},
+                 id="chosen-labels-only"),
 ])
 def test_chexpert_policies(cli, chexpert_csv, args, expected):
     result = cli(main, chexpert_csv, *args)
@@ -355,8 +365,9 @@ def test_fields_from_file_names(cli, synth):
     assert any("second" not in r for r in records)
 
 
-@pytest.mark.parametrize("field, message", [("label=x", "xr sets itself"), ("kind", "NAME=REGEX"),
-                                            ("kind=(", "--field kind=")])
+@pytest.mark.parametrize("field, message", [pytest.param("label=x", "xr sets itself", id="reserved-name"),
+                                            pytest.param("kind", "NAME=REGEX", id="no-regex"),
+                                            pytest.param("kind=(", "--field kind=", id="bad-regex")])
 def test_bad_fields(cli, synth, field, message):
     result = cli(main, synth("folders", count=30, size=32), "--field", field)
     assert result.exit_code == 2 and message in result.stderr

@@ -13,12 +13,16 @@ def test_hierarchy_is_report_003s():
 
 
 @pytest.mark.parametrize("labels, expected", [
-    ({"Pneumonia": 1}, {"Pneumonia": 1, "Consolidation": 1, "Lung Opacity": 1}),
-    ({"Pneumonia": -1, "Lung Opacity": 0}, {"Pneumonia": -1, "Consolidation": -1, "Lung Opacity": -1}),
-    ({"Edema": -1, "Lung Opacity": 1}, {"Edema": -1, "Lung Opacity": 1}),
-    ({"Cardiomegaly": 0}, {"Cardiomegaly": 0}),
-    ({"Cardiomegaly": 1, "Enlarged Cardiomediastinum": 0},
-     {"Cardiomegaly": 1, "Enlarged Cardiomediastinum": 1}),
+    pytest.param({"Pneumonia": 1}, {"Pneumonia": 1, "Consolidation": 1, "Lung Opacity": 1},
+                 id="positive-lifts-every-ancestor"),
+    pytest.param({"Pneumonia": -1, "Lung Opacity": 0},
+                 {"Pneumonia": -1, "Consolidation": -1, "Lung Opacity": -1},
+                 id="uncertain-beats-negative-parent"),
+    pytest.param({"Edema": -1, "Lung Opacity": 1}, {"Edema": -1, "Lung Opacity": 1},
+                 id="uncertain-leaves-positive-parent"),
+    pytest.param({"Cardiomegaly": 0}, {"Cardiomegaly": 0}, id="negative-child-lifts-nothing"),
+    pytest.param({"Cardiomegaly": 1, "Enlarged Cardiomediastinum": 0},
+                 {"Cardiomegaly": 1, "Enlarged Cardiomediastinum": 1}, id="positive-beats-negative-parent"),
 ])
 def test_propagate(labels, expected):
     assert propagate(dict(labels)) == expected

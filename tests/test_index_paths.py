@@ -9,12 +9,15 @@ from libxr.index.paths import ExistenceCache, FromName, TablePaths
 
 
 @pytest.mark.parametrize("table, root, cell, expected", [
-    ("data/CheXpert-v1.0-small/train.csv", None, "CheXpert-v1.0-small/train/p1/s1/v.jpg",
-     ("train/p1/s1/v.jpg", "data/CheXpert-v1.0-small/train/p1/s1/v.jpg")),
-    ("data/labels.csv", None, "img/a.png", ("img/a.png", "data/img/a.png")),
-    ("labels.csv", None, "./img/a.png", ("img/a.png", "img/a.png")),
-    ("data/labels.csv", "/images", "img\\a.png", ("img/a.png", "/images/img/a.png")),
-    ("data/labels.csv", None, "/abs/a.png", ("/abs/a.png", "/abs/a.png")),
+    pytest.param("data/CheXpert-v1.0-small/train.csv", None, "CheXpert-v1.0-small/train/p1/s1/v.jpg",
+                 ("train/p1/s1/v.jpg", "data/CheXpert-v1.0-small/train/p1/s1/v.jpg"),
+                 id="cell-starting-with-the-table-folder"),
+    pytest.param("data/labels.csv", None, "img/a.png", ("img/a.png", "data/img/a.png"),
+                 id="relative-to-the-table"),
+    pytest.param("labels.csv", None, "./img/a.png", ("img/a.png", "img/a.png"), id="dot-slash-table-in-cwd"),
+    pytest.param("data/labels.csv", "/images", "img\\a.png", ("img/a.png", "/images/img/a.png"),
+                 id="root-and-backslashes"),
+    pytest.param("data/labels.csv", None, "/abs/a.png", ("/abs/a.png", "/abs/a.png"), id="absolute-path"),
 ])
 def test_table_paths(table, root, cell, expected):
     assert TablePaths(table, root)(cell) == expected
@@ -40,11 +43,13 @@ def test_existence_cache(tmp_path):
 
 
 @pytest.mark.parametrize("pattern, name, patient", [
-    (r"person(\d+)_", "train/PNEUMONIA/person1000_bacteria_2931.jpeg", "1000"),
-    (r"(person\d+|IM-\d+)", "NORMAL/IM-0115-0001.jpeg", "IM-0115"),
-    (r"IM-\d+", "x/IM-0115-0001.jpeg", "IM-0115"),
-    (r"person(\d+)_", "NORMAL/IM-0115-0001.jpeg", None),
-    (r"person(\d+)", "person7/other_name.png", None),   # the file name only, not folders
+    pytest.param(r"person(\d+)_", "train/PNEUMONIA/person1000_bacteria_2931.jpeg", "1000",
+                 id="group-captures"),
+    pytest.param(r"(person\d+|IM-\d+)", "NORMAL/IM-0115-0001.jpeg", "IM-0115", id="alternatives-in-a-group"),
+    pytest.param(r"IM-\d+", "x/IM-0115-0001.jpeg", "IM-0115", id="whole-match-without-group"),
+    pytest.param(r"person(\d+)_", "NORMAL/IM-0115-0001.jpeg", None, id="no-match"),
+    pytest.param(r"person(\d+)", "person7/other_name.png", None,   # the file name only, not folders
+                 id="folder-names-not-searched"),
 ])
 def test_patient_from_name(pattern, name, patient):
     assert FromName(pattern)(name) == patient

@@ -7,12 +7,13 @@ from libxr.index.table import Table, fix_bracketed_names
 
 
 @pytest.mark.parametrize("names, fixed", [
-    (["a", "b"], ["a", "b"]),
-    (["OriginalImage[Width", "Height]", "x"], ["OriginalImage[Width]", "OriginalImage[Height]", "x"]),
-    (["P[x", "y", "z]"], ["P[x]", "P[y]", "P[z]"]),
-    (["Spacing[x,y]"], ["Spacing[x,y]"]),
-    (["open[x", "y"], ["open[x", "y"]),
-    ([" a ", ""], ["a", ""]),
+    pytest.param(["a", "b"], ["a", "b"], id="plain-names"),
+    pytest.param(["OriginalImage[Width", "Height]", "x"],
+                 ["OriginalImage[Width]", "OriginalImage[Height]", "x"], id="bracket-split-over-two"),
+    pytest.param(["P[x", "y", "z]"], ["P[x]", "P[y]", "P[z]"], id="bracket-split-over-three"),
+    pytest.param(["Spacing[x,y]"], ["Spacing[x,y]"], id="bracket-in-one-name"),
+    pytest.param(["open[x", "y"], ["open[x", "y"], id="unclosed-bracket"),
+    pytest.param([" a ", ""], ["a", ""], id="spaces-stripped"),
 ])
 def test_fix_bracketed_names(names, fixed):
     assert fix_bracketed_names(names) == fixed

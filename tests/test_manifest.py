@@ -10,12 +10,13 @@ from libxr.records.manifest import read_records, write_records
 
 
 @pytest.mark.parametrize("data, line, reason", [
-    (b'{"id": "a"}\n{"id": \n', 2, "not JSON: Expecting value at column 8"),
-    (b'{"id": "a"}\n\n["a"]\n', 3, "expected a JSON object, got list"),
-    (b'{"path": "x"}\n', 1, "record has no 'id' string"),
-    (b'{"id": 7}\n', 1, "record has no 'id' string"),
-    (b'{"id": ""}\n', 1, "record has no 'id' string"),
-    (b'{"id": "a"}\n{"id": "\xff"}\n', 2, "not UTF-8 (byte 9)"),
+    pytest.param(b'{"id": "a"}\n{"id": \n', 2, "not JSON: Expecting value at column 8", id="not-json"),
+    pytest.param(b'{"id": "a"}\n\n["a"]\n', 3, "expected a JSON object, got list",
+                 id="list-after-blank-line"),
+    pytest.param(b'{"path": "x"}\n', 1, "record has no 'id' string", id="no-id"),
+    pytest.param(b'{"id": 7}\n', 1, "record has no 'id' string", id="number-id"),
+    pytest.param(b'{"id": ""}\n', 1, "record has no 'id' string", id="empty-id"),
+    pytest.param(b'{"id": "a"}\n{"id": "\xff"}\n', 2, "not UTF-8 (byte 9)", id="not-utf-8"),
 ])
 def test_malformed_lines_name_file_and_line(data, line, reason):
     with pytest.raises(ManifestError) as err:

@@ -13,11 +13,16 @@ from libxr.models.cnn import filters, kernels
 
 
 @pytest.mark.parametrize("name, options", [
-    ("cnn", {}), ("cnn", {"layers": 3, "kernel_growth": "funnel_out", "filter_growth": "funnel_out",
-                          "global_pool": "flatten", "local_pool": "max", "batch_norm": True}),
-    ("cnn", {"layers": 3, "pool_stride": 1, "local_pool": "none", "global_pool": "max"}),
-    ("vgg5", {}), ("resnet10", {}), ("dense", {}),
-    ("resnet18", {}), ("densenet121", {"head": "mlp:32,16", "dropout": 0.5}), ("efficientnet_b0", {}),
+    pytest.param("cnn", {}, id="cnn-default"),
+    pytest.param("cnn", {"layers": 3, "kernel_growth": "funnel_out", "filter_growth": "funnel_out",
+                         "global_pool": "flatten", "local_pool": "max", "batch_norm": True},
+                 id="cnn-funnel-out-flatten"),
+    pytest.param("cnn", {"layers": 3, "pool_stride": 1, "local_pool": "none", "global_pool": "max"},
+                 id="cnn-stride-1-no-local-pool"),
+    pytest.param("vgg5", {}, id="vgg5"), pytest.param("resnet10", {}, id="resnet10"),
+    pytest.param("dense", {}, id="dense"), pytest.param("resnet18", {}, id="resnet18"),
+    pytest.param("densenet121", {"head": "mlp:32,16", "dropout": 0.5}, id="densenet121-mlp-head"),
+    pytest.param("efficientnet_b0", {}, id="efficientnet-b0"),
 ])
 @pytest.mark.parametrize("channels", [1, 3])
 def test_outputs_for_any_channels(name, options, channels):
@@ -37,7 +42,8 @@ def test_pool_stride_one_keeps_the_size():
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"kernel_growth": "spiral"}, "kernel_growth"), ({"local_pool": "min"}, "pooling"),
+    pytest.param({"kernel_growth": "spiral"}, "kernel_growth", id="unknown-kernel-growth"),
+    pytest.param({"local_pool": "min"}, "pooling", id="unknown-local-pool"),
 ])
 def test_bad_cnn_options(options, message):
     with pytest.raises(UsageError, match=message):
@@ -117,8 +123,10 @@ def test_freeze_backbone_or_first_blocks():
 
 
 @pytest.mark.parametrize("name, options, steps", [
-    ("cnn", {"layers": 3, "spatial_dropout": 0.1, "dropout": 0.2, "batch_norm": True}, 40),
-    ("vgg5", {}, 40), ("resnet10", {}, 40), ("dense", {}, 150), ("resnet18", {}, 15),
+    pytest.param("cnn", {"layers": 3, "spatial_dropout": 0.1, "dropout": 0.2, "batch_norm": True}, 40,
+                 id="cnn-dropout-batch-norm"),
+    pytest.param("vgg5", {}, 40, id="vgg5"), pytest.param("resnet10", {}, 40, id="resnet10"),
+    pytest.param("dense", {}, 150, id="dense"), pytest.param("resnet18", {}, 15, id="resnet18"),
 ])
 def test_learning_happens_on_synthetic_radiographs(name, options, steps, synth):
     """A few optimiser steps on xr-synth images: the training loss falls by 30 %."""

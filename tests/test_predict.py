@@ -116,9 +116,10 @@ def test_multiclass_and_multilabel_records(cli, synth, tmp_path):
 
 
 @pytest.mark.parametrize("problem, message", [
-    ("size", "preprocessed with size 48, the model was trained on size 32"),
-    ("row", "is not one of its"),
-    ("nothing", "neither `h5`/`row` nor `path`"),
+    pytest.param("size", "preprocessed with size 48, the model was trained on size 32",
+                 id="other-image-size"),
+    pytest.param("row", "is not one of its", id="row-outside-the-file"),
+    pytest.param("nothing", "neither `h5`/`row` nor `path`", id="no-image-at-all"),
 ])
 def test_records_that_cannot_be_scored(cli, trained, tmp_path, problem, message):
     from xrtools.preprocess import main as preprocess
@@ -136,9 +137,9 @@ def test_records_that_cannot_be_scored(cli, trained, tmp_path, problem, message)
 
 
 @pytest.mark.parametrize("content, message", [
-    (None, "no such checkpoint"),
-    (b"garbage", "not a loadable checkpoint"),
-    ({"model": {}}, "not an xr-train checkpoint"),
+    pytest.param(None, "no such checkpoint", id="missing"),
+    pytest.param(b"garbage", "not a loadable checkpoint", id="garbage-bytes"),
+    pytest.param({"model": {}}, "not an xr-train checkpoint", id="not-from-xr-train"),
 ])
 def test_bad_checkpoints(cli, trained, tmp_path, content, message):
     path = tmp_path / "c.pt"

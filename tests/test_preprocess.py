@@ -166,8 +166,11 @@ def test_stdin_and_manifest_option(cli, manifest, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--shard", "2/2"], "--shard"), (["--shard", "x"], "--shard"), (["--channels", "rgb"], "--channels"),
-    (["--size", "4"], "--size"), (["--fit", "zoom"], "--fit"),
+    pytest.param(["--shard", "2/2"], "--shard", id="shard-out-of-range"),
+    pytest.param(["--shard", "x"], "--shard", id="shard-not-a-fraction"),
+    pytest.param(["--channels", "rgb"], "--channels", id="unknown-channels"),
+    pytest.param(["--size", "4"], "--size", id="size-too-small"),
+    pytest.param(["--fit", "zoom"], "--fit", id="unknown-fit"),
 ])
 def test_usage_errors(cli, manifest, tmp_path, args, message):
     result = cli(main, manifest, "-o", tmp_path / "x.h5", *args)

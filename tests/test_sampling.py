@@ -23,7 +23,8 @@ def test_none_is_a_seeded_permutation():
     assert a != epoch_order(Y, 2, 0) and a != epoch_order(Y, 1, 1)
 
 
-@pytest.mark.parametrize("sampling, expected", [("over", {0: 90, 1: 90}), ("under", {0: 30, 1: 30})])
+@pytest.mark.parametrize("sampling, expected", [pytest.param("over", {0: 90, 1: 90}, id="over"),
+                                                pytest.param("under", {0: 30, 1: 30}, id="under")])
 def test_over_and_under_sampling_equalise_the_classes(sampling, expected):
     order = epoch_order(Y, 0, 0, sampling, BINARY)
     assert classes(order) == expected
@@ -55,8 +56,8 @@ def test_processes_get_equal_shares_of_the_same_order(n):
 
 
 @pytest.mark.parametrize("sampling, task, message", [
-    ("over", Task("multilabel", ["a", "b"]), "multi-label"),
-    ("sideways", BINARY, "use none, balanced"),
+    pytest.param("over", Task("multilabel", ["a", "b"]), "multi-label", id="over-sampling-multilabel"),
+    pytest.param("sideways", BINARY, "use none, balanced", id="unknown-sampling"),
 ])
 def test_bad_sampling_requests(sampling, task, message):
     with pytest.raises(UsageError, match=message):

@@ -25,18 +25,19 @@ PL = np.clip(YL * 0.4 + rng.random((120, 3)) * 0.6, 0, 1)
 
 
 @pytest.mark.parametrize("key, expected", [
-    ("accuracy", lambda y, p, d: m.accuracy_score(y, d)),
-    ("balanced_accuracy", lambda y, p, d: m.balanced_accuracy_score(y, d)),
-    ("sensitivity", lambda y, p, d: m.recall_score(y, d)),
-    ("specificity", lambda y, p, d: m.recall_score(y, d, pos_label=0)),
-    ("precision", lambda y, p, d: m.precision_score(y, d)),
-    ("npv", lambda y, p, d: m.precision_score(y, d, pos_label=0)),
-    ("f1", lambda y, p, d: m.f1_score(y, d)),
-    ("kappa", lambda y, p, d: m.cohen_kappa_score(y, d)),
-    ("auc", lambda y, p, d: m.roc_auc_score(y, p)),
-    ("pr_auc", lambda y, p, d: m.average_precision_score(y, p)),
-    ("log_loss", lambda y, p, d: m.log_loss(y, p)),
-    ("brier", lambda y, p, d: m.brier_score_loss(y, p)),
+    pytest.param("accuracy", lambda y, p, d: m.accuracy_score(y, d), id="accuracy"),
+    pytest.param("balanced_accuracy", lambda y, p, d: m.balanced_accuracy_score(y, d),
+                 id="balanced-accuracy"),
+    pytest.param("sensitivity", lambda y, p, d: m.recall_score(y, d), id="sensitivity"),
+    pytest.param("specificity", lambda y, p, d: m.recall_score(y, d, pos_label=0), id="specificity"),
+    pytest.param("precision", lambda y, p, d: m.precision_score(y, d), id="precision"),
+    pytest.param("npv", lambda y, p, d: m.precision_score(y, d, pos_label=0), id="npv"),
+    pytest.param("f1", lambda y, p, d: m.f1_score(y, d), id="f1"),
+    pytest.param("kappa", lambda y, p, d: m.cohen_kappa_score(y, d), id="kappa"),
+    pytest.param("auc", lambda y, p, d: m.roc_auc_score(y, p), id="auc"),
+    pytest.param("pr_auc", lambda y, p, d: m.average_precision_score(y, p), id="pr-auc"),
+    pytest.param("log_loss", lambda y, p, d: m.log_loss(y, p), id="log-loss"),
+    pytest.param("brier", lambda y, p, d: m.brier_score_loss(y, p), id="brier"),
 ])
 @pytest.mark.parametrize("threshold", [0.5, 0.3])
 def test_binary_metrics_equal_sklearn(key, expected, threshold):
@@ -47,19 +48,24 @@ def test_binary_metrics_equal_sklearn(key, expected, threshold):
 
 
 @pytest.mark.parametrize("key, expected", [
-    ("accuracy", lambda y, p, d: m.accuracy_score(y, d)),
-    ("balanced_accuracy", lambda y, p, d: m.balanced_accuracy_score(y, d)),
-    ("kappa", lambda y, p, d: m.cohen_kappa_score(y, d)),
-    ("f1_macro", lambda y, p, d: m.f1_score(y, d, average="macro")),
-    ("f1_micro", lambda y, p, d: m.f1_score(y, d, average="micro")),
-    ("f1_weighted", lambda y, p, d: m.f1_score(y, d, average="weighted")),
-    ("precision_macro", lambda y, p, d: m.precision_score(y, d, average="macro")),
-    ("recall_weighted", lambda y, p, d: m.recall_score(y, d, average="weighted")),
-    ("auc_macro", lambda y, p, d: m.roc_auc_score(y, p, multi_class="ovr")),
-    ("auc_micro", lambda y, p, d: m.roc_auc_score(np.eye(3)[y], p, average="micro")),
-    ("pr_auc_macro", lambda y, p, d: m.average_precision_score(np.eye(3)[y], p)),
-    ("log_loss", lambda y, p, d: m.log_loss(y, p)),
-    ("brier", lambda y, p, d: np.mean(np.sum((p - np.eye(3)[y]) ** 2, 1))),
+    pytest.param("accuracy", lambda y, p, d: m.accuracy_score(y, d), id="accuracy"),
+    pytest.param("balanced_accuracy", lambda y, p, d: m.balanced_accuracy_score(y, d),
+                 id="balanced-accuracy"),
+    pytest.param("kappa", lambda y, p, d: m.cohen_kappa_score(y, d), id="kappa"),
+    pytest.param("f1_macro", lambda y, p, d: m.f1_score(y, d, average="macro"), id="f1-macro"),
+    pytest.param("f1_micro", lambda y, p, d: m.f1_score(y, d, average="micro"), id="f1-micro"),
+    pytest.param("f1_weighted", lambda y, p, d: m.f1_score(y, d, average="weighted"), id="f1-weighted"),
+    pytest.param("precision_macro", lambda y, p, d: m.precision_score(y, d, average="macro"),
+                 id="precision-macro"),
+    pytest.param("recall_weighted", lambda y, p, d: m.recall_score(y, d, average="weighted"),
+                 id="recall-weighted"),
+    pytest.param("auc_macro", lambda y, p, d: m.roc_auc_score(y, p, multi_class="ovr"), id="auc-macro"),
+    pytest.param("auc_micro", lambda y, p, d: m.roc_auc_score(np.eye(3)[y], p, average="micro"),
+                 id="auc-micro"),
+    pytest.param("pr_auc_macro", lambda y, p, d: m.average_precision_score(np.eye(3)[y], p),
+                 id="pr-auc-macro"),
+    pytest.param("log_loss", lambda y, p, d: m.log_loss(y, p), id="log-loss"),
+    pytest.param("brier", lambda y, p, d: np.mean(np.sum((p - np.eye(3)[y]) ** 2, 1)), id="brier"),
 ])
 def test_multiclass_metrics_equal_sklearn(key, expected):
     got = metrics(THREE, Y3, P3)
@@ -71,14 +77,17 @@ def test_multiclass_metrics_equal_sklearn(key, expected):
 
 
 @pytest.mark.parametrize("key, expected", [
-    ("f1_micro", lambda y, d: m.f1_score(y, d, average="micro")),
-    ("f1_macro", lambda y, d: m.f1_score(y, d, average="macro")),
-    ("f1_samples", lambda y, d: m.f1_score(y, d, average="samples", zero_division=0)),
-    ("precision_micro", lambda y, d: m.precision_score(y, d, average="micro")),
-    ("recall_micro", lambda y, d: m.recall_score(y, d, average="micro")),
-    ("auc_macro", lambda y, d: m.roc_auc_score(y, PL, average="macro")),
-    ("auc_micro", lambda y, d: m.roc_auc_score(y, PL, average="micro")),
-    ("pr_auc_macro", lambda y, d: m.average_precision_score(y, PL, average="macro")),
+    pytest.param("f1_micro", lambda y, d: m.f1_score(y, d, average="micro"), id="f1-micro"),
+    pytest.param("f1_macro", lambda y, d: m.f1_score(y, d, average="macro"), id="f1-macro"),
+    pytest.param("f1_samples", lambda y, d: m.f1_score(y, d, average="samples", zero_division=0),
+                 id="f1-samples"),
+    pytest.param("precision_micro", lambda y, d: m.precision_score(y, d, average="micro"),
+                 id="precision-micro"),
+    pytest.param("recall_micro", lambda y, d: m.recall_score(y, d, average="micro"), id="recall-micro"),
+    pytest.param("auc_macro", lambda y, d: m.roc_auc_score(y, PL, average="macro"), id="auc-macro"),
+    pytest.param("auc_micro", lambda y, d: m.roc_auc_score(y, PL, average="micro"), id="auc-micro"),
+    pytest.param("pr_auc_macro", lambda y, d: m.average_precision_score(y, PL, average="macro"),
+                 id="pr-auc-macro"),
 ])
 def test_multilabel_metrics_equal_sklearn(key, expected):
     got = metrics(LABELS, YL, PL)
@@ -100,11 +109,15 @@ def test_multilabel_unstated_labels_are_left_out_per_label():
 
 
 @pytest.mark.parametrize("y, p, undefined", [
-    (np.ones(10), np.linspace(0, 1, 10), {"auc", "specificity", "balanced_accuracy", "kappa"}),
-    (np.zeros(10), np.linspace(0, 1, 10), {"auc", "sensitivity", "pr_auc", "balanced_accuracy", "kappa"}),
-    (np.zeros(10), np.full(10, 0.2), {"auc", "sensitivity", "pr_auc", "balanced_accuracy", "kappa", "precision",
-                                      "f1"}),
-    (np.array([0, 1] * 5), np.full(10, 0.2), {"precision"}),     # nothing called positive (kappa 0)
+    pytest.param(np.ones(10), np.linspace(0, 1, 10), {"auc", "specificity", "balanced_accuracy", "kappa"},
+                 id="only-positives"),
+    pytest.param(np.zeros(10), np.linspace(0, 1, 10),
+                 {"auc", "sensitivity", "pr_auc", "balanced_accuracy", "kappa"}, id="only-negatives"),
+    pytest.param(np.zeros(10), np.full(10, 0.2),
+                 {"auc", "sensitivity", "pr_auc", "balanced_accuracy", "kappa", "precision", "f1"},
+                 id="only-negatives-none-called-positive"),
+    pytest.param(np.array([0, 1] * 5), np.full(10, 0.2), {"precision"},   # nothing called positive (kappa 0)
+                 id="none-called-positive"),
 ])
 def test_degenerate_binary_inputs_give_none_not_a_crash(y, p, undefined):
     got = metrics(BINARY, y, p)
@@ -113,11 +126,15 @@ def test_degenerate_binary_inputs_give_none_not_a_crash(y, p, undefined):
 
 
 @pytest.mark.parametrize("y, pred", [
-    (Y3, P3.argmax(1)),
-    (np.array([0, 1, 2, 0, 1, 2]), np.array([0, 0, 0, 0, 0, 0])),      # two classes never predicted
-    (np.array([0, 0, 1, 1, 0, 1]), np.array([0, 2, 1, 2, 0, 0])),      # a class predicted, never true
-    (np.array([2, 2, 2, 2]), np.array([2, 2, 1, 0])),                  # one true class
-    (np.array([1, 1, 1]), np.array([1, 1, 1])),                        # one class in truth and prediction
+    pytest.param(Y3, P3.argmax(1), id="every-class-true-and-predicted"),
+    pytest.param(np.array([0, 1, 2, 0, 1, 2]), np.array([0, 0, 0, 0, 0, 0]),  # two classes never predicted
+                 id="two-classes-never-predicted"),
+    pytest.param(np.array([0, 0, 1, 1, 0, 1]), np.array([0, 2, 1, 2, 0, 0]),  # a class predicted, never true
+                 id="class-predicted-never-true"),
+    pytest.param(np.array([2, 2, 2, 2]), np.array([2, 2, 1, 0]),  # one true class
+                 id="one-true-class"),
+    pytest.param(np.array([1, 1, 1]), np.array([1, 1, 1]),  # one class in truth and prediction
+                 id="one-class-in-truth-and-prediction"),
 ])
 def test_multiclass_decision_metrics_equal_sklearn_on_any_confusion(y, pred):
     """The decisions come from the confusion counts: every average, with absent classes, as sklearn."""

@@ -123,11 +123,11 @@ def test_group_by_other_field_and_none(cli, tmp_path):
 
 
 @pytest.mark.parametrize("args, code, message", [
-    (["--val", "0.6", "--test", "0.5"], 2, "leave nothing for train"),
-    ([], 2, "nothing to do"),
-    (["--val", "1.5"], 2, "--val"),
-    (["--folds", "3", "--fold", "3"], 2, "--fold 3 is not in 0..2"),
-    (["--folds", "1"], 2, "--folds"),
+    pytest.param(["--val", "0.6", "--test", "0.5"], 2, "leave nothing for train", id="val-and-test-over-1"),
+    pytest.param([], 2, "nothing to do", id="no-options"),
+    pytest.param(["--val", "1.5"], 2, "--val", id="val-above-1"),
+    pytest.param(["--folds", "3", "--fold", "3"], 2, "--fold 3 is not in 0..2", id="fold-out-of-range"),
+    pytest.param(["--folds", "1"], 2, "--folds", id="one-fold"),
 ])
 def test_bad_arguments(cli, tmp_path, args, code, message):
     result = cli(main, write_jsonl(tmp_path / "m.jsonl", records(n=30)), *args)
@@ -135,10 +135,10 @@ def test_bad_arguments(cli, tmp_path, args, code, message):
 
 
 @pytest.mark.parametrize("lines, message", [
-    (['{"id": "a"}', '{"id": "a"}'], "id 'a' occurs more than once"),
-    (['{"id": "a"}', '[1, 2]'], ":2: expected a JSON object, got list"),
-    (['{"path": "x.png"}'], ":1: record has no 'id' string"),
-    (['{"id": "a", "split": "val"}'], "no records to split"),
+    pytest.param(['{"id": "a"}', '{"id": "a"}'], "id 'a' occurs more than once", id="duplicate-id"),
+    pytest.param(['{"id": "a"}', '[1, 2]'], ":2: expected a JSON object, got list", id="list-not-object"),
+    pytest.param(['{"path": "x.png"}'], ":1: record has no 'id' string", id="no-id"),
+    pytest.param(['{"id": "a", "split": "val"}'], "no records to split", id="every-record-already-split"),
 ])
 def test_bad_manifests(cli, tmp_path, lines, message):
     path = tmp_path / "m.jsonl"

@@ -95,11 +95,12 @@ def test_refuses_a_non_empty_folder_and_leaves_nothing_behind(cli, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--classes", "only"], "at least two classes"),
-    (["--weights", "1,2,3"], "3 values for 2 classes"),
-    (["--weights", "1,-2"], "positive"),
-    (["--splits", "train=0.5,holdout=0.5"], "NAME is train, val or test"),
-    (["--size", "8"], "--size"),
+    pytest.param(["--classes", "only"], "at least two classes", id="one-class"),
+    pytest.param(["--weights", "1,2,3"], "3 values for 2 classes", id="too-many-weights"),
+    pytest.param(["--weights", "1,-2"], "positive", id="negative-weight"),
+    pytest.param(["--splits", "train=0.5,holdout=0.5"], "NAME is train, val or test",
+                 id="unknown-split-name"),
+    pytest.param(["--size", "8"], "--size", id="size-too-small"),
 ])
 def test_bad_options(cli, tmp_path, args, message):
     result = cli(main, tmp_path / "ds", *args)

@@ -8,10 +8,12 @@ from libxr.records.tasks import Task, check_training_targets, class_weights, inf
 
 
 @pytest.mark.parametrize("labels, kind, names", [
-    (["NORMAL", "PNEUMONIA"], "binary", ["NORMAL", "PNEUMONIA"]),
-    (["normal", "abnormal"], "binary", ["normal", "abnormal"]),          # MURA: abnormal is positive
-    (["Covid", "Normal", "Viral Pneumonia"], "multiclass", ["Covid", "Normal", "Viral Pneumonia"]),
-    (["b", "a"], "binary", ["a", "b"]),
+    pytest.param(["NORMAL", "PNEUMONIA"], "binary", ["NORMAL", "PNEUMONIA"], id="normal-is-negative"),
+    pytest.param(["normal", "abnormal"], "binary", ["normal", "abnormal"],  # MURA: abnormal is positive
+                 id="mura-abnormal-is-positive"),
+    pytest.param(["Covid", "Normal", "Viral Pneumonia"], "multiclass", ["Covid", "Normal", "Viral Pneumonia"],
+                 id="three-classes-are-multiclass"),
+    pytest.param(["b", "a"], "binary", ["a", "b"], id="no-negative-name-sorts"),
 ])
 def test_single_label_tasks(labels, kind, names):
     task = infer_task([{"label": label} for label in labels])
@@ -26,11 +28,12 @@ def test_multilabel_task_and_overrides():
 
 
 @pytest.mark.parametrize("records, kind, error, message", [
-    ([{"id": "1"}], None, XRError, "no `label` or `labels`"),
-    ([{"label": "a"}, {"label": "a"}], None, XRError, "only one class"),
-    ([{"label": "a"}, {"labels": {"x": 1}}], None, XRError, "mixes"),
-    ([{"label": "a"}, {"label": "b"}, {"label": "c"}], "binary", UsageError, "3 classes"),
-    ([{"labels": {"x": 1}}], "binary", UsageError, "multi-label"),
+    pytest.param([{"id": "1"}], None, XRError, "no `label` or `labels`", id="no-label"),
+    pytest.param([{"label": "a"}, {"label": "a"}], None, XRError, "only one class", id="one-class"),
+    pytest.param([{"label": "a"}, {"labels": {"x": 1}}], None, XRError, "mixes", id="label-and-labels-mixed"),
+    pytest.param([{"label": "a"}, {"label": "b"}, {"label": "c"}], "binary", UsageError, "3 classes",
+                 id="three-classes-as-binary"),
+    pytest.param([{"labels": {"x": 1}}], "binary", UsageError, "multi-label", id="multilabel-as-binary"),
 ])
 def test_bad_manifests(records, kind, error, message):
     with pytest.raises(error, match=message):

@@ -83,7 +83,9 @@ def test_youden_takes_the_higher_cut_on_a_tie():
     assert choose("youden", [0, 1, 1, 0], [0.5, 0.5, 0.9, 0.2]) == pytest.approx(0.9)
 
 
-@pytest.mark.parametrize("rule", ["youden", ("sens", 0.9), ("spec", 0.9)])
+@pytest.mark.parametrize("rule", [pytest.param("youden", id="youden"),
+                                  pytest.param(("sens", 0.9), id="sens-0.9"),
+                                  pytest.param(("spec", 0.9), id="spec-0.9")])
 @pytest.mark.parametrize("truth", [pytest.param(np.ones(4), id="all-positive"),
                                    pytest.param(np.zeros(4), id="all-negative")])
 def test_rules_need_both_classes(rule, truth):
@@ -107,7 +109,8 @@ def test_for_task_binary_with_one_class_is_undefined():
     assert for_task("youden", task, np.ones(4), np.linspace(0, 1, 4)) is None
 
 
-@pytest.mark.parametrize("rule", [0.3, "youden", ("sens", 0.9)])
+@pytest.mark.parametrize("rule", [pytest.param(0.3, id="number"), pytest.param("youden", id="youden"),
+                                  pytest.param(("sens", 0.9), id="sens-0.9")])
 def test_for_task_multiclass_decides_by_argmax(rule):
     warnings = []
     y = np.array([0, 1, 2])

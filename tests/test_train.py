@@ -119,11 +119,20 @@ def test_raw_images_without_hdf5(cli, manifests, tmp_path):
 
 
 @pytest.mark.parametrize("args", [
-    ["--optimizer", "sgd", "--lr", "0.01"], ["--optimizer", "adamw"], ["--optimizer", "rmsprop", "--lr", "1e-4"],
-    ["--scheduler", "step"], ["--scheduler", "cosine", "--warmup", "1"], ["--scheduler", "plateau"],
-    ["--scheduler", "cyclic"], ["--scheduler", "onecycle"], ["--class-weights", "balanced"],
-    ["--class-weights", "1,2"], ["--focal-gamma", "2"], ["--sampling", "balanced"], ["--sampling", "over"],
-    ["--sampling", "under"],
+    pytest.param(["--optimizer", "sgd", "--lr", "0.01"], id="sgd"),
+    pytest.param(["--optimizer", "adamw"], id="adamw"),
+    pytest.param(["--optimizer", "rmsprop", "--lr", "1e-4"], id="rmsprop"),
+    pytest.param(["--scheduler", "step"], id="step-schedule"),
+    pytest.param(["--scheduler", "cosine", "--warmup", "1"], id="cosine-schedule-with-warmup"),
+    pytest.param(["--scheduler", "plateau"], id="plateau-schedule"),
+    pytest.param(["--scheduler", "cyclic"], id="cyclic-schedule"),
+    pytest.param(["--scheduler", "onecycle"], id="onecycle-schedule"),
+    pytest.param(["--class-weights", "balanced"], id="balanced-class-weights"),
+    pytest.param(["--class-weights", "1,2"], id="given-class-weights"),
+    pytest.param(["--focal-gamma", "2"], id="focal-loss"),
+    pytest.param(["--sampling", "balanced"], id="balanced-sampling"),
+    pytest.param(["--sampling", "over"], id="over-sampling"),
+    pytest.param(["--sampling", "under"], id="under-sampling"),
 ])
 def test_every_optimiser_schedule_loss_and_sampling_learns(cli, manifests, tmp_path, args):
     # VGG-5 learns the synthetic finding in 3 epochs; the 4 × 200 dense net is too noisy to tell.
@@ -178,10 +187,13 @@ def test_multilabel_training(cli, synth, tmp_path):
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda rs: [{**r, "split": "train"} for r in rs], "no record has split 'val'"),
-    (lambda rs: [{k: v for k, v in r.items() if k != "label"} for r in rs], "no `label` or `labels`"),
-    (lambda rs: [{**r, "label": "A"} for r in rs], "only one class"),
-    (lambda rs: [{**r, "label": "B" if r["split"] == "val" else "A"} for r in rs], "no training example of class B"),
+    pytest.param(lambda rs: [{**r, "split": "train"} for r in rs], "no record has split 'val'",
+                 id="no-val-split"),
+    pytest.param(lambda rs: [{k: v for k, v in r.items() if k != "label"} for r in rs],
+                 "no `label` or `labels`", id="no-label"),
+    pytest.param(lambda rs: [{**r, "label": "A"} for r in rs], "only one class", id="one-class"),
+    pytest.param(lambda rs: [{**r, "label": "B" if r["split"] == "val" else "A"} for r in rs],
+                 "no training example of class B", id="val-class-missing-from-train"),
 ])
 def test_bad_input_fails_before_training(cli, manifests, tmp_path, edit, message):
     records = [json.loads(line) for line in manifests[0].read_text().splitlines()]

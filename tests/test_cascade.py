@@ -206,3 +206,10 @@ def test_scores_that_are_not_probabilities_are_errors_at_their_line(cli, tmp_pat
     result = cli(main, mode, *args)
     assert result.exit_code == 1 and result.stdout == ""
     assert result.stderr.strip() == f"xr-cascade {mode}: error: {bad}:2: {message}"
+
+
+def test_a_subcommand_usage_error_names_the_subcommand(cli, tmp_path):
+    result = cli(main, "derive", tmp_path / "m.jsonl", "--merge", "x", "--out-dir", tmp_path / "o")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == ("xr-cascade derive: error: Invalid value for '--merge': 'x' is not NEW=A,B "
+                                     "(see 'xr-cascade derive --help')")

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from libxr.errors import UsageError, XRError
-from libxr.models import build_model, zoo
+from libxr.models import OWN, build_model, zoo
 from libxr.models.cnn import filters, kernels
 
 
@@ -176,3 +176,10 @@ def test_options_an_own_model_cannot_use_are_usage_errors(cli, manifests, tmp_pa
     result = cli(main, manifests[1], "--model", model, *args, "--run-dir", tmp_path / "run", "-q")
     assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_the_command_line_knows_the_own_models_by_name():
+    """xr-train's options name xr's own networks without importing torch; the names must be the models'."""
+    from libxr.learning.options import OWN_MODELS
+
+    assert OWN_MODELS == tuple(OWN)

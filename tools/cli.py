@@ -40,8 +40,10 @@ class _XRBehaviour:
         try:
             code = super().main(args, prog_name=self.name, standalone_mode=False, **extra)
         except click.ClickException as exc:
-            hint = f" (see '{self.name} --help')" if isinstance(exc, click.UsageError) else ""
-            print(f"{self.name}: error: {exc.format_message()}{hint}", file=sys.stderr)
+            ctx = getattr(exc, "ctx", None)      # a subcommand's usage error names the subcommand
+            name = ctx.command_path if ctx is not None else self.name
+            hint = f" (see '{name} --help')" if isinstance(exc, click.UsageError) else ""
+            print(f"{name}: error: {exc.format_message()}{hint}", file=sys.stderr)
             sys.exit(exc.exit_code)
         except click.exceptions.Abort:
             print(f"{self.name}: interrupted", file=sys.stderr)

@@ -54,8 +54,7 @@ class Schedule:
             warn(f"--warmup {warmup} is ignored: the {opts.scheduler} schedule shapes its own start")
             warmup = 0
         warm = s.LinearLR(optimizer, 1 / (warmup + 1), 1.0, total_iters=warmup) if warmup else None
-        self.warmup = warmup
-        self.epochs_done = 0
+        self.warm, self.warmup = warm, warmup
         if warm is not None and main is not None and self.steps == "epoch":
             self.parts = [s.SequentialLR(optimizer, [warm, main], milestones=[warmup])]
         else:
@@ -69,16 +68,14 @@ class Schedule:
         """Step epoch schedules; a metric schedule follows val AUC (or, without it, the negated val loss)."""
         if self.steps == "batch" or not self.parts:
             return
-        if self.steps == "metric" and self.epochs_done >= self.warmup:
+        if self.steps == "metric" and (self.warm is None or self.warm.last_epoch >= self.warmup):
             self.parts[-1].step(row.get("val_auc") or -row["val_loss"])
-        elif self.steps == "epoch" or self.epochs_done < self.warmup:
+        else:           # an epoch schedule, or the warm-up of a metric one
             self.parts[0].step()
-        self.epochs_done += 1
 
     def state_dict(self):
-        return {"parts": [p.state_dict() for p in self.parts], "epochs_done": self.epochs_done}
+        return {"parts": [p.state_dict() for p in self.parts]}
 
     def load_state_dict(self, state):
         for part, saved in zip(self.parts, state["parts"]):
             part.load_state_dict(saved)
-        self.epochs_done = state["epochs_done"]

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from libxr.errors import UsageError
-from libxr.index.paths import ExistenceCache, FromName, TablePaths
+from libxr.index.paths import ExistenceCache, FromName, TablePaths, Tally
 
 
 @pytest.mark.parametrize("table, root, cell, expected", [
@@ -18,9 +18,38 @@ from libxr.index.paths import ExistenceCache, FromName, TablePaths
     pytest.param("data/labels.csv", "/images", "img\\a.png", ("img/a.png", "/images/img/a.png"),
                  id="root-and-backslashes"),
     pytest.param("data/labels.csv", None, "/abs/a.png", ("/abs/a.png", "/abs/a.png"), id="absolute-path"),
+    pytest.param("data/CheXpert-v1.0-small/train.csv", "/images", "CheXpert-v1.0-small/train/p1/v.jpg",
+                 ("train/p1/v.jpg", "/images/CheXpert-v1.0-small/train/p1/v.jpg"),
+                 id="root-keeps-the-id-without-the-table-folder"),
 ])
 def test_table_paths(table, root, cell, expected):
     assert TablePaths(table, root)(cell) == expected
+
+
+@pytest.mark.parametrize("root, strip, cell, expected, problem", [
+    pytest.param("/images", "/data/CheXpert/", "/data/CheXpert/train/p1/v.jpg",
+                 ("train/p1/v.jpg", "/images/train/p1/v.jpg"), None, id="absolute-rebased"),
+    pytest.param(None, "/data/CheXpert", "/data/CheXpert/train/p1/v.jpg",
+                 ("train/p1/v.jpg", "d/train/p1/v.jpg"), None, id="stripped-then-from-the-table"),
+    pytest.param("/images", "C:\\data", "C:\\data\\train\\v.jpg", ("train/v.jpg", "/images/train/v.jpg"), None,
+                 id="windows-drive-path"),
+    pytest.param(None, "/data/CheXpert", "/data/CheXpert-v1.0/v.jpg",
+                 ("/data/CheXpert-v1.0/v.jpg", "/data/CheXpert-v1.0/v.jpg"), "does not start with",
+                 id="prefix-only-at-a-folder-boundary"),
+    pytest.param("/images", None, "/data/v.jpg", ("/data/v.jpg", "/data/v.jpg"), "--root does not rebase",
+                 id="absolute-not-rebased-is-counted"),
+    pytest.param("/images", None, "C:/data/v.jpg", ("C:/data/v.jpg", "C:/data/v.jpg"), "--root does not rebase",
+                 id="windows-absolute-not-rebased-is-counted"),
+])
+def test_strip_prefix(root, strip, cell, expected, problem):
+    tally = Tally()
+    assert TablePaths("d/t.csv", root, strip, tally)(cell, 7) == expected
+    counted = [(why, where) for why, (_, where, _) in tally.problems.items()]
+    if problem is None:
+        assert counted == []
+    else:
+        (why, where), = counted
+        assert problem in why and where == "d/t.csv:7"
 
 
 def test_table_in_cwd_named_like_its_folder(tmp_path, monkeypatch):

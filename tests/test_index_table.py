@@ -51,3 +51,25 @@ def test_empty_file_and_missing_column(tmp_path):
     path.write_text("a,b\n")
     with pytest.raises(XRError, match=r"t.csv: no column 'c' \(set --path-col\); columns are 'a', 'b'"):
         Table(str(path)).column("c", "--path-col")
+
+
+@pytest.mark.parametrize("first_line, delimiter", [
+    pytest.param("a,b;c", ",", id="tie-goes-to-the-comma"),
+    pytest.param("a;b;c,d", ";", id="semicolons"),
+    pytest.param("a|b|c", "|", id="pipes"),
+    pytest.param('"x;y;z",b', ",", id="delimiters-inside-quotes-do-not-count"),
+    pytest.param("path", ",", id="one-column"),
+])
+def test_delimiter_is_the_one_the_header_uses_most(tmp_path, first_line, delimiter):
+    path = tmp_path / "t.csv"
+    path.write_text(first_line + "\n")
+    assert Table(str(path)).delimiter == delimiter
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le"])
+def test_undecodable_line_found_in_a_two_byte_encoding(tmp_path, encoding):
+    path = tmp_path / "t.csv"
+    good = ("a,b\n" + "x,y\n" * 40000).encode(encoding)      # past the first 64 KiB block
+    path.write_bytes(good + b"\x00\xd8" + "z\n".encode("utf-16-le"))   # a lone surrogate on line 40002
+    with pytest.raises(ManifestError, match=r":40002: not utf-16"):
+        list(Table(str(path), encoding=encoding).rows())

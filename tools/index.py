@@ -3,7 +3,7 @@
 import click
 from xrtools.cli import command, output_option
 from xrtools.console import report
-from xrtools.params import CommaList, KeyValue
+from xrtools.params import CommaList, Condition, Delimiter, KeyValue
 
 from libxr.atomic import atomic_output
 from libxr.errors import XRError
@@ -22,11 +22,21 @@ xr-index data/chest_xray --patient-regex '(person\\d+|IM-\\d+)' --summary > all.
 xr-index data/chest_xray --field kind='_(bacteria|virus)_'     # a field to group metrics by
 xr-index CheXpert-v1.0-small/train.csv --uncertain ones --propagate --frontal-only
 xr-index labels.csv --layout csv --path-col file --label-col finding --encoding cp1252
+xr-index metadata.csv --where modality=X-ray --map COVID-19=covid --map '*=other' --root images
+xr-index /mnt/train.csv --strip-prefix /data/CheXpert/ --root CheXpert-v1.0  # absolute paths rebased
 """)
 @click.argument("source", type=click.Path(exists=True))
 @click.option("--layout", type=click.Choice(LAYOUTS), help="Force a layout instead of detecting it.")
 @click.option("--root", type=click.Path(file_okay=False),
               help="Folder the table's image paths are relative to (default: found from the table).")
+@click.option("--strip-prefix", metavar="PREFIX",
+              help="Remove PREFIX from the start of the table's paths (e.g. /data/CheXpert/) before "
+                   "--root: absolute paths become relative ids.")
+@click.option("--where", multiple=True, type=Condition(), metavar="COL=A,B",
+              help="Keep only table rows whose column COL is A or B; COL!=A,B: neither (repeatable: all hold).")
+@click.option("--map", "mapping", multiple=True, type=KeyValue(str, "FROM=TO"), metavar="FROM=TO",
+              help="Rename label FROM to TO (repeatable; '*=other' renames every other label), "
+                   "e.g. Effusion='Pleural Effusion'.")
 @click.option("--patient-regex", metavar="REGEX",
               help="Patient id from file names: group 1 of REGEX, or the whole match.")
 @click.option("--field", "fields", multiple=True, type=KeyValue(str, "NAME=REGEX", reserved=RESERVED),
@@ -50,16 +60,21 @@ xr-index labels.csv --layout csv --path-col file --label-col finding --encoding 
 @click.option("--study-col", help="csv: the study id column.")
 @click.option("--group-col", help="csv: the group column (body part, site).")
 @click.option("--view-col", help="csv: the view column.")
+@click.option("--sex-col", help="csv: the sex column (F/M, female/male, ... become F or M).")
+@click.option("--age-col", help="csv: the age column (whole years).")
 @click.option("--split-col", help="csv: the train/val/test column.")
-@click.option("--delimiter", help="Table delimiter (default: tab for .tsv, else sniffed).")
-@click.option("--encoding", default="utf-8", show_default=True, help="Table encoding, e.g. cp1252.")
+@click.option("--delimiter", type=Delimiter(),
+              help="Table delimiter: one character or tab (default: tab for .tsv, else sniffed among , ; tab |).")
+@click.option("--encoding", default="utf-8", show_default=True,
+              help="Table encoding, e.g. cp1252 (a byte-order mark overrides it).")
 @click.option("--check", is_flag=True, help="Open every image header (in parallel); report unreadable files.")
 @click.option("--hash", "sha256", is_flag=True,
               help="Add `sha256`, the digest of each image file: byte-identical copies share it "
                    "(xr-split --group-by sha256 keeps them in one split).")
 @click.option("--workers", type=click.IntRange(1), help="Threads for --check and --hash (default: 4 per core).")
 @click.option("--drop-missing", is_flag=True, help="Leave out rows whose image file does not exist.")
-@click.option("--strict", is_flag=True, help="Exit 1 if any image is missing or unreadable.")
+@click.option("--strict", is_flag=True,
+              help="Exit 1 if any image is missing or unreadable, or a cell could not become a record field.")
 @click.option("--summary", is_flag=True, help="Print a class x split table on stderr.")
 @output_option
 def main(source, layout, check, sha256, workers, strict, summary, output, quiet, verbose, **options):
@@ -71,7 +86,8 @@ def main(source, layout, check, sha256, workers, strict, summary, output, quiet,
     """
     tally = Tally()
     counts = LabelCounts()
-    records = index(source, layout, IndexOptions(**options), tally)
+    opts = IndexOptions(**options)
+    records = index(source, layout, opts, tally)
     if check:
         records = _checked(check_headers(records, workers), tally)
     if sha256:
@@ -81,12 +97,12 @@ def main(source, layout, check, sha256, workers, strict, summary, output, quiet,
     records = report.progress(records, description="indexing", unit="images")
     with atomic_output(output) as out:
         if not write_records(records, out):
-            _report(tally)
+            _report(tally, opts)
             raise XRError(f"{source}: no images found ({', '.join(LAYOUTS)} layouts; see docs/xr-index.md)")
-    _report(tally)
+    _report(tally, opts)
     if summary:
         report.table(counts.table(f"{source}: {tally.records:,} images"))
-    if strict and (tally.missing or tally.unreadable):
+    if strict and (tally.missing or tally.unreadable or tally.problems):
         return 1
 
 
@@ -97,12 +113,18 @@ def _checked(pairs, tally):
         yield rec
 
 
-def _report(tally):
+def _report(tally, opts):
+    for note in tally.notes:
+        report.info(note)
+    for warning in tally.warnings:
+        report.warn(warning)
+    for why, (n, where, value) in tally.problems.items():
+        report.warn(f"{n:,} × {why} (first {where}: {value!r})")
     for why, n in sorted(tally.skipped.items()):
         report.info(f"skipped {n:,} × {why}")
     if tally.missing:
         report.warn(f"{tally.missing:,} listed images or folders do not exist "
-                    f"(e.g. {tally.missing_examples[0]}); --root says where they are")
+                    f"(e.g. {tally.missing_examples[0]}); {tally.missing_hint(opts.root)}")
     if tally.no_patient:
         report.warn(f"{tally.no_patient:,} file names do not match --patient-regex (no patient id)")
     for line in tally.unreadable[:20]:

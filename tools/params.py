@@ -160,3 +160,33 @@ class WordOr(click.ParamType):
             return self.other.convert(value, param, ctx)
         except click.BadParameter:
             self.fail(f"{value!r}: {', '.join(self.words)}, or {self.other.name}", param, ctx)
+
+
+class Condition(click.ParamType):
+    """``COL=A,B`` (the cell is A or B) or ``COL!=A,B`` (neither) as (column, negate, values);
+    ``COL=`` is a blank cell."""
+
+    name = "condition"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        column, sep, raw = value.partition("=")
+        negate = column.endswith("!")
+        column = column[:-1].strip() if negate else column.strip()
+        if not sep or not column:
+            self.fail(f"{value!r} is not COL=VALUE or COL!=VALUE", param, ctx)
+        values = tuple(v.strip() for v in raw.split(",") if v.strip()) or ("",)
+        return column, negate, values
+
+
+class Delimiter(click.ParamType):
+    """One character, or ``tab`` / ``\\t`` for a tab."""
+
+    name = "delimiter"
+
+    def convert(self, value, param, ctx):
+        value = "\t" if value.lower() in ("tab", "\\t") else value
+        if len(value) != 1:
+            self.fail(f"{value!r} is not one character (or tab)", param, ctx)
+        return value

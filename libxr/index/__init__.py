@@ -2,7 +2,7 @@
 
 One reader per layout normalises its source into the record contract of
 docs/manifest.md; :func:`index` adds what is common to all of them (patient ids
-from file names, missing-file accounting, header checks).
+from file names, ``--map`` relabelling, missing-file accounting, header checks).
 """
 
 import dataclasses
@@ -11,6 +11,7 @@ import os
 from libxr.errors import UsageError
 from libxr.index import chexpert, csv_layout, folders, mura, nih
 from libxr.index.paths import ExistenceCache, FromName, Tally
+from libxr.index.select import Relabel, describe
 from libxr.index.table import Table
 
 READERS = {"folders": folders.read, "mura": mura.read, "chexpert": chexpert.read,
@@ -18,11 +19,14 @@ READERS = {"folders": folders.read, "mura": mura.read, "chexpert": chexpert.read
 LAYOUTS = tuple(READERS)
 TABLE_LAYOUTS = ("mura", "chexpert", "nih", "csv")
 """Layouts whose images are named by a table, so they may be missing."""
+WHERE_LAYOUTS = ("chexpert", "nih", "csv")
+"""Layouts read from tables with a header row, whose columns ``--where`` can name."""
 
 
 @dataclasses.dataclass
 class IndexOptions:
     root: str = None
+    strip_prefix: str = None
     encoding: str = "utf-8"
     delimiter: str = None
     patient_regex: str = None
@@ -39,18 +43,27 @@ class IndexOptions:
     study_col: str = None
     group_col: str = None
     view_col: str = None
+    sex_col: str = None
+    age_col: str = None
     split_col: str = None
+    where: tuple = ()                # (column, negate, values) conditions on source rows
+    mapping: tuple = ()              # (from, to) label renames; from "*" renames the rest
     drop_missing: bool = False
 
 
-def detect_layout(source):
-    """The layout of a folder or label table, by its names and header."""
+def detect_layout(source, opts=None):
+    """The layout of a folder or label table, by its names and header (read as ``opts`` says)."""
+    opts = opts or IndexOptions()
+
+    def header_of(path):
+        return Table(path, encoding=opts.encoding, delimiter=opts.delimiter).header
+
     if os.path.isdir(source):
         if mura.looks_like(source):
             return "mura"
         if any(os.path.isfile(os.path.join(source, n)) for n in ("train.csv", "valid.csv")):
-            header = Table(os.path.join(source, "train.csv" if os.path.isfile(
-                os.path.join(source, "train.csv")) else "valid.csv")).header
+            header = header_of(os.path.join(source, "train.csv" if os.path.isfile(
+                os.path.join(source, "train.csv")) else "valid.csv"))
             if chexpert.looks_like(header):
                 return "chexpert"
         try:
@@ -68,7 +81,7 @@ def detect_layout(source):
     name = os.path.basename(source)
     if "image_paths" in name or "labeled_studies" in name:
         return "mura"
-    header = Table(source).header
+    header = header_of(source)
     if nih.looks_like(header):
         return "nih"
     if chexpert.looks_like(header):
@@ -88,10 +101,14 @@ def index(source, layout=None, opts=None, tally=None):
     tally = tally if tally is not None else Tally()
     if not os.path.exists(source):
         raise FileNotFoundError(2, "No such file or directory", source)
-    layout = layout or detect_layout(source)
+    layout = layout or detect_layout(source, opts)
     if layout == "folders" and not os.path.isdir(source):
         raise UsageError(f"{source}: the folders layout needs a directory")
+    if opts.where and layout not in WHERE_LAYOUTS:
+        raise UsageError(f"--where {describe(opts.where)}: selects rows of a table with a header row "
+                         f"({', '.join(WHERE_LAYOUTS)} layouts); {source} is read as {layout}")
     records = READERS[layout](source, opts, tally)
+    relabel = Relabel(opts.mapping) if opts.mapping else None
     patient_of = FromName(opts.patient_regex) if opts.patient_regex else None
     extra = [(name, FromName(pattern, f"--field {name}=")) for name, pattern in opts.fields]
     exists = ExistenceCache() if layout in TABLE_LAYOUTS else None
@@ -106,12 +123,17 @@ def index(source, layout=None, opts=None, tally=None):
             value = value_of(rec["path"])
             if value is not None:
                 rec[name] = value
+        if relabel is not None:
+            rec = relabel(rec)
         if exists is not None and not exists(rec["path"]):
             tally.miss(rec["path"])
             if opts.drop_missing:
                 continue
         tally.records += 1
         yield rec
+    if relabel is not None:
+        tally.warnings.extend(f"--map {name}={relabel.names[name]}: no record has the label {name!r}"
+                              for name in relabel.unused())
 
 
 def _with_patient(rec, patient):

@@ -10,8 +10,10 @@ import os
 import re
 
 from libxr.errors import ManifestError, UsageError
+from libxr.index import columns
 from libxr.index.paths import SPLIT_NAMES, TablePaths
-from libxr.index.table import Table
+from libxr.index.select import STRENGTH
+from libxr.index.table import open_table
 
 OBSERVATIONS = ("No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity",
                 "Lung Lesion", "Edema", "Consolidation", "Pneumonia", "Atelectasis",
@@ -27,8 +29,8 @@ UNCERTAIN_POLICIES = {"keep": -1, "ones": 1, "zeros": 0, "ignore": None}
 
 _VALUES = {"1": 1, "1.0": 1, "0": 0, "0.0": 0, "-1": -1, "-1.0": -1, "": None,
            " ": None}
-_SEX = {"Female": "F", "Male": "M"}
-_RANK = {None: 0, 0: 1, -1: 2, 1: 3}
+_OFFICIAL = columns.by_canon(OBSERVATIONS)
+_EXTRAS = ("Frontal/Lateral", "AP/PA", "Sex", "Age")
 _PATIENT_STUDY = re.compile(r"(patient\d+)/(study\d+)/")
 
 
@@ -51,14 +53,19 @@ def propagate(labels):
     for child, value in list(labels.items()):
         if value in (1, -1):
             for parent in ancestors(child):
-                if _RANK[value] > _RANK[labels.get(parent)]:
+                if STRENGTH[value] > STRENGTH[labels.get(parent)]:
                     labels[parent] = value
     return labels
 
 
 def looks_like(header):
-    return "Path" in header and ("Frontal/Lateral" in header or
-                                 sum(o in header for o in OBSERVATIONS) >= 5)
+    keys = {columns.canon(h) for h in header}
+    return "path" in keys and ("frontal/lateral" in keys or len(keys.intersection(_OFFICIAL)) >= 5)
+
+
+def observation_columns(header):
+    """(official name, position) of the observation columns, however the header spells them."""
+    return [(_OFFICIAL[columns.canon(h)], i) for i, h in enumerate(header) if columns.canon(h) in _OFFICIAL]
 
 
 def tables(root):
@@ -75,14 +82,13 @@ def read(root, opts, tally):
     if opts.uncertain not in UNCERTAIN_POLICIES:
         raise UsageError(f"unknown uncertainty policy {opts.uncertain!r}")
     for path in tables(root):
-        yield from _read_table(path, opts)
+        yield from _read_table(path, opts, tally)
 
 
-def _read_table(path, opts):
-    table = Table(path, encoding=opts.encoding, delimiter=opts.delimiter)
-    col = table.column
-    i_path = col("Path")
-    observations = [(name, i) for i, name in enumerate(table.header) if name in OBSERVATIONS]
+def _read_table(path, opts, tally):
+    table = open_table(path, opts, tally)
+    i_path = table.column("Path")
+    observations = observation_columns(table.header)
     if not observations:
         raise UsageError(f"{path}: none of the CheXpert observation columns "
                          f"({', '.join(OBSERVATIONS[:3])}, ...)")
@@ -90,11 +96,13 @@ def _read_table(path, opts):
     selected = _selection(opts.labels, names, path)
     blank = 0 if opts.blank == "zero" else None
     uncertain = UNCERTAIN_POLICIES[opts.uncertain]
-    resolve = TablePaths(path, opts.root)
+    resolve = TablePaths(path, opts.root, opts.strip_prefix, tally)
     header = table.header
     width = max(i for _, i in observations + [("", i_path)]) + 1
     # Optional columns that are absent read the path cell and are blanked.
-    extra = [header.index(n) if n in header else None for n in ("Frontal/Lateral", "AP/PA", "Sex", "Age")]
+    extra = [columns.find(header, (n,)) for n in _EXTRAS]
+    _took(path, header, observations, tally)
+    label_like = columns.LabelLike(header, {i_path, *extra, *(i for _, i in observations)})
     extras_of = operator.itemgetter(*[i_path if i is None else i for i in extra])
     absent = [k for k, i in enumerate(extra) if i is None]
     cells_of = operator.itemgetter(*[i for _, i in observations])
@@ -109,11 +117,14 @@ def _read_table(path, opts):
     for lineno, row in table.rows():
         if len(row) < width:
             raise table.too_short(lineno, row)
+        if label_like.candidates:
+            label_like.see(row)
         frontal, view, sex, age = extras_of(row)
         if absent:
             frontal, view, sex, age = ("" if k in absent else v
                                        for k, v in enumerate((frontal, view, sex, age)))
         if opts.frontal_only and frontal != "Frontal":
+            tally.skip("row not frontal (--frontal-only)")
             continue
         try:
             values = list(map(final.__getitem__, cells_of(row)))
@@ -127,7 +138,7 @@ def _read_table(path, opts):
         if subset is not None:
             labels = {n: v for n, v in labels.items() if n in subset}
 
-        image_id, image_path = resolve(row[i_path])
+        image_id, image_path = resolve(row[i_path], lineno)
         rec = {"id": image_id, "path": image_path, "labels": labels}
         match = patient_study(image_id)
         if match:
@@ -135,22 +146,26 @@ def _read_table(path, opts):
             rec["study"] = match.group(1) + "/" + match.group(2)
         if frontal or view:
             rec["view"] = view if frontal == "Frontal" and view else frontal
-        if sex in _SEX:
-            rec["sex"] = _SEX[sex]
-        if age.isdigit():
-            rec["age"] = int(age)
+        columns.demographics(rec, sex, age, tally, path, lineno)
         split = SPLIT_NAMES.get(image_id.partition("/")[0])
         if split:
             rec["split"] = split
         rec["source"] = {"table": source_name, "line": lineno}
         yield rec
+    label_like.report(tally, path, "not one of CheXpert's 14 observations (--layout csv --label-cols takes any)")
+
+
+def _took(path, header, observations, tally):
+    named = [name if header[i] == name else f"{header[i]} as {name}" for name, i in observations]
+    tally.notes.append(f"{path}: labels from {len(named)} columns: {', '.join(named)}")
 
 
 def _selection(wanted, available, path):
     if not wanted:
         return set(available)
-    missing = [w for w in wanted if w not in available]
+    official = columns.by_canon(available)
+    missing = [w for w in wanted if columns.canon(w) not in official]
     if missing:
         raise UsageError(f"{path}: --labels names {', '.join(map(repr, missing))}, "
                          f"not among {', '.join(available)}")
-    return set(wanted)
+    return {official[columns.canon(w)] for w in wanted}

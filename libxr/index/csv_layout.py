@@ -1,39 +1,48 @@
 """The ``csv`` layout: any CSV/TSV whose columns the user names.
 
 Single-label (``--label-col``) or multi-label (``--label-cols A,B,C`` with values
-1/0/-1/blank or true/false/yes/no); patient, study, group, view and split columns
-are optional. Columns not used are kept under ``source``.
+1/0/-1/blank or true/false/yes/no); patient, study, group, view, sex, age and split
+columns are optional. Columns are found by their common names in any case and
+spelling (``Patientid``, ``patient_id``, ``Patient ID``); columns not used are kept
+under ``source``.
 """
 
 import os
 
 from libxr.errors import ManifestError, UsageError
+from libxr.index import columns
 from libxr.index.paths import SPLIT_NAMES, TablePaths
-from libxr.index.table import Table
+from libxr.index.table import open_table
 
-PATH_GUESSES = ("path", "Path", "filename", "file", "image", "Image", "Image Index", "image_path")
-LABEL_GUESSES = ("label", "Label", "class", "Class", "target", "diagnosis")
 _FLAGS = {"1": 1, "1.0": 1, "true": 1, "yes": 1, "y": 1, "positive": 1,
           "0": 0, "0.0": 0, "false": 0, "no": 0, "n": 0, "negative": 0,
           "-1": -1, "-1.0": -1, "uncertain": -1, "": None}
-FIELDS = (("patient", "patient_col", ("patient", "Patient", "patient_id", "Patient ID")),
-          ("study", "study_col", ("study", "Study", "study_id")),
-          ("group", "group_col", ("group", "Group", "body_part")),
-          ("view", "view_col", ("view", "View", "View Position")))
-SPLIT_GUESSES = ("split", "Split", "subset")
+GUESSES = {
+    "path": ("path", "file path", "image path", "filename", "file", "image", "image name", "image file",
+             "img", "img path", "Image Index"),
+    "label": ("label", "class", "class name", "target", "finding", "findings", "diagnosis", "category"),
+    "patient": ("patient", "patient id", "subject", "subject id"),
+    "study": ("study", "study id"),
+    "group": ("group", "body part"),
+    "view": ("view", "view position", "projection"),
+    "sex": ("sex", "gender", "patient sex", "patient gender"),
+    "age": ("age", "patient age"),
+    "split": ("split", "subset", "partition"),
+}
+"""Column names each field is found by when no option names its column (matched by columns.canon)."""
+FIELDS = ("patient", "study", "group", "view")
+"""Fields whose cells are kept as written (sex and age are read as the contract says)."""
 
 
-def _guess(header, explicit, guesses, option):
+def _column(table, field, explicit, required=False):
+    """Position of the column for ``field``: the one ``--FIELD-col`` names, else a common name."""
+    option = f"--{field}-col"
     if explicit:
-        return explicit
-    for name in guesses:
-        if name in header:
-            return name
-    return None if option is None else _missing(option, header)
-
-
-def _missing(option, header):
-    raise UsageError(f"name the column with {option} (columns: {', '.join(header[:20])})")
+        return table.column(explicit, option)
+    found = columns.find(table.header, GUESSES[field])
+    if found is None and required:
+        raise UsageError(f"{table.path}: name the column with {option} (columns: {', '.join(table.header[:20])})")
+    return found
 
 
 def table_path(source):
@@ -49,30 +58,29 @@ def table_path(source):
 
 def read(source, opts, tally):
     path = table_path(source)
-    table = Table(path, encoding=opts.encoding, delimiter=opts.delimiter)
+    table = open_table(path, opts, tally)
     header = table.header
-    i_path = table.column(_guess(header, opts.path_col, PATH_GUESSES, "--path-col"), "--path-col")
+    i_path = _column(table, "path", opts.path_col, required=True)
     multi = [(n, table.column(n, "--label-cols")) for n in opts.label_cols or ()]
-    i_label = None
-    if not multi:
-        name = _guess(header, opts.label_col, LABEL_GUESSES, None)
-        i_label = table.column(name, "--label-col") if name else None
-    fields = []
-    for field, option, guesses in FIELDS:
-        name = _guess(header, getattr(opts, option), guesses, None)
-        if name:
-            fields.append((field, table.column(name, f"--{option.replace('_', '-')}")))
-    split_name = _guess(header, opts.split_col, SPLIT_GUESSES, None)
-    i_split = table.column(split_name, "--split-col") if split_name else None
-    resolve = TablePaths(path, opts.root)
-    used = {i_path, i_label, i_split, *(i for _, i in multi), *(i for _, i in fields)}
+    i_label = None if multi else _column(table, "label", opts.label_col)
+    fields = [(f, _column(table, f, getattr(opts, f"{f}_col"))) for f in FIELDS]
+    fields = [(f, i) for f, i in fields if i is not None]
+    i_sex, i_age = _column(table, "sex", opts.sex_col), _column(table, "age", opts.age_col)
+    i_split = _column(table, "split", opts.split_col)
+    resolve = TablePaths(path, opts.root, opts.strip_prefix, tally)
+    used = {i_path, i_label, i_sex, i_age, i_split, *(i for _, i in multi), *(i for _, i in fields)}
     unused = [(h, i) for i, h in enumerate(header) if h and i not in used]
     source_name = os.path.basename(path)
+    _took(path, header, [("path", i_path), ("label", i_label), *fields, ("sex", i_sex), ("age", i_age),
+                         ("split", i_split)], multi, tally)
+    label_like = columns.LabelLike(header, used)
 
     for lineno, row in table.rows():
         if len(row) < len(header):
             raise table.too_short(lineno, row)
-        image_id, image_path = resolve(row[i_path])
+        if label_like.candidates:
+            label_like.see(row)
+        image_id, image_path = resolve(row[i_path], lineno)
         if not image_id:
             raise ManifestError(path, lineno, "empty path cell")
         rec = {"id": image_id, "path": image_path}
@@ -91,6 +99,8 @@ def read(source, opts, tally):
         for field, i in fields:
             if row[i].strip():
                 rec[field] = row[i].strip()
+        columns.demographics(rec, "" if i_sex is None else row[i_sex], "" if i_age is None else row[i_age],
+                             tally, path, lineno)
         if i_split is not None:
             split = SPLIT_NAMES.get(row[i_split].strip().lower())
             if split is None and row[i_split].strip():
@@ -99,3 +109,14 @@ def read(source, opts, tally):
                 rec["split"] = split
         rec["source"] = {"table": source_name, "line": lineno, **{h: row[i] for h, i in unused}}
         yield rec
+    label_like.report(tally, path, "--label-cols names the columns of a multi-label task")
+
+
+def _took(path, header, found, multi, tally):
+    """One line saying which column became which field."""
+    took = [f"{field} from {header[i]!r}" for field, i in found if i is not None]
+    if multi:
+        took.insert(1, f"labels from {', '.join(repr(n) for n, _ in multi)}")
+    elif all(field != "label" for field, i in found if i is not None):
+        took.insert(1, "no label column (--label-col or --label-cols names it)")
+    tally.notes.append(f"{path}: {', '.join(took)}")

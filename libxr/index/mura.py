@@ -10,7 +10,7 @@ import re
 
 from libxr.errors import ManifestError
 from libxr.index.paths import SPLIT_NAMES, TablePaths, posix
-from libxr.index.table import Table
+from libxr.index.table import open_table
 from libxr.pixels.files import is_image_name
 
 PATH_RE = re.compile(r"(?:^|/)(?:(train|valid|test)/)?(XR_[A-Z_]+)/(patient\d+)/"
@@ -74,8 +74,10 @@ def read_table(path, opts, tally):
     """An ``*_image_paths.csv`` (one image per row) or ``*_labeled_studies.csv``
     (one study folder and its 0/1 label per row, expanded to the images in it);
     the header row some copies carry is optional."""
-    table = Table(path, encoding=opts.encoding, header=False)
-    resolve = TablePaths(path, opts.root)
+    table = open_table(path, opts, tally, header=False)
+    resolve = TablePaths(path, opts.root, opts.strip_prefix, tally)
+    tally.notes.append(f"{path}: labels from the study folder names (studyN_positive → abnormal, "
+                       "studyN_negative → normal)")
     for lineno, row in table.rows():
         cell = row[0].strip()
         if lineno == 1 and not is_mura_path(cell) and not is_mura_path(cell + "x.png"):
@@ -84,7 +86,7 @@ def read_table(path, opts, tally):
         if cell.endswith("/"):
             yield from _study(path, lineno, row, resolve, source, tally)
             continue
-        image_id, image_path = resolve(cell)
+        image_id, image_path = resolve(cell, lineno)
         rec = record(image_id, image_path, source)
         if rec is None:
             raise ManifestError(path, lineno, f"{cell!r} is not a MURA image path "
@@ -93,7 +95,7 @@ def read_table(path, opts, tally):
 
 
 def _study(path, lineno, row, resolve, source, tally):
-    study_id, study_dir = resolve(row[0].strip())
+    study_id, study_dir = resolve(row[0].strip(), lineno)
     if record(study_id + "image.png", "", source) is None:
         raise ManifestError(path, lineno, f"{row[0]!r} is not a MURA study folder")
     if len(row) > 1 and row[1].strip() not in ("0", "1"):

@@ -10,17 +10,29 @@ import glob
 import os
 
 from libxr.errors import ManifestError, UsageError
-from libxr.index.table import Table
+from libxr.index import columns
+from libxr.index.table import open_table
 
 FINDINGS = ("Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule",
             "Pneumonia", "Pneumothorax", "Consolidation", "Edema", "Emphysema", "Fibrosis",
             "Pleural_Thickening", "Hernia")
 NO_FINDING = "No Finding"
 SPLIT_LISTS = {"train_val_list.txt": "train", "test_list.txt": "test"}
+_NAMES = frozenset(FINDINGS + (NO_FINDING,))
+_OFFICIAL = columns.by_canon(_NAMES)
+KNOWN = ("Image Index", "Finding Labels", "Follow-up #", "Patient ID", "Patient Age", "Patient Gender",
+         "View Position")
+"""The table's columns (the 2020 file adds image sizes and pixel spacing)."""
 
 
 def looks_like(header):
-    return "Finding Labels" in header and "Image Index" in header
+    keys = {columns.canon(h) for h in header}
+    return "findinglabels" in keys and "imageindex" in keys
+
+
+def finding(name):
+    """The official spelling of a finding written any way (``pleural thickening``), or None."""
+    return _OFFICIAL.get(columns.canon(name))
 
 
 def table_path(root):
@@ -53,12 +65,12 @@ def _splits(base):
 def read(root, opts, tally):
     path = table_path(root)
     base = os.path.dirname(path)
-    table = Table(path, encoding=opts.encoding, delimiter=opts.delimiter)
+    table = open_table(path, opts, tally)
     col = table.column
     i_image, i_findings = col("Image Index"), col("Finding Labels")
     i_patient, i_view = col("Patient ID"), col("View Position")
-    i_age = table.header.index("Patient Age") if "Patient Age" in table.header else None
-    i_sex = table.header.index("Patient Gender") if "Patient Gender" in table.header else None
+    i_age = columns.find(table.header, ("Patient Age",))
+    i_sex = columns.find(table.header, ("Patient Gender",))
     width = max(i_image, i_findings, i_patient, i_view) + 1
     dirs = _image_dirs(base, opts.root)
     locate = {}
@@ -68,34 +80,43 @@ def read(root, opts, tally):
     splits = _splits(base)
     names = list(FINDINGS) + [NO_FINDING]
     if opts.labels:
-        unknown = [n for n in opts.labels if n not in names]
+        unknown = [n for n in opts.labels if finding(n) is None]
         if unknown:
             raise UsageError(f"--labels {', '.join(unknown)}: not an NIH finding ({', '.join(names)})")
-        names = list(opts.labels)
+        names = [finding(n) for n in opts.labels]
     header = table.header
     used = {i_image, i_findings, i_patient, i_view, i_age, i_sex}
     unused = [(h, i) for i, h in enumerate(header) if h and i not in used]
     source_name = os.path.basename(path)
+    tally.notes.append(f"{path}: {len(names)} labels from column {header[i_findings]!r}: {', '.join(names)}")
+    known = {columns.canon(n) for n in KNOWN}
+    label_like = columns.LabelLike(header, used | {i for h, i in unused if columns.canon(h) in known})
 
     for lineno, row in table.rows():
         if len(row) < width:
             raise table.too_short(lineno, row)
+        if label_like.candidates:
+            label_like.see(row)
         image = row[i_image].strip()
         findings = {f.strip() for f in row[i_findings].split("|") if f.strip()}
-        unknown = findings.difference(FINDINGS, (NO_FINDING,))
-        if unknown:
-            raise ManifestError(path, lineno, f"unknown finding {min(unknown)!r}")
+        if not findings.issubset(_NAMES):
+            findings = _official(findings, path, lineno)
         labels = {n: int(n in findings) for n in names}
         rec = {"id": image, "path": os.path.join(locate.get(image, dirs[0]), image), "labels": labels,
                "patient": row[i_patient].strip(), "view": row[i_view].strip()}
-        if i_sex is not None and row[i_sex].strip() in ("F", "M"):
-            rec["sex"] = row[i_sex].strip()
-        if i_age is not None:
-            age = row[i_age].strip().rstrip("Y")
-            if age.isdigit():
-                rec["age"] = int(age)
+        columns.demographics(rec, "" if i_sex is None else row[i_sex], "" if i_age is None else row[i_age],
+                             tally, path, lineno)
         if image in splits:
             rec["split"] = splits[image]
         rec["source"] = {"table": source_name, "line": lineno, **{h: row[i] for h, i in unused if i < len(row)}}
         yield rec
+    label_like.report(tally, path, "the nih layout takes findings from the findings column only")
+
+
+def _official(findings, path, lineno):
+    """Findings spelt another way (``effusion``, ``Pleural Thickening``) as NIH spells them."""
+    official = {finding(f) for f in findings}
+    if None in official:
+        raise ManifestError(path, lineno, f"unknown finding {min(f for f in findings if finding(f) is None)!r}")
+    return official
 

@@ -21,31 +21,55 @@ class TablePaths:
     Tables such as CheXpert's or MURA's name images from the folder *above* the
     dataset (``CheXpert-v1.0-small/train/...``); when the first component is the
     table's own folder, paths are resolved from its parent and the id drops that
-    component, so indexing the CSV or the tree gives the same ids. Paths stay
+    component (with ``root`` too), so indexing the CSV or the tree gives the same ids. Paths stay
     relative when the user named the table relatively, like ``find``.
+
+    ``strip`` (``--strip-prefix``) is taken off the start of every cell first, so a
+    table of absolute paths (``/data/CheXpert/train/...``) gives relative, stable ids
+    and is rebased by ``root``. A cell it does not start, or an absolute one that
+    ``root`` cannot rebase, is kept as it is and counted in ``tally`` by line.
     """
 
-    def __init__(self, table_path, root=None):
+    def __init__(self, table_path, root=None, strip=None, tally=None):
+        self.table_path = table_path
         table_dir = os.path.dirname(table_path)
         self.dataset_name = os.path.basename(os.path.abspath(table_dir or "."))
         self.table_prefix = _prefix(table_dir)
         self.parent_prefix = _prefix(os.path.normpath(os.path.join(table_dir or ".", "..")))
         self.root_prefix = None if root is None else _prefix(root)
         self.dataset_prefix = self.dataset_name + "/"
+        self.strip = None if strip is None else strip.replace("\\", "/").rstrip("/") + "/"
+        self.tally = tally
 
-    def __call__(self, value):
+    def __call__(self, value, line=None):
         value = value.strip()
         if "\\" in value:
             value = value.replace("\\", "/")
         while value.startswith("./"):
             value = value[2:]
-        if value.startswith("/"):
+        if self.strip is not None:
+            if value.startswith(self.strip):
+                value = value[len(self.strip):].lstrip("/")
+            elif value:
+                self._kept(f"path does not start with --strip-prefix {self.strip}, kept as it is", line, value)
+        if value.startswith("/") or value[1:3] == ":/":  # absolute, or a Windows drive path
+            if self.tally is not None:
+                self.tally.absolute += 1
+            if self.root_prefix is not None and self.strip is None:
+                self._kept("absolute path that --root does not rebase (--strip-prefix removes its start)",
+                           line, value)
             return value, value
+        in_dataset = value.startswith(self.dataset_prefix)
+        image_id = value[len(self.dataset_prefix):] if in_dataset else value
         if self.root_prefix is not None:
-            return value, self.root_prefix + value
-        if value.startswith(self.dataset_prefix):
-            return value[len(self.dataset_prefix):], self.parent_prefix + value
+            return image_id, self.root_prefix + value
+        if in_dataset:
+            return image_id, self.parent_prefix + value
         return value, self.table_prefix + value
+
+    def _kept(self, why, line, value):
+        if self.tally is not None:
+            self.tally.problem(why, f"{self.table_path}:{line}", value)
 
 
 def _prefix(directory):
@@ -109,7 +133,12 @@ class FromName:
 
 
 class Tally:
-    """What indexing passed over or could not find, for the report on stderr."""
+    """What indexing passed over or could not find, for the report on stderr.
+
+    ``notes`` say which columns readers took; ``warnings`` what they left; ``problems``
+    count cells that could not become what the record contract says, each with its
+    first ``FILE:LINE`` (``--strict`` fails on them).
+    """
 
     def __init__(self):
         self.records = 0
@@ -118,11 +147,29 @@ class Tally:
         self.missing_examples = []
         self.no_patient = 0
         self.unreadable = []
+        self.notes = []
+        self.warnings = []
+        self.problems = {}  # why -> [count, first FILE:LINE, its value]
+        self.absolute = 0   # table cells that were absolute paths, kept as they are
 
     def skip(self, why):
         self.skipped[why] += 1
+
+    def problem(self, why, where, value):
+        if why in self.problems:
+            self.problems[why][0] += 1
+        else:
+            self.problems[why] = [1, where, value]
 
     def miss(self, where):
         self.missing += 1
         if len(self.missing_examples) < 3:
             self.missing_examples.append(where)
+
+    def missing_hint(self, root):
+        """What to do about listed images that do not exist, given the ``--root`` used."""
+        if self.absolute:
+            return "the table's paths are absolute: --strip-prefix PREFIX --root DIR rebases them"
+        if root is not None:
+            return f"they were looked for under --root {root}"
+        return "--root says where they are"

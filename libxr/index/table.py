@@ -1,9 +1,23 @@
-"""Reading label tables (CSV/TSV) row by row with errors that name file and line."""
+"""Reading label tables (CSV/TSV) row by row with errors that name file and line.
 
+The encoding is the user's (``--encoding``) unless the file starts with a byte-order
+mark, which says what it is (Excel's "Unicode text" is UTF-16 with one); the delimiter
+is the one of ``,`` ``;`` tab ``|`` the header line uses most.
+"""
+
+import codecs
 import csv
 import os
+import re
 
-from libxr.errors import ManifestError, XRError
+from libxr.errors import ManifestError, UsageError, XRError
+from libxr.index.columns import canon
+from libxr.index.select import Where
+
+BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+        (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+DELIMITERS = (",", ";", "\t", "|")
+_QUOTED = re.compile(r'"[^"]*"')
 
 
 class Table:
@@ -15,7 +29,8 @@ class Table:
 
     def __init__(self, path, encoding="utf-8", delimiter=None, header=True, names=None):
         self.path = path
-        self.encoding = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+        self.encoding = _encoding(path, encoding)
+        self.keep = None  # a row filter (--where): row -> bool
         self.delimiter = delimiter or self._sniff_delimiter()
         self.has_header = header
         self.header = names or []
@@ -30,14 +45,24 @@ class Table:
 
     def _bad_line(self):
         """The first line that does not decode: a text stream decodes 8 KiB at a time,
-        so its error cannot name the line; this rescan (on the error path only) can."""
+        so its error cannot name the line; this rescan (on the error path only) can,
+        in any encoding (UTF-16 has no byte-wise lines), byte by byte in the bad block."""
+        decoder = codecs.getincrementaldecoder(self.encoding)()
+        line = 1
         with open(self.path, "rb") as f:
-            for lineno, raw in enumerate(f, 1):
+            for block in iter(lambda: f.read(1 << 16), b""):
+                state = decoder.getstate()
                 try:
-                    raw.decode(self.encoding)
+                    line += decoder.decode(block).count("\n")
+                    continue
                 except UnicodeDecodeError:
-                    return lineno
-        return 1
+                    decoder.setstate(state)
+                for i in range(len(block)):
+                    try:
+                        line += decoder.decode(block[i:i + 1]).count("\n")
+                    except UnicodeDecodeError:
+                        return line
+        return line
 
     def _sniff_delimiter(self):
         if os.path.splitext(self.path)[1].lower() in (".tsv", ".tab"):
@@ -47,7 +72,8 @@ class Table:
                 line = f.readline()
             except UnicodeDecodeError as exc:
                 raise _row_error(self.path, self._bad_line(), exc) from None
-        return "\t" if line.count("\t") > line.count(",") else ","
+        line = _QUOTED.sub("", line)
+        return max(DELIMITERS, key=line.count)  # ties go to the first, the comma
 
     def _first_row(self):
         for _, row in self.rows(skip_header=False):
@@ -55,23 +81,27 @@ class Table:
         return None
 
     def column(self, name, option=None):
-        """Position of column ``name``; a missing one is an error naming column and file."""
-        try:
+        """Position of column ``name``, spelt as in the header or any other way (:func:`canon`);
+        a missing one is an error naming column and file."""
+        if name in self.header:
             return self.header.index(name)
-        except ValueError:
-            hint = f" (set {option})" if option else ""
-            shown = ", ".join(repr(h) for h in self.header[:20])
-            raise XRError(f"{self.path}: no column {name!r}{hint}; columns are {shown}") from None
+        keys = [canon(h) for h in self.header]
+        if canon(name) in keys:
+            return keys.index(canon(name))
+        hint = f" (set {option})" if option else ""
+        shown = ", ".join(repr(h) for h in self.header[:20])
+        raise XRError(f"{self.path}: no column {name!r}{hint}; columns are {shown}")
 
     def rows(self, skip_header=True):
-        """Yield (line number, list of cells); blank lines are skipped."""
+        """Yield (line number, list of cells); blank lines and rows ``keep`` refuses are skipped."""
+        keep = self.keep
         with self._open() as f:
             reader = csv.reader(f, delimiter=self.delimiter)
             try:
                 if skip_header and self.has_header:
                     next(reader, None)
                 for row in reader:
-                    if row:
+                    if row and (keep is None or keep(row)):
                         yield reader.line_num, row
             except UnicodeDecodeError as exc:
                 raise _row_error(self.path, self._bad_line(), exc) from None
@@ -83,10 +113,37 @@ class Table:
         return ManifestError(self.path, lineno, f"{len(row)} cells, the header has {len(self.header)}")
 
 
+def open_table(path, opts, tally, header=True):
+    """The table at ``path`` as the user asked: ``--encoding``, ``--delimiter``, and only the
+    rows ``--where`` selects (the others counted in ``tally``)."""
+    table = Table(path, encoding=opts.encoding, delimiter=opts.delimiter, header=header)
+    table.keep = Where(opts.where, tally).bind(table)
+    return table
+
+
+def _encoding(path, given):
+    """The file's byte-order mark decides; else ``given`` (UTF-8 read so that a BOM is dropped)."""
+    try:
+        with open(path, "rb") as f:
+            start = f.read(4)
+    except OSError:
+        start = b""
+    for bom, name in BOMS:
+        if start.startswith(bom):
+            return name
+    try:
+        known = codecs.lookup(given).name
+    except LookupError:
+        raise UsageError(f"--encoding {given}: not an encoding Python knows") from None
+    return "utf-8-sig" if known == "utf-8" else given
+
+
 def _row_error(path, lineno, exc):
     if isinstance(exc, UnicodeDecodeError):
-        return ManifestError(path, lineno, f"not {exc.encoding} text (byte 0x{exc.object[exc.start]:02x}); "
-                                           "pass --encoding, e.g. --encoding cp1252")
+        given = codecs.lookup(exc.encoding).name
+        hint = ("pass --encoding, e.g. --encoding cp1252" if given in ("utf-8", "utf-8-sig")
+                else f"the file is not in --encoding {exc.encoding}")
+        return ManifestError(path, lineno, f"not {exc.encoding} text (byte 0x{exc.object[exc.start]:02x}); {hint}")
     return ManifestError(path, lineno, f"bad CSV: {exc}")
 
 

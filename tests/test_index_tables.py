@@ -140,10 +140,12 @@ def test_nih_table_in_cp1252_is_detected_with_the_encoding_given(cli, tmp_path):
                  id="default-suggests-the-option"),
     pytest.param(["--encoding", "ascii"], "t.csv:3: not ascii text (byte 0xe9); the file is not in --encoding ascii",
                  id="given-does-not-suggest-it-again"),
+    pytest.param(["--encoding", "cp1252"], "t.csv:3: not cp1252 text (byte 0x81); the file is not in --encoding "
+                 "cp1252", id="named-as-given-not-as-the-codec-calls-itself"),
 ])
 def test_undecodable_bytes_name_the_line(cli, tmp_path, args, message):
     table = tmp_path / "t.csv"
-    table.write_bytes(b"path,label\na.png,x\n" + "b.png,é\n".encode("cp1252"))
+    table.write_bytes(b"path,label\na.png,x\n" + "b.png,é".encode("cp1252") + b"\x81\n")
     result = cli(main, table, *args)
     assert result.exit_code == 1 and message in result.stderr
 

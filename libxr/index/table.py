@@ -71,7 +71,7 @@ class Table:
             try:
                 line = f.readline()
             except UnicodeDecodeError as exc:
-                raise _row_error(self.path, self._bad_line(), exc) from None
+                raise _row_error(self, self._bad_line(), exc) from None
         line = _QUOTED.sub("", line)
         return max(DELIMITERS, key=line.count)  # ties go to the first, the comma
 
@@ -104,9 +104,9 @@ class Table:
                     if row and (keep is None or keep(row)):
                         yield reader.line_num, row
             except UnicodeDecodeError as exc:
-                raise _row_error(self.path, self._bad_line(), exc) from None
+                raise _row_error(self, self._bad_line(), exc) from None
             except csv.Error as exc:
-                raise _row_error(self.path, reader.line_num, exc) from None
+                raise _row_error(self, reader.line_num, exc) from None
 
     def too_short(self, lineno, row):
         """The error for a row with fewer cells than the columns a reader needs."""
@@ -138,13 +138,13 @@ def _encoding(path, given):
     return "utf-8-sig" if known == "utf-8" else given
 
 
-def _row_error(path, lineno, exc):
+def _row_error(table, lineno, exc):
     if isinstance(exc, UnicodeDecodeError):
-        given = codecs.lookup(exc.encoding).name
-        hint = ("pass --encoding, e.g. --encoding cp1252" if given in ("utf-8", "utf-8-sig")
-                else f"the file is not in --encoding {exc.encoding}")
-        return ManifestError(path, lineno, f"not {exc.encoding} text (byte 0x{exc.object[exc.start]:02x}); {hint}")
-    return ManifestError(path, lineno, f"bad CSV: {exc}")
+        name = table.encoding.replace("-sig", "")   # as the user wrote it (a codec may call itself "charmap")
+        hint = ("pass --encoding, e.g. --encoding cp1252" if name in ("utf-8", "utf8")
+                else f"the file is not in --encoding {name}")
+        return ManifestError(table.path, lineno, f"not {name} text (byte 0x{exc.object[exc.start]:02x}); {hint}")
+    return ManifestError(table.path, lineno, f"bad CSV: {exc}")
 
 
 def fix_bracketed_names(names):

@@ -1,4 +1,4 @@
-"""The ``csv`` layout: any CSV/TSV whose columns the user names.
+"""The ``csv`` layout: any CSV/TSV, its columns found by their common names or named by options.
 
 Single-label (``--label-col``) or multi-label (``--label-cols A,B,C`` with values
 1/0/-1/blank or true/false/yes/no); patient, study, group, view, sex, age and split

@@ -7,7 +7,7 @@ from xrtools.params import CommaList, KeyValue
 
 from libxr.atomic import atomic_output
 from libxr.errors import XRError
-from libxr.index import LAYOUTS, IndexOptions, index
+from libxr.index import LAYOUTS, IndexOptions, fault_lines, index, nothing_indexed
 from libxr.index.chexpert import UNCERTAIN_POLICIES
 from libxr.index.paths import Tally
 from libxr.pixels.files import check_headers, with_sha256
@@ -22,6 +22,7 @@ xr-index data/chest_xray --patient-regex '(person\\d+|IM-\\d+)' --summary > all.
 xr-index data/chest_xray --field kind='_(bacteria|virus)_'     # a field to group metrics by
 xr-index CheXpert-v1.0-small/train.csv --uncertain ones --propagate --frontal-only
 xr-index labels.csv --layout csv --path-col file --label-col finding --encoding cp1252
+xr-index chestmnist_224.npz --extract chestmnist/ > chest.jsonl   # MedMNIST arrays as PNG files
 """)
 @click.argument("source", type=click.Path(exists=True))
 @click.option("--layout", type=click.Choice(LAYOUTS), help="Force a layout instead of detecting it.")
@@ -59,7 +60,11 @@ xr-index labels.csv --layout csv --path-col file --label-col finding --encoding 
                    "(xr-split --group-by sha256 keeps them in one split).")
 @click.option("--workers", type=click.IntRange(1), help="Threads for --check and --hash (default: 4 per core).")
 @click.option("--drop-missing", is_flag=True, help="Leave out rows whose image file does not exist.")
-@click.option("--strict", is_flag=True, help="Exit 1 if any image is missing or unreadable.")
+@click.option("--drop-unlabelled", is_flag=True, help="Leave out records with no label (counted on stderr).")
+@click.option("--extract", type=click.Path(file_okay=False), metavar="DIR",
+              help="npz: write the MedMNIST images once as DIR/<split>/<row>.png for the records to point at.")
+@click.option("--strict", is_flag=True,
+              help="Exit 1 if any image is missing or unreadable, or a record unlabelled or left out.")
 @click.option("--summary", is_flag=True, help="Print a class x split table on stderr.")
 @output_option
 def main(source, layout, check, sha256, workers, strict, summary, output, quiet, verbose, **options):
@@ -67,7 +72,8 @@ def main(source, layout, check, sha256, workers, strict, summary, output, quiet,
 
     Layouts are detected: folders (one folder per class, optionally under
     train/val/test folders), mura (tree or CSVs), chexpert (train.csv/valid.csv),
-    nih (Data_Entry_2017*.csv), csv (any table; name its columns).
+    nih (Data_Entry_2017*.csv), csv (any table; name its columns), npz
+    (MedMNIST arrays, with --extract).
     """
     tally = Tally()
     counts = LabelCounts()
@@ -82,12 +88,15 @@ def main(source, layout, check, sha256, workers, strict, summary, output, quiet,
     with atomic_output(output) as out:
         if not write_records(records, out):
             _report(tally)
-            raise XRError(f"{source}: no images found ({', '.join(LAYOUTS)} layouts; see docs/xr-index.md)")
+            raise XRError(nothing_indexed(source, tally))
     _report(tally)
     if summary:
         report.table(counts.table(f"{source}: {tally.records:,} images"))
-    if strict and (tally.missing or tally.unreadable):
-        return 1
+    failed = [f"{n:,} {what.split(' (')[0]}" for what, (n, _) in tally.faults.items()]
+    failed += [f"{n:,} {what}" for n, what in ((tally.missing, "listed images do not exist"),
+                                              (len(tally.unreadable), "images are unreadable")) if n]
+    if strict and failed:
+        raise XRError(f"--strict: {'; '.join(failed)}")
 
 
 def _checked(pairs, tally):
@@ -105,6 +114,10 @@ def _report(tally):
                     f"(e.g. {tally.missing_examples[0]}); --root says where they are")
     if tally.no_patient:
         report.warn(f"{tally.no_patient:,} file names do not match --patient-regex (no patient id)")
+    for line in fault_lines(tally):
+        report.warn(line)
+    for note in tally.notes:
+        report.warn(note)
     for line in tally.unreadable[:20]:
         report.warn(f"unreadable: {line}")
     if len(tally.unreadable) > 20:

@@ -118,9 +118,16 @@ class Tally:
         self.missing_examples = []
         self.no_patient = 0
         self.unreadable = []
+        self.faults = {}     # what went wrong -> (count, first FILE:LINE or path); --strict fails on any
+        self.notes = []      # what the user should know about the records (e.g. label names guessed)
 
     def skip(self, why):
         self.skipped[why] += 1
+
+    def fault(self, what, where):
+        """A source row or file that did not become a correct record: counted, the first place kept."""
+        count, first = self.faults.get(what, (0, where))
+        self.faults[what] = (count + 1, first)
 
     def miss(self, where):
         self.missing += 1

@@ -9,9 +9,11 @@ atomically — and the split and labels go into the records. Arrays are streamed
 the zip member, so a 224 px set (4 GB of pixels) indexes in constant memory.
 """
 
+import contextlib
 import io
 import os
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -50,11 +52,12 @@ def read(source, opts, tally):
         for split in splits:
             if f"{split}_labels" not in arrays:
                 raise XRError(f"{source}: {split}_images has no {split}_labels array")
-            labels = _labels(zf, source, split)
-            names = _label_names(source, labels, tally)
-            rows = _rows(zf, source, f"{split}_images", len(labels))
-            width = max(6, len(str(len(labels) - 1)))
-            for i, (pixels, row_labels) in enumerate(zip(rows, labels)):
+        labels = {split: _labels(zf, source, split) for split in splits}
+        names = _label_names(source, list(labels.values()), tally)
+        for split in splits:
+            rows = _rows(zf, source, f"{split}_images", len(labels[split]))
+            width = max(6, len(str(len(labels[split]) - 1)))
+            for i, (pixels, row_labels) in enumerate(zip(rows, labels[split])):
                 file_name = f"{i:0{width}d}.png"
                 path = os.path.join(opts.extract, split, file_name)
                 _write_once(path, pixels)
@@ -65,10 +68,13 @@ def read(source, opts, tally):
                 yield rec
 
 
+@contextlib.contextmanager
 def _member(zf, source, array):
+    """An array's .npy stream; a corrupt member (CRC, deflate, truncation) is a one-line error."""
     try:
-        return zf.open(f"{array}.npy")
-    except (zipfile.BadZipFile, OSError) as exc:
+        with zf.open(f"{array}.npy") as f:
+            yield f
+    except (ValueError, EOFError, OSError, zipfile.BadZipFile, zlib.error) as exc:
         raise XRError(f"{source}: {array}: {exc}") from None
 
 
@@ -85,10 +91,7 @@ def _header(f):
 def _labels(zf, source, split):
     array = f"{split}_labels"
     with _member(zf, source, array) as f:
-        try:
-            labels = np.lib.format.read_array(f, allow_pickle=False)
-        except ValueError as exc:
-            raise XRError(f"{source}: {array}: {exc}") from None
+        labels = np.lib.format.read_array(f, allow_pickle=False)
     if labels.ndim == 1:
         labels = labels[:, None]
     if labels.ndim != 2 or not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
@@ -98,19 +101,21 @@ def _labels(zf, source, split):
 
 
 def _label_names(source, labels, tally):
-    """Names for the label numbers (single-label) or columns (multi-label)."""
+    """Names for the label numbers (single-label) or columns (multi-label), the same in every split."""
+    columns = {part.shape[1] for part in labels}
+    if len(columns) > 1:
+        raise XRError(f"{source}: the splits' label arrays have {' and '.join(map(str, sorted(columns)))} columns")
+    multi = columns.pop() > 1
+    wanted = labels[0].shape[1] if multi else max(int(part.max(initial=0)) for part in labels) + 1
     flag = os.path.splitext(os.path.basename(source))[0].lower().rsplit("_", 1)
     flag = flag[0] if len(flag) == 2 and flag[1].isdigit() else "_".join(flag)
-    multi = labels.shape[1] > 1
-    wanted = labels.shape[1] if multi else int(labels.max(initial=0)) + 1
     kind, known = NAMES.get(flag, (None, ()))
     if kind == ("multi-label" if multi else "single-label") and (len(known) == wanted if multi else
                                                                    len(known) >= wanted):
         return known
-    note = (f"{source}: label names unknown for this file (known by file name: "
-            f"{', '.join(f'{n}*.npz' for n in NAMES)}); labels are named by their numbers 0..{wanted - 1}")
-    if note not in tally.notes:
-        tally.notes.append(note)
+    tally.notes.append(f"{source}: label names unknown for this file (known by file name: "
+                       f"{', '.join(f'{n}*.npz' for n in NAMES)}); labels are named by their numbers "
+                       f"0..{wanted - 1}")
     return [str(j) for j in range(wanted)]
 
 

@@ -84,7 +84,7 @@ class Pool:
             labels = rec.get("labels")
             self.labels.append(labels if isinstance(labels, dict) else rec.get("label"))
         if not self.ids:
-            raise XRError(f"{name}: no records (the manifest is empty)")
+            raise XRError(f"{name}: no records to split (the manifest is empty)")
         seen = set()
         for rid in self.ids:
             if rid in seen:

@@ -7,7 +7,7 @@ from xrtools.params import CommaList, KeyValue
 
 from libxr.atomic import atomic_output
 from libxr.errors import XRError
-from libxr.index import LAYOUTS, IndexOptions, fault_lines, index, nothing_indexed
+from libxr.index import LAYOUTS, IndexOptions, fault_lines, index, nothing_indexed, problems
 from libxr.index.chexpert import UNCERTAIN_POLICIES
 from libxr.index.paths import Tally
 from libxr.pixels.files import check_headers, with_sha256
@@ -62,7 +62,7 @@ xr-index chestmnist_224.npz --extract chestmnist/ > chest.jsonl   # MedMNIST arr
 @click.option("--drop-missing", is_flag=True, help="Leave out rows whose image file does not exist.")
 @click.option("--drop-unlabelled", is_flag=True, help="Leave out records with no label (counted on stderr).")
 @click.option("--extract", type=click.Path(file_okay=False), metavar="DIR",
-              help="npz: write the MedMNIST images once as DIR/<split>/<row>.png for the records to point at.")
+              help="npz: write the MedMNIST images once as DIR/<split>/<row>.png, which the records name.")
 @click.option("--strict", is_flag=True,
               help="Exit 1 if any image is missing or unreadable, or a record unlabelled or left out.")
 @click.option("--summary", is_flag=True, help="Print a class x split table on stderr.")
@@ -92,11 +92,8 @@ def main(source, layout, check, sha256, workers, strict, summary, output, quiet,
     _report(tally)
     if summary:
         report.table(counts.table(f"{source}: {tally.records:,} images"))
-    failed = [f"{n:,} {what.split(' (')[0]}" for what, (n, _) in tally.faults.items()]
-    failed += [f"{n:,} {what}" for n, what in ((tally.missing, "listed images do not exist"),
-                                              (len(tally.unreadable), "images are unreadable")) if n]
-    if strict and failed:
-        raise XRError(f"--strict: {'; '.join(failed)}")
+    if strict and problems(tally):
+        raise XRError(f"--strict: {'; '.join(problems(tally))}")
 
 
 def _checked(pairs, tally):

@@ -80,7 +80,8 @@ def _write_out_dir(out_dir, pool, splits):
         for stale in sorted({f"{s}.jsonl" for s in (*SPLITS, "unsplit")} - set(names.values())):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(out_dir, stale))
-                report.info(f"removed {os.path.join(out_dir, stale)} of an earlier run (no {stale[:-6]} split now)")
+                report.info(f"removed {os.path.join(out_dir, stale)} of an earlier run "
+                            f"(no {stale[:-len('.jsonl')]} split now)")
 
 
 def _summarise(pool, splits, chosen):

@@ -107,18 +107,19 @@ def detect_layout(source):
 def _refuse_tables_among_classes(root):
     """Label tables beside the would-be class folders, or at their top, mean the folders are not
     classes (sites, batches, an images/ folder): name the tables to index instead."""
-    split = folders.has_split_folders(root)
-    parents = [e.path for e in folders.entries(root) if e.is_dir() and e.name.lower() in SPLIT_NAMES] if split else [root]
-    tables = [] if split else [e.path for e in folders.entries(root) if _is_table(e)]
+    top = folders.entries(root)
+    split = [e.path for e in top if e.is_dir() and e.name.lower() in SPLIT_NAMES]
+    parents = split or [root]
+    tables = [] if split else [e.path for e in top if _is_table(e)]
     for parent in parents:
         for entry in folders.entries(parent):
             if entry.is_dir() and not entry.name.startswith("."):
                 tables += [e.path for e in folders.entries(entry.path) if _is_table(e)]
     if tables:
         more = f" and {len(tables) - 1:,} more" if len(tables) > 1 else ""
-        raise UsageError(f"{root}: label tables lie among the image folders ({tables[0]}{more}), so the folders "
-                         f"are not classes: index a table (xr-index {tables[0]}), or pass --layout folders "
-                         "if the folder names are the classes")
+        raise UsageError(f"{root}: label tables lie among the image folders ({tables[0]}{more}), so the "
+                         f"folders are not classes: index a table (xr-index {tables[0]}), or pass "
+                         "--layout folders if the folder names are the classes")
 
 
 def _is_table(entry):
@@ -129,7 +130,8 @@ def refuse_binary(path, encoding="utf-8"):
     """A file that is not text cannot be a label table: say what it is (not "not utf-8 text")."""
     with open(path, "rb") as f:
         head = f.read(8192)
-    kind, hint = next(((what, hint) for magic, what, hint in MAGIC if head.startswith(magic)), (None, OTHER_HINT))
+    kind, hint = next(((what, hint) for magic, what, hint in MAGIC if head.startswith(magic)),
+                      (None, OTHER_HINT))
     if kind is None and head[128:132] == b"DICM":
         kind, hint = "a DICOM image", IMAGE_HINT
     wide = head.startswith((b"\xff\xfe", b"\xfe\xff")) or "16" in encoding or "32" in encoding
@@ -210,6 +212,16 @@ def fault_lines(tally):
             for what, (n, first) in tally.faults.items()]
 
 
+def problems(tally):
+    """What did not become a correct record, short: what --strict fails on."""
+    found = [f"{n:,} {what.split(' (')[0]}" for what, (n, _) in tally.faults.items()]
+    if tally.missing:
+        found.append(f"{tally.missing:,} listed images do not exist")
+    if tally.unreadable:
+        found.append(f"{len(tally.unreadable):,} images are unreadable")
+    return found
+
+
 def nothing_indexed(source, tally):
     """Why ``source`` gave no records, and what to do: the error of an empty result."""
     outside = tally.skipped.get("image outside a class folder", 0)
@@ -220,9 +232,7 @@ def nothing_indexed(source, tally):
     if arrays:
         return (f"{source}: no records; for its MedMNIST arrays use "
                 f"`xr-index {os.path.join(source, arrays[0])} --extract DIR`")
-    dropped = [f"{n:,} {what}" for what, (n, _) in tally.faults.items()]
-    if tally.missing:
-        dropped.append(f"{tally.missing:,} listed images do not exist")
+    dropped = problems(tally)
     if dropped:
         return f"{source}: no records: {'; '.join(dropped)} (left out)"
     skipped = ", ".join(f"{n:,} × {why}" for why, n in sorted(tally.skipped.items())[:3])

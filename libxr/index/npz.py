@@ -104,7 +104,8 @@ def _label_names(source, labels, tally):
     """Names for the label numbers (single-label) or columns (multi-label), the same in every split."""
     columns = {part.shape[1] for part in labels}
     if len(columns) > 1:
-        raise XRError(f"{source}: the splits' label arrays have {' and '.join(map(str, sorted(columns)))} columns")
+        widths = " and ".join(map(str, sorted(columns)))
+        raise XRError(f"{source}: the splits' label arrays have {widths} columns")
     multi = columns.pop() > 1
     wanted = labels[0].shape[1] if multi else max(int(part.max(initial=0)) for part in labels) + 1
     flag = os.path.splitext(os.path.basename(source))[0].lower().rsplit("_", 1)
@@ -161,8 +162,8 @@ def _check_images(source, array, shape, dtype, count):
     grey = len(shape) == 3 and dtype in (np.uint8, np.uint16)
     colour = len(shape) == 4 and shape[3] == 3 and dtype == np.uint8
     if not (grey or colour):
-        raise XRError(f"{source}: {array} is {dtype} {tuple(shape)}: expected N×H×W 8- or 16-bit or N×H×W×3 "
-                      "8-bit images (3-D volumes are not supported)")
+        raise XRError(f"{source}: {array} is {dtype} {tuple(shape)}: expected N×H×W 8- or 16-bit or "
+                      "N×H×W×3 8-bit images (3-D volumes are not supported)")
 
 
 def _write_once(path, pixels):

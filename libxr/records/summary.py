@@ -66,8 +66,8 @@ class LabelCounts:
         if self.unlabelled:
             rows.append((NO_LABEL, [self.unlabelled[s] for s in splits], "yellow"))
         for name, counts, style in rows:
-            table.add_row(name, *map(_cell, counts, (self.records[s] for s in splits)), _cell(sum(counts), total),
-                          style=style)
+            cells = map(_cell, counts, (self.records[s] for s in splits))
+            table.add_row(name, *cells, _cell(sum(counts), total), style=style)
         table.add_row("records", *(f"{self.records[s]:,}" for s in splits), f"{total:,}", style="bold")
         return table
 

@@ -1,5 +1,9 @@
 """libxr.pixels.decode: every supported file becomes 8-bit grayscale; bad files raise DecodeError."""
 
+import glob
+import os
+import warnings
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -102,3 +106,76 @@ def test_truncated_jpeg(tmp_path):
     (tmp_path / "t.jpg").write_bytes(data[: len(data) // 2])
     with pytest.raises(DecodeError, match="unreadable image"):
         load_gray(str(tmp_path / "t.jpg"))
+
+
+def bundled_dicom(name):
+    """A test file shipped inside pydicom (never downloaded: get_testdata_file would fetch missing ones)."""
+    pydicom = pytest.importorskip("pydicom")
+    path = os.path.join(os.path.dirname(pydicom.__file__), "data", "test_files", name)
+    if not os.path.exists(path):
+        pytest.skip(f"this pydicom ({pydicom.__version__}) does not ship {name}")
+    return path
+
+
+def compressed_bundled_dicoms():
+    """Every DICOM file pydicom ships whose pixel data is compressed."""
+    try:
+        import pydicom
+    except ImportError:
+        return []
+    found = []
+    for path in sorted(glob.glob(os.path.join(os.path.dirname(pydicom.__file__), "data", "test_files", "*.dcm"))):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                ds = pydicom.dcmread(path)
+            except pydicom.errors.InvalidDicomError:      # bundled without a preamble, on purpose
+                continue
+        if "PixelData" in ds and "TransferSyntaxUID" in ds.file_meta and ds.file_meta.TransferSyntaxUID.is_compressed:
+            found.append(os.path.basename(path))
+    return found
+
+
+CORRUPT = {"JPEG-lossy.dcm": "misplaced marker segment",          # pydicom's README: JPGExtended.dcm is its fix
+           "JPEG2000-embedded-sequence-delimiter.dcm": "J2K"}     # 4 bytes overwritten on purpose
+
+
+@pytest.mark.parametrize("compressed, twin", [
+    pytest.param("MR_small_RLE.dcm", "MR_small.dcm", id="rle"),
+    pytest.param("MR_small_jpeg_ls_lossless.dcm", "MR_small.dcm", id="jpeg-ls-lossless"),
+    pytest.param("MR_small_jp2klossless.dcm", "MR_small.dcm", id="jpeg-2000-lossless"),
+    pytest.param("rtdose_rle_1frame.dcm", "rtdose_1frame.dcm", id="rle-dose"),
+    pytest.param("rtdose_rle.dcm", "rtdose.dcm", id="rle-multiframe-first-frame"),
+])
+def test_lossless_dicom_decodes_to_the_pixels_of_its_uncompressed_twin(compressed, twin):
+    assert np.array_equal(gray_of(bundled_dicom(compressed)), gray_of(bundled_dicom(twin)))
+
+
+@pytest.mark.parametrize("name, shape", [
+    pytest.param("JPGExtended.dcm", (1024, 256), id="jpeg-extended-12-bit"),
+    pytest.param("SC_rgb_jpeg_gdcm.dcm", (100, 100), id="jpeg-lossless-process-14"),
+    pytest.param("JPEGLSNearLossless_16.dcm", (50, 10), id="jpeg-ls-near-lossless-16-bit"),
+    pytest.param("JPEG2000.dcm", (1024, 256), id="jpeg-2000"),
+    pytest.param("SC_rgb_rle_2frame.dcm", (100, 100), id="rle-colour-two-frames"),
+    pytest.param("examples_ybr_color.dcm", (240, 320), id="jpeg-ybr-colour-multiframe"),
+])
+def test_compressed_transfer_syntaxes_decode(name, shape):
+    gray = gray_of(bundled_dicom(name))
+    assert gray.shape == shape and gray.dtype == np.uint8 and gray.max() > gray.min()
+
+
+def test_every_bundled_compressed_dicom_preprocesses_and_errors_are_one_line(cli, tmp_path):
+    from conftest import write_jsonl
+    from xrtools.preprocess import main as preprocess
+
+    names = compressed_bundled_dicoms()
+    if not names:
+        pytest.skip("pydicom is not installed")
+    manifest = write_jsonl(tmp_path / "m.jsonl", [{"id": n, "path": bundled_dicom(n)} for n in names])
+    result = cli(preprocess, manifest, "-o", tmp_path / "d.h5", "--size", "32")
+    assert result.exit_code == 0, result.stderr
+    errors = {r["id"]: r["error"] for r in result.records if "error" in r}
+    assert sorted(errors) == sorted(CORRUPT) and len(names) >= 30
+    for name, error in errors.items():
+        assert "\n" not in error and CORRUPT[name] in error and error.startswith("unreadable DICOM (JPEG")
+    assert all("\n" not in line for line in result.stderr.splitlines() if "unreadable" in line)

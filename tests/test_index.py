@@ -183,7 +183,7 @@ def test_missing_images_are_counted_and_strict_fails(cli, chexpert_csv):
     dropped = cli(main, chexpert_csv, "--drop-missing")      # nothing left: an error, not an empty manifest
     assert dropped.exit_code == 1 and dropped.records == []
     assert "2 listed images or folders do not exist" in dropped.stderr
-    assert dropped.stderr.strip().splitlines()[-1].startswith(f"xr-index: error: {chexpert_csv}: no images found")
+    assert dropped.stderr.strip().splitlines()[-1].startswith(f"xr-index: error: {chexpert_csv}: no records: 2 listed images do not exist")
 
 
 def test_root_rebases_table_paths(cli, chexpert_csv, tmp_path):

@@ -102,6 +102,21 @@ def test_out_dir_writes_one_file_per_split(cli, tmp_path):
     assert all(r["split"] == name.split(".")[0] for name, recs in files.items() for r in recs)
 
 
+def test_out_dir_removes_split_files_of_an_earlier_run(cli, tmp_path):
+    """Records of yesterday's test.jsonl may be in today's train.jsonl: the stale file must go."""
+    path = write_jsonl(tmp_path / "m.jsonl", records())
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.jsonl").write_text("mine\n")
+    assert cli(main, path, "--val", "0.2", "--test", "0.2", "--out-dir", out).exit_code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["notes.jsonl", "test.jsonl", "train.jsonl", "val.jsonl"]
+    again = cli(main, path, "--val", "0.2", "--out-dir", out)
+    assert again.exit_code == 0 and f"removed {out / 'test.jsonl'} of an earlier run" in again.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["notes.jsonl", "train.jsonl", "val.jsonl"]
+    ids = [json.loads(line)["id"] for name in ("train", "val") for line in (out / f"{name}.jsonl").open()]
+    assert sorted(ids) == sorted(r["id"] for r in records())
+
+
 def test_check_finds_leaking_patients(cli, tmp_path):
     recs = [{"id": "1", "patient": "p1", "split": "train"}, {"id": "2", "patient": "p1", "split": "test"},
             {"id": "3", "patient": "p2", "split": "train"}]
@@ -138,13 +153,28 @@ def test_bad_arguments(cli, tmp_path, args, code, message):
     pytest.param(['{"id": "a"}', '{"id": "a"}'], "id 'a' occurs more than once", id="duplicate-id"),
     pytest.param(['{"id": "a"}', '[1, 2]'], ":2: expected a JSON object, got list", id="list-not-object"),
     pytest.param(['{"path": "x.png"}'], ":1: record has no 'id' string", id="no-id"),
-    pytest.param(['{"id": "a", "split": "val"}'], "no records to split", id="every-record-already-split"),
+    pytest.param([], "m.jsonl: no records to split (the manifest is empty)", id="empty"),
+    pytest.param(['{"id": "a", "label": "x"}', '{"id": "b", "label": 1}'],
+                 "m.jsonl:2: label 1 is not a class name", id="number-label"),
+    pytest.param(['{"id": "a", "label": ["x"]}'], 'm.jsonl:1: label ["x"] is not a class name', id="list-label"),
+    pytest.param(['{"id": "a", "labels": ["x"]}'], "m.jsonl:1: labels is a list", id="labels-a-list"),
+    pytest.param(['{"id": "a", "split": "../x"}'], 'm.jsonl:1: split "../x" is not train, val or test',
+                 id="split-that-is-a-path"),
+    pytest.param(['{"id": "a", "x": ' + "[" * 5000 + "]" * 5000 + "}"], "m.jsonl:1: not a record: JSON nested",
+                 id="nested-5000-deep"),
 ])
 def test_bad_manifests(cli, tmp_path, lines, message):
     path = tmp_path / "m.jsonl"
-    path.write_text("\n".join(lines) + "\n")
-    result = cli(main, path, "--val", "0.5")
-    assert result.exit_code == 1 and message in result.stderr
+    path.write_text("".join(line + "\n" for line in lines))
+    for args in (["--val", "0.5"], ["--check"], ["--val", "0.5", "--out-dir", tmp_path / "out"]):
+        result = cli(main, path, *args)
+        assert result.exit_code == 1 and message in result.stderr and len(result.stderr.splitlines()) == 1
+        assert result.stdout == "" and not (tmp_path / "out").exists()
+
+
+def test_nothing_left_to_split_is_an_error(cli, tmp_path):
+    result = cli(main, write_jsonl(tmp_path / "m.jsonl", [{"id": "a", "split": "val"}]), "--val", "0.5")
+    assert result.exit_code == 1 and "no records to split: every record already has a val/test split" in result.stderr
 
 
 def test_empty_split_is_an_error(cli, tmp_path):

@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 
 from libxr.errors import UsageError, XRError
-from libxr.records.tasks import Task, check_training_targets, class_weights, infer_task, targets
+from libxr.records.tasks import (
+    Task,
+    check_training_targets,
+    class_weights,
+    guessed_positive,
+    infer_task,
+    targets,
+)
 
 
 @pytest.mark.parametrize("labels, kind, names", [
@@ -49,6 +56,52 @@ def test_targets():
     assert targets([{"labels": {"a": 1, "b": -1}}], multi, uncertain="ones").tolist() == [[1, 1]]
     with pytest.raises(XRError, match="'c', not one of"):
         targets([{"id": "r", "label": "c"}], task)
+
+
+def test_unlabelled_training_records_are_counted_and_named():
+    records = [{"id": str(i), "label": "ab"[i % 2] if i % 3 else None} for i in range(10)]
+    with pytest.raises(XRError) as err:
+        targets(records, Task("binary", ["a", "b"]))
+    assert str(err.value) == ("4 of 10 records have no label ('0', '3', '6', ...): label them, or leave them out "
+                              "(xr-index --drop-unlabelled)")
+
+
+def test_xr_train_names_the_unlabelled_records_before_it_stops(cli, tmp_path):
+    from conftest import write_jsonl
+    from xrtools.train import main as train
+
+    recs = [{"id": f"r{i}", "path": "x.png", "split": "train" if i < 8 else "val",
+             **({} if i in (3, 5) else {"label": "ab"[i % 2]})} for i in range(12)]
+    result = cli(train, write_jsonl(tmp_path / "m.jsonl", recs), "--run-dir", tmp_path / "run")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == ("xr-train: error: 2 of 8 records have no label ('r3', 'r5'): label them, "
+                                     "or leave them out (xr-index --drop-unlabelled)")
+
+
+@pytest.mark.parametrize("names, kind, positive, note", [
+    pytest.param(["cat", "dog"], "binary", None, "neither 'cat' nor 'dog' reads as negative, so 'dog' is taken "
+                                                 "as the positive class; --positive CLASS chooses", id="cat-dog"),
+    pytest.param(["normal", "healthy"], "binary", None, "neither 'normal' nor 'healthy'", id="two-negatives"),
+    pytest.param(["covid", "other"], "binary", "covid", None, id="positive-given"),
+    pytest.param(["NORMAL", "PNEUMONIA"], "binary", None, None, id="normal-reads-as-negative"),
+    pytest.param(["a", "b", "c"], "multiclass", None, None, id="multiclass"),
+])
+def test_a_guessed_positive_class_is_said(names, kind, positive, note):
+    said = guessed_positive(Task(kind, names), positive)
+    assert said == note if note is None else note in said
+
+
+def test_xr_eval_says_once_which_class_it_took_as_positive(cli, tmp_path):
+    from conftest import write_jsonl
+    from xrtools.eval import main as evaluate
+
+    recs = [{"id": str(i), "label": "cat" if i % 2 else "dog", "scores": {"cat": 0.3 + 0.02 * i, "dog": 0.7 - 0.02 * i}}
+            for i in range(20)]
+    path = write_jsonl(tmp_path / "p.jsonl", recs)
+    result = cli(evaluate, path)
+    assert result.exit_code == 0 and result.stderr.count("'dog' is taken as the positive class") == 1
+    chosen = cli(evaluate, path, "--positive", "cat")
+    assert chosen.exit_code == 0 and "positive class" not in chosen.stderr
 
 
 def test_training_checks():

@@ -7,7 +7,7 @@ from xrtools.params import CommaList, Condition, Delimiter, KeyValue
 
 from libxr.atomic import atomic_output
 from libxr.errors import XRError
-from libxr.index import LAYOUTS, IndexOptions, index
+from libxr.index import LAYOUTS, IndexOptions, index, nothing_indexed, problem_lines, problems
 from libxr.index.chexpert import UNCERTAIN_POLICIES
 from libxr.index.paths import Tally
 from libxr.pixels.files import check_headers, with_sha256
@@ -24,6 +24,7 @@ xr-index CheXpert-v1.0-small/train.csv --uncertain ones --propagate --frontal-on
 xr-index labels.csv --layout csv --path-col file --label-col finding --encoding cp1252
 xr-index metadata.csv --where modality=X-ray --map COVID-19=covid --map '*=other' --root images
 xr-index /mnt/train.csv --strip-prefix /data/CheXpert/ --root CheXpert-v1.0  # absolute paths rebased
+xr-index chestmnist_224.npz --extract chestmnist/ > chest.jsonl   # MedMNIST arrays as PNG files
 """)
 @click.argument("source", type=click.Path(exists=True))
 @click.option("--layout", type=click.Choice(LAYOUTS), help="Force a layout instead of detecting it.")
@@ -73,8 +74,12 @@ xr-index /mnt/train.csv --strip-prefix /data/CheXpert/ --root CheXpert-v1.0  # a
                    "(xr-split --group-by sha256 keeps them in one split).")
 @click.option("--workers", type=click.IntRange(1), help="Threads for --check and --hash (default: 4 per core).")
 @click.option("--drop-missing", is_flag=True, help="Leave out rows whose image file does not exist.")
+@click.option("--drop-unlabelled", is_flag=True, help="Leave out records with no label (counted on stderr).")
+@click.option("--extract", type=click.Path(file_okay=False), metavar="DIR",
+              help="npz: write the MedMNIST images once as DIR/<split>/<row>.png, which the records name.")
 @click.option("--strict", is_flag=True,
-              help="Exit 1 if any image is missing or unreadable, or a cell could not become a record field.")
+              help="Exit 1 if any image is missing or unreadable, a record unlabelled, or a cell could not "
+                   "become a record field.")
 @click.option("--summary", is_flag=True, help="Print a class x split table on stderr.")
 @output_option
 def main(source, layout, check, sha256, workers, strict, summary, output, quiet, verbose, **options):
@@ -82,7 +87,8 @@ def main(source, layout, check, sha256, workers, strict, summary, output, quiet,
 
     Layouts are detected: folders (one folder per class, optionally under
     train/val/test folders), mura (tree or CSVs), chexpert (train.csv/valid.csv),
-    nih (Data_Entry_2017*.csv), csv (any table; name its columns).
+    nih (Data_Entry_2017*.csv), csv (any table; name its columns), npz
+    (MedMNIST arrays, with --extract).
     """
     tally = Tally()
     counts = LabelCounts()
@@ -98,12 +104,12 @@ def main(source, layout, check, sha256, workers, strict, summary, output, quiet,
     with atomic_output(output) as out:
         if not write_records(records, out):
             _report(tally, opts)
-            raise XRError(f"{source}: no images found ({', '.join(LAYOUTS)} layouts; see docs/xr-index.md)")
+            raise XRError(nothing_indexed(source, tally))
     _report(tally, opts)
     if summary:
         report.table(counts.table(f"{source}: {tally.records:,} images"))
-    if strict and (tally.missing or tally.unreadable or tally.problems):
-        return 1
+    if strict and problems(tally):
+        raise XRError(f"--strict: {'; '.join(problems(tally))}")
 
 
 def _checked(pairs, tally):
@@ -118,8 +124,6 @@ def _report(tally, opts):
         report.info(note)
     for warning in tally.warnings:
         report.warn(warning)
-    for why, (n, where, value) in tally.problems.items():
-        report.warn(f"{n:,} × {why} (first {where}: {value!r})")
     for why, n in sorted(tally.skipped.items()):
         report.info(f"skipped {n:,} × {why}")
     if tally.missing:
@@ -127,6 +131,8 @@ def _report(tally, opts):
                     f"(e.g. {tally.missing_examples[0]}); {tally.missing_hint(opts.root)}")
     if tally.no_patient:
         report.warn(f"{tally.no_patient:,} file names do not match --patient-regex (no patient id)")
+    for line in problem_lines(tally):
+        report.warn(line)
     for line in tally.unreadable[:20]:
         report.warn(f"unreadable: {line}")
     if len(tally.unreadable) > 20:

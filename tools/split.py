@@ -1,5 +1,6 @@
 """xr-split: assign train/val/test splits (or folds) without patient leakage."""
 
+import contextlib
 import os
 
 import click
@@ -8,6 +9,7 @@ from xrtools.console import report
 
 from libxr.atomic import atomic_output
 from libxr.errors import UsageError
+from libxr.records.manifest import SPLITS
 from libxr.records.split import Pool, SplitOptions, assign, label_counts, leaks, write_split
 
 fraction = click.FloatRange(0, 1, max_open=True)
@@ -35,7 +37,8 @@ xr-split --check split.jsonl        # exit 1 if a patient is in two splits
 @click.option("--check", is_flag=True,
               help="Only check: report groups found in more than one split, exit 1 if any.")
 @click.option("--out-dir", type=click.Path(file_okay=False),
-              help="Write one file per split, DIR/{train,val,test}.jsonl, instead of one stream.")
+              help="Write one file per split, DIR/{train,val,test}.jsonl, instead of one stream "
+                   "(a split file of an earlier run that this one does not write is removed).")
 @output_option
 @seed_option
 def main(manifest, val, test, folds, fold, group_by, no_stratify, resplit, check, out_dir, output, seed,
@@ -56,15 +59,29 @@ def main(manifest, val, test, folds, fold, group_by, no_stratify, resplit, check
                         stratify=not no_stratify, resplit=resplit, seed=seed)
     splits, chosen = assign(pool, opts)
     if out_dir:
-        os.makedirs(out_dir, exist_ok=True)
-        for split in sorted(set(splits), key=str):
-            lines = [line for line, s in zip(pool.lines, splits) if s == split]
-            with atomic_output(os.path.join(out_dir, f"{split or 'unsplit'}.jsonl")) as out:
-                write_split(lines, [split] * len(lines), out)
+        _write_out_dir(out_dir, pool, splits)
     else:
         with atomic_output(output) as out:
             write_split(pool.lines, splits, out)
     _summarise(pool, splits, chosen)
+
+
+def _write_out_dir(out_dir, pool, splits):
+    """DIR/<split>.jsonl for the splits there are now. A split file of an earlier run that this
+    one does not write is removed — its records may be in train now — once every new file is
+    written, just before they are renamed into place."""
+    os.makedirs(out_dir, exist_ok=True)
+    names = {split: f"{split or 'unsplit'}.jsonl" for split in set(splits)}
+    with contextlib.ExitStack() as stack:
+        for split in sorted(names, key=str):
+            lines = [line for line, s in zip(pool.lines, splits) if s == split]
+            write_split(lines, [split] * len(lines), stack.enter_context(
+                atomic_output(os.path.join(out_dir, names[split]))))
+        for stale in sorted({f"{s}.jsonl" for s in (*SPLITS, "unsplit")} - set(names.values())):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(out_dir, stale))
+                report.info(f"removed {os.path.join(out_dir, stale)} of an earlier run "
+                            f"(no {stale[:-len('.jsonl')]} split now)")
 
 
 def _summarise(pool, splits, chosen):

@@ -11,7 +11,7 @@ from libxr.index.paths import SPLIT_NAMES, posix
 from libxr.pixels.files import is_image_name
 
 
-def _entries(path):
+def entries(path):
     with os.scandir(path) as it:
         return sorted(it, key=lambda e: e.name)
 
@@ -21,12 +21,12 @@ def _skip_reason(name):
 
 
 def has_split_folders(root):
-    return any(e.is_dir() and e.name.lower() in SPLIT_NAMES for e in _entries(root))
+    return any(e.is_dir() and e.name.lower() in SPLIT_NAMES for e in entries(root))
 
 
 def read(root, opts, tally):
     if has_split_folders(root):
-        for entry in _entries(root):
+        for entry in entries(root):
             if entry.is_dir() and entry.name.lower() in SPLIT_NAMES:
                 yield from _classes(root, entry.name, SPLIT_NAMES[entry.name.lower()], opts, tally)
             else:
@@ -37,7 +37,7 @@ def read(root, opts, tally):
 
 def _classes(root, split_dir, split, opts, tally):
     base = os.path.join(root, split_dir) if split_dir else root
-    for entry in _entries(base):
+    for entry in entries(base):
         if not entry.is_dir():
             tally.skip(_skip_reason(entry.name) if not is_image_name(entry.name)
                        else "image outside a class folder")

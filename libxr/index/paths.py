@@ -149,13 +149,14 @@ class Tally:
         self.unreadable = []
         self.notes = []
         self.warnings = []
-        self.problems = {}  # why -> [count, first FILE:LINE, its value]
+        self.problems = {}  # why -> [count, first FILE:LINE or path, its value or None]
         self.absolute = 0   # table cells that were absolute paths, kept as they are
 
     def skip(self, why):
         self.skipped[why] += 1
 
-    def problem(self, why, where, value):
+    def problem(self, why, where, value=None):
+        """A source row or file that did not become a correct record: counted, the first kept."""
         if why in self.problems:
             self.problems[why][0] += 1
         else:

@@ -14,7 +14,7 @@ import numpy as np
 from libxr.errors import ManifestError, XRError
 from libxr.judging import thresholds
 from libxr.judging.metrics import HEADLINE, metrics
-from libxr.records.tasks import Task, record_scores, task_from_scores
+from libxr.records.tasks import Task, guessed_positive, record_scores, task_from_scores
 
 SECTION_ORDER = ("train", "val", "test")
 CI_LEVEL = 0.95
@@ -57,6 +57,8 @@ def read_predictions(numbered, name, positive=None, warn=print):
             raise ManifestError(name, line, "record has no `label` or `labels`: nothing to score against")
         if task is None:
             task = task_from_scores(list(scores), multilabel, positive)
+            if note := guessed_positive(task, positive):
+                warn(f"{name}: {note}")
         elif set(scores) != set(task.names) or multilabel != (task.kind == "multilabel"):
             raise ManifestError(name, line, f"scores for {', '.join(scores)}, earlier records had "
                                             f"{', '.join(task.names)}")

@@ -32,7 +32,7 @@ from libxr.learning.signals import STOPPED, StopSignals
 from libxr.learning.stopping import EarlyStopping
 from libxr.models import OWN, build_model
 from libxr.pixels.augment import AugmentOptions, BatchTransform
-from libxr.records.tasks import class_weights
+from libxr.records.tasks import class_weights, guessed_positive
 
 
 def _quiet(*args, **kwargs):
@@ -56,6 +56,8 @@ def train(records, opts, run_dir, manifest_sha256=None, argv=None, resume=False,
     world = World(opts.device)
     if not world.main:
         log = warn = tick = _quiet
+    if note := guessed_positive(data.task, opts.positive):
+        warn(note)
     try:
         learner, meta = _prepare(data, opts, world, {"argv": argv or [], "manifest_sha256": manifest_sha256}, warn)
         run = RunDir(run_dir, writes=world.main)

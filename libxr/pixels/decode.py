@@ -75,25 +75,29 @@ def _pil_gray(image):
 
 
 def _load_dicom(path):
+    """The first frame of a DICOM file, grey, with its LUTs: uncompressed or as hospitals send them
+    (JPEG baseline, 12-bit extended and lossless, JPEG-LS, JPEG 2000, RLE: the decoders of the
+    ``dicom`` extra). pydicom's errors span lines; they are folded into one."""
     try:
         import pydicom
         from pydicom.pixels import apply_modality_lut, apply_voi_lut
     except ImportError:
         raise DecodeError("DICOM needs pydicom: pip install 'xr-toolkit[dicom]'") from None
+    syntax = ""
     try:
         if os.path.getsize(path) == 0:
             raise DecodeError("empty file")
         ds = pydicom.dcmread(path)
-        pixels = ds.pixel_array
+        syntax = f" ({ds.file_meta.TransferSyntaxUID.name})" if "TransferSyntaxUID" in ds.file_meta else ""
+        frames = int(ds.get("NumberOfFrames") or 1)
+        pixels = pydicom.pixels.pixel_array(ds, index=0) if frames > 1 else ds.pixel_array
     except DecodeError:
         raise
     except FileNotFoundError:
         raise DecodeError("missing") from None
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types for bad or compressed files
-        raise DecodeError(f"unreadable DICOM: {exc}") from None
-    if pixels.ndim == 3 and getattr(ds, "SamplesPerPixel", 1) == 1:
-        pixels = pixels[0]                      # a multi-frame file: its first frame
-    elif pixels.ndim == 3:
+        raise DecodeError(f"unreadable DICOM{syntax}: {' '.join(str(exc).split())}") from None
+    if pixels.ndim == 3:
         pixels = pixels[..., :3].mean(-1)       # colour DICOM (rare for radiographs)
     pixels = apply_modality_lut(pixels, ds)
     if "WindowCenter" in ds or "VOILUTSequence" in ds:

@@ -44,7 +44,7 @@ def _dicom_problem(path):
     try:
         pydicom.dcmread(path, stop_before_pixels=True)
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types for bad files
-        return f"unreadable DICOM: {exc}"
+        return f"unreadable DICOM: {' '.join(str(exc).split())}"     # pydicom's messages span lines
     return None
 
 

@@ -1,8 +1,10 @@
 """JSON Lines manifests: one record per line, read and written as streams.
 
 Reading never holds more than one line, so any manifest size runs in constant
-memory. Every malformed line is an error naming the file and line; nothing is
-silently dropped.
+memory. Every malformed line is an error naming the file and line — text that is
+not UTF-8, JSON nested past Python's recursion limit, a `label` that is not a
+class name, `labels` that are not 1/0/-1/null, a `split` outside the contract;
+nothing is silently dropped or turned into a new class.
 """
 
 import itertools
@@ -12,6 +14,8 @@ from libxr.errors import ManifestError
 
 # One encoder for every record: json.dumps with options builds a new one per call.
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_LABEL_VALUES = frozenset((1, 0, -1, None))
+SPLITS = ("train", "val", "test")
 
 
 def read_records(stream, name="<stdin>", require=("id",), numbered=False, unique=False):
@@ -37,17 +41,80 @@ def read_records(stream, name="<stdin>", require=("id",), numbered=False, unique
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             raise ManifestError(name, lineno, f"not JSON: {exc.msg} at column {exc.colno}") from None
+        except RecursionError:
+            raise ManifestError(name, lineno, "not a record: JSON nested too deeply") from None
+        except ValueError as exc:              # e.g. an integer past Python's digit limit
+            raise ManifestError(name, lineno, f"not JSON: {exc}") from None
         if not isinstance(record, dict):
             raise ManifestError(name, lineno, f"expected a JSON object, got {type(record).__name__}")
         for field in require:
             value = record.get(field)
             if not isinstance(value, str) or not value:
                 raise ManifestError(name, lineno, f"record has no {field!r} string")
+        problem = contract_problem(record) or (("\\ud" in line or "\\uD" in line) and _lone_surrogate(record))
+        if problem:
+            raise ManifestError(name, lineno, problem)
         if unique:
             first = seen.setdefault(record["id"], lineno)
             if first != lineno:
                 raise ManifestError(name, lineno, f"id {record['id']!r} again (first on line {first})")
         yield (lineno, record) if numbered else record
+
+
+def contract_problem(record):
+    """Why ``record``'s `label`, `labels` or `split` break the contract (docs/manifest.md), or None.
+
+    A number or list as `label` would otherwise become a class of its own (``1`` beside
+    ``"1"``, ``["NORMAL"]`` beside ``"NORMAL"``).
+    """
+    label = record.get("label")
+    if label is not None and (not isinstance(label, str) or not label):
+        shown = json.dumps(label, ensure_ascii=False)[:60]
+        return f"label {shown} is not a class name (a non-empty string)"
+    labels = record.get("labels")
+    if labels is not None:
+        if not isinstance(labels, dict):
+            return f"labels is a {type(labels).__name__}, not an object of label: 1/0/-1/null"
+        try:
+            valid = _LABEL_VALUES.issuperset(labels.values())
+        except TypeError:                       # an unhashable value: a list or an object
+            valid = False
+        if not valid:
+            name, value = next((k, v) for k, v in labels.items() if not _label_value(v))
+            return f"labels {name!r}: {json.dumps(value, ensure_ascii=False)[:60]} is not 1, 0, -1 or null"
+    split = record.get("split")
+    if split is not None and split not in SPLITS:
+        return f"split {json.dumps(split, ensure_ascii=False)[:60]} is not train, val or test"
+    return None
+
+
+def _label_value(value):
+    try:
+        return value in _LABEL_VALUES
+    except TypeError:
+        return False
+
+
+def _lone_surrogate(record):
+    """A `\\udcxx` escape that is half a character: the record could not be written as UTF-8."""
+    try:
+        _encode(record).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"a string holds {exc.object[exc.start]!a}, half a UTF-16 pair: not text"
+    return None
+
+
+def unlabelled(record):
+    """True when ``record`` states no class and no label value: nothing to learn or score."""
+    if record.get("label") is not None:
+        return False
+    labels = record.get("labels")
+    if not isinstance(labels, dict):
+        return True
+    for value in labels.values():     # a loop, not all(): this runs on every indexed record
+        if value is not None:
+            return False
+    return True
 
 
 def encode(record):

@@ -83,6 +83,8 @@ class Pool:
             self.splits.append(rec.get("split"))
             labels = rec.get("labels")
             self.labels.append(labels if isinstance(labels, dict) else rec.get("label"))
+        if not self.ids:
+            raise XRError(f"{name}: no records to split (the manifest is empty)")
         seen = set()
         for rid in self.ids:
             if rid in seen:
@@ -134,8 +136,6 @@ def plan_parts(opts):
 def assign(pool, opts):
     """The split of every record (kept splits included), and the indices of those split now."""
     names, fractions = plan_parts(opts)
-    if not pool.splits:
-        raise XRError("no records to split (the manifest is empty)")
     chosen = [i for i, s in enumerate(pool.splits) if opts.resplit or s in (None, "train")]
     if not chosen:
         raise XRError("no records to split: every record already has a val/test split (use --resplit)")

@@ -2,7 +2,11 @@
 
 import collections
 
+from libxr.records.manifest import unlabelled
+
 SPLIT_ORDER = ("train", "val", "test")
+NO_LABEL = "(no label)"
+"""The summary row of records that state no class or label, so single-label rows add up."""
 
 
 class LabelCounts:
@@ -11,11 +15,14 @@ class LabelCounts:
     def __init__(self):
         self.records = collections.Counter()
         self.classes = collections.Counter()
+        self.unlabelled = collections.Counter()     # per split
         self.multi = False
 
     def add(self, rec):
         split = rec.get("split") or "-"
         self.records[split] += 1
+        if unlabelled(rec):
+            self.unlabelled[split] += 1
         label = rec.get("label")
         if label is not None:
             self.classes[(str(label), split)] += 1
@@ -54,10 +61,16 @@ class LabelCounts:
         table.add_column(kind)
         for split in splits + ["all"]:
             table.add_column(split, justify="right")
-        for name in self.names():
-            cells = [f"{self.classes[(name, s)]:,} ({100 * self.rate(name, s):.1f}%)" for s in splits]
-            total = sum(self.classes[(name, s)] for s in splits)
-            table.add_row(name, *cells, f"{total:,} ({100 * self.rate(name):.1f}%)")
-        table.add_row("records", *(f"{self.records[s]:,}" for s in splits),
-                      f"{sum(self.records.values()):,}", style="bold")
+        total = sum(self.records.values())
+        rows = [(name, [self.classes[(name, s)] for s in splits], None) for name in self.names()]
+        if self.unlabelled:
+            rows.append((NO_LABEL, [self.unlabelled[s] for s in splits], "yellow"))
+        for name, counts, style in rows:
+            cells = map(_cell, counts, (self.records[s] for s in splits))
+            table.add_row(name, *cells, _cell(sum(counts), total), style=style)
+        table.add_row("records", *(f"{self.records[s]:,}" for s in splits), f"{total:,}", style="bold")
         return table
+
+
+def _cell(count, records):
+    return f"{count:,} ({100 * count / records:.1f}%)" if records else f"{count:,}"

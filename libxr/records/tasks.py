@@ -94,6 +94,17 @@ def record_scores(record, name, line):
     return scores
 
 
+def guessed_positive(task, positive=None):
+    """What to tell the user when a binary task's positive class was a guess: neither class
+    reads as negative (cat/dog, covid/other) and no --positive was given; else None."""
+    if task.kind != "binary" or positive is not None:
+        return None
+    if len(_negatives(task.names)) == 1:
+        return None
+    return (f"binary task: neither {task.names[0]!r} nor {task.names[1]!r} reads as negative, so "
+            f"{task.names[1]!r} is taken as the positive class; --positive CLASS chooses")
+
+
 def binary_order(names, positive):
     """Negative first, positive last: ``positive`` if given, else the one name that reads as
     negative (normal, healthy, ...) goes first, else the order given."""
@@ -101,8 +112,12 @@ def binary_order(names, positive):
         if positive not in names:
             raise UsageError(f"--positive {positive!r} is not one of the classes {', '.join(names)}")
         return [n for n in names if n != positive] + [positive]
-    negatives = [n for n in names if n.lower() in NEGATIVE_NAMES]
+    negatives = _negatives(names)
     return negatives + [n for n in names if n not in negatives] if len(negatives) == 1 else names
+
+
+def _negatives(names):
+    return [n for n in names if n.lower() in NEGATIVE_NAMES]
 
 
 def targets(records, task, uncertain="ignore"):
@@ -124,6 +139,11 @@ def targets(records, task, uncertain="ignore"):
                     y[i, index[name]] = fill if value == -1 else value
         return y
     index = {c: i for i, c in enumerate(task.names)}
+    unlabelled = [rec.get("id") for rec in records if rec.get("label") is None]
+    if unlabelled:
+        shown = ", ".join(repr(i) for i in unlabelled[:3]) + (", ..." if len(unlabelled) > 3 else "")
+        raise XRError(f"{len(unlabelled):,} of {len(records):,} records have no label ({shown}): label them, "
+                      "or leave them out (xr-index --drop-unlabelled)")
     missing = [i for i, rec in enumerate(records) if str(rec.get("label")) not in index]
     if missing:
         rec = records[missing[0]]

@@ -85,7 +85,7 @@ def _work(task):
             stat = source_stat(path)     # before reading: a change after it shows as a change later
             copied = kept is not None and stat == kept[1:]
             try:
-                data, hist = earlier.row(kept[0]) if copied else prepare(path, size, how, kinds)
+                data, hist = earlier.row(kept[0], train) if copied else prepare(path, size, how, kinds)
             except DecodeError as exc:
                 results.append((str(exc), stat, False))
                 continue
@@ -108,14 +108,15 @@ class _Earlier:
     def __init__(self, path):
         self.path, self.file = path, None
 
-    def row(self, row):
-        """(pixels, (C, 256) histograms) of ``row``."""
+    def row(self, row, train):
+        """(pixels, (C, 256) histograms — only for a train image, which the statistics need) of ``row``."""
         import h5py
 
         if self.file is None:
             self.file = h5py.File(self.path, "r")
-        image = self.file["images"][row]
-        return image, histograms(image)
+            self.images = self.file["images"]     # looked up once: a lookup costs more than the read
+        image = self.images[row]
+        return image, histograms(image) if train else None
 
     def close(self):
         if self.file is not None:

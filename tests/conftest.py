@@ -104,6 +104,18 @@ def _chest_set(tmp, count, seed, *split_args):
     return tmp / "h5.jsonl", tmp / "raw.jsonl"
 
 
+def hdf5_consumers(checkpoint, manifest, tmp_path):
+    """``[(command, click main, arguments)]``: every command that reads HDF5 rows, on ``manifest``
+    (xr-train into ``tmp_path``/r, xr-featmap into ``tmp_path``/f)."""
+    from xrtools.featmap import main as featmap
+    from xrtools.predict import main as predict
+    from xrtools.train import main as train
+
+    return [("predict", predict, ["-m", checkpoint, manifest]),
+            ("train", train, [manifest, "--model", "vgg5", "--epochs", "1", "--run-dir", tmp_path / "r"]),
+            ("featmap", featmap, ["-m", checkpoint, manifest, "-n", "1", "--out-dir", tmp_path / "f"])]
+
+
 def checked(main, *args, input=None):
     """A command's stdout; a non-zero exit raises with its stderr (a fixture must not build on a failure)."""
     result = CliRunner().invoke(main, list(args), input=input)

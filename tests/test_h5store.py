@@ -1,6 +1,7 @@
-"""libxr.pixels.h5store: the HDF5 file xr-preprocess writes — a Writer round trip (rows, labels, failed rows
-dropped, statistics over the train split), the direct-write target, describe, open_store's refusals,
-and merging shards through a virtual dataset with classes and labels remapped."""
+"""libxr.pixels.h5store: the HDF5 file xr-preprocess writes — a Writer round trip (rows, labels, source
+stats, failed rows dropped, statistics over the train split), the direct-write target, describe,
+open_store's refusals, merging shards through a virtual dataset with classes and labels remapped, and
+crafted files (libxr.pixels.h5layout) refused in one line by every command that reads them."""
 
 import json
 import os
@@ -10,12 +11,28 @@ import shutil
 import h5py
 import numpy as np
 import pytest
+from conftest import hdf5_consumers, write_jsonl
 
 from libxr import __version__
 from libxr.errors import XRError
-from libxr.pixels.h5store import FORMAT, Stats, Writer, describe, histograms, label_matrix, merge, open_store
+from libxr.pixels.h5store import (
+    FORMAT,
+    Stats,
+    Writer,
+    describe,
+    histograms,
+    label_matrix,
+    merge,
+    open_store,
+    rows_digest,
+)
 
 SIZE = 4
+
+
+def made_with(channels=1, **more):
+    """The params attribute of a file of 4 px images with ``channels`` channels."""
+    return {"size": SIZE, "channels": ["gray"] * channels, **more}
 
 
 def image(level, channels=1):
@@ -42,7 +59,7 @@ def write(path, records, images, classes=(), label_names=(), params=None, ok=Non
         part = slice(start, start + batch)
         rows += writer.add(records[part], ok[part], train_hist(records[part], images[part], ok[part]),
                            np.stack(images[part]))
-    writer.finish(params or {"size": SIZE}, "sha-" + path.stem)
+    writer.finish(params or made_with(images[0].shape[0]), "sha-" + path.stem)
     return rows
 
 
@@ -69,13 +86,13 @@ IMAGES = [image(51 * i) for i in range(5)]        # levels 0, 0.2, 0.4, 0.6, 0.8
 ])
 def test_writer_round_trip(tmp_path, compression, batch):
     path = tmp_path / "x.h5"
-    rows = write(path, RECORDS, IMAGES, ["NORMAL", "PNEUMONIA"], params={"size": SIZE, "fit": "pad"},
+    rows = write(path, RECORDS, IMAGES, ["NORMAL", "PNEUMONIA"], params=made_with(fit="pad"),
                  compression=compression, batch=batch)
     assert rows == [0, 1, 2, 3, 4]
     assert files_in(tmp_path) == ["x.h5"]                     # no temporary left
     with open_store(str(path)) as f:
         info = describe(f)
-        assert info["params"] == {"size": SIZE, "fit": "pad"} and info["manifest_sha256"] == "sha-x"
+        assert info["params"] == made_with(fit="pad") and info["manifest_sha256"] == "sha-x"
         assert info["classes"] == ["NORMAL", "PNEUMONIA"] and info["label_names"] == [] and info["count"] == 5
         # train split only: levels 0 and 0.2 -> mean 0.1, std 0.1
         assert info["mean"].tolist() == pytest.approx([0.1]) and info["std"].tolist() == pytest.approx([0.1])
@@ -85,11 +102,24 @@ def test_writer_round_trip(tmp_path, compression, batch):
         assert f["split"].asstr()[:].tolist() == ["train", "train", "val", "", "test"]
         assert f["label"][:].tolist() == [0, 1, 1, -1, -1]        # an unknown class and no label: -1
         assert "labels" not in f
-        assert f.attrs["format"] == FORMAT == "xr-hdf5/1" and f.attrs["complete"]
+        assert f.attrs["format"] == FORMAT == "xr-hdf5/2" and f.attrs["complete"]
         assert f.attrs["xr_version"] == __version__ and f.attrs["stats_over"] == "train"
         assert f.attrs["stats_pixels"] == 2 * SIZE * SIZE
         assert (f["images"].compression, f["images"].chunks) == (
             ("gzip", (1, 1, SIZE, SIZE)) if compression else (None, None))
+
+
+def test_source_sizes_and_mtimes_are_stored_per_row_and_digested(tmp_path):
+    path = tmp_path / "x.h5"
+    writer = Writer(str(path), 3, 1, SIZE)
+    writer.add(RECORDS[:2], [True, False], None, np.stack(IMAGES[:2]), [(10, 1000), (20, 2000)])
+    writer.add(RECORDS[2:3], [True], None, np.stack(IMAGES[2:3]), [(30, 3000)])
+    writer.finish(made_with(), "sha")
+    with open_store(str(path)) as f:
+        assert f["source_size"][:].tolist() == [10, 30] and f["source_mtime_ns"][:].tolist() == [1000, 3000]
+        assert f.attrs["rows_sha256"] == rows_digest(["r0", "r2"], [10, 30], [1000, 3000])
+    assert rows_digest(["r0", "r2"], [10, 30], [1000, 3001]) != rows_digest(["r0", "r2"], [10, 30], [1000, 3000])
+    assert rows_digest(["r0", "r1"], [10, 30], [1000, 3000]) != rows_digest(["r0", "r2"], [10, 30], [1000, 3000])
 
 
 def test_nothing_at_the_path_until_finish(tmp_path):
@@ -98,7 +128,7 @@ def test_nothing_at_the_path_until_finish(tmp_path):
     writer.add(RECORDS[:2], [True, True], None, np.stack(IMAGES[:2]))
     names = files_in(tmp_path)
     assert len(names) == 1 and re.fullmatch(r"\.x\.h5\..+\.part", names[0])
-    writer.finish({}, "sha")
+    writer.finish(made_with(), "sha")
     assert files_in(tmp_path) == ["x.h5"]
 
 
@@ -142,7 +172,7 @@ def test_many_flushes_keep_rows_in_order(tmp_path):
         writer.add(records[i:i + 3], [True] * len(records[i:i + 3]), None, np.stack(images[i:i + 3]))
     # written as they came, not all at the end
     assert writer.ids.asstr()[:].tolist() == [r["id"] for r in records]
-    writer.finish({}, "sha")
+    writer.finish(made_with(), "sha")
     with open_store(str(path)) as f:
         assert f["ids"].asstr()[:].tolist() == [r["id"] for r in records]
         assert f["split"].asstr()[:].tolist() == [r["split"] for r in records]
@@ -201,7 +231,7 @@ def test_direct_writes_through_the_target(tmp_path):
             raw.write(im.tobytes())
     records = [{"id": f"r{i}", "split": "train", "label": "a"} for i in range(3)]
     assert writer.add(records, [True] * 3, train_hist(records, images)) == [0, 1, 2]
-    writer.finish({}, "sha")
+    writer.finish(made_with(2), "sha")
     with open_store(str(path)) as f:
         assert np.array_equal(f["images"][:], np.stack(images))
         assert describe(f)["mean"].tolist() == pytest.approx([10 / 255, 10 / 255])
@@ -240,18 +270,23 @@ def test_open_store_refuses_a_missing_file(tmp_path):
         open_store(str(path))
 
 
-@pytest.mark.parametrize("attrs", [
-    pytest.param({}, id="no-attributes"),
-    pytest.param({"format": FORMAT}, id="not-complete"),
-    pytest.param({"format": FORMAT, "complete": False}, id="complete-false"),
-    pytest.param({"format": "xr-hdf5/0", "complete": True}, id="other-format"),
+INCOMPLETE = "not a complete xr-preprocess file"
+
+
+@pytest.mark.parametrize("attrs, message", [
+    pytest.param({}, INCOMPLETE, id="no-attributes"),
+    pytest.param({"format": FORMAT}, INCOMPLETE, id="not-complete"),
+    pytest.param({"format": FORMAT, "complete": False}, INCOMPLETE, id="complete-false"),
+    pytest.param({"format": "xr-hdf5/0", "complete": False}, INCOMPLETE, id="other-format-incomplete"),
+    pytest.param({"format": "xr-hdf5/1", "complete": True},
+                 "written in format xr-hdf5/1; this xr reads xr-hdf5/2: run xr-preprocess again", id="older-format"),
 ])
-def test_open_store_refuses_an_incomplete_or_foreign_file(tmp_path, attrs):
+def test_open_store_refuses_an_incomplete_or_foreign_file(tmp_path, attrs, message):
     path = tmp_path / "x.h5"
     with h5py.File(path, "w") as f:
         f.attrs.update(attrs)
     before = open_files()
-    with pytest.raises(XRError, match=f"^{re.escape(str(path))}: not a complete xr-preprocess file$") as info:
+    with pytest.raises(XRError, match=f"^{re.escape(str(path))}: {re.escape(message)}$") as info:
         open_store(str(path))
     assert open_files() == before and info.traceback    # closed, though the traceback holds its frame
 
@@ -262,14 +297,14 @@ def shard_a(folder):
     records = [{"id": "a0", "split": "train", "label": "A"}, {"id": "a1", "split": "val", "label": "B"},
                {"id": "a2", "split": "train"}]
     write(folder / "a.h5", records, [image(0), image(10), image(51)], ["A", "B"],
-          params={"size": SIZE, "shard": [0, 2]})
+          params=made_with(shard=[0, 2]))
     return str(folder / "a.h5")
 
 
 def shard_b(folder, params=None):
     records = [{"id": "b0", "split": "train", "label": "C"}, {"id": "b1", "split": "train", "label": "B"}]
     write(folder / "b.h5", records, [image(102), image(255)], ["B", "C"],
-          params=params or {"size": SIZE, "shard": [1, 2]})
+          params=params or made_with(shard=[1, 2]))
     return str(folder / "b.h5")
 
 
@@ -281,7 +316,7 @@ def test_merge_joins_shards_and_remaps_classes(tmp_path):
     assert files_in(tmp_path) == ["data.h5", "parts"]
     with open_store(str(out)) as f:
         info = describe(f)
-        assert info["params"] == {"size": SIZE} and info["count"] == 5
+        assert info["params"] == made_with() and info["count"] == 5
         assert info["manifest_sha256"] == "sha-all"
         assert info["classes"] == ["A", "B", "C"] and info["label_names"] == []
         assert f["images"].is_virtual
@@ -290,7 +325,11 @@ def test_merge_joins_shards_and_remaps_classes(tmp_path):
         assert f["split"].asstr()[:].tolist() == ["train", "val", "train", "train", "train"]
         # A's 0, 1 (A, B) stay; B's 0, 1 (B, C) become 1, 2; no label stays -1
         assert f["label"][:].tolist() == [0, 1, -1, 2, 1]
-        assert json.loads(f.attrs["shards"]) == ["parts/a.h5", "parts/b.h5"]
+        recorded = json.loads(f.attrs["shards"])
+        assert [(s["file"], s["rows"]) for s in recorded] == [("parts/a.h5", 3), ("parts/b.h5", 2)]
+        for shard in recorded:
+            with h5py.File(tmp_path / shard["file"]) as part:
+                assert shard["rows_sha256"] == part.attrs["rows_sha256"]
         assert f.attrs["stats_over"] == "train"
         # train images: levels 0, 0.2 (shard a), 0.4, 1 (shard b)
         levels = np.array([0, 51, 102, 255]) / 255
@@ -330,14 +369,14 @@ def test_merge_names_how_the_statistics_were_taken(tmp_path):
     a = shard_a(tmp_path)
     c = tmp_path / "c.h5"
     write(c, [{"id": "c0", "split": "test", "label": "A"}], [image(255)], ["A"],
-          params={"size": SIZE, "shard": [1, 2]})
+          params=made_with(shard=[1, 2]))
     merge([a, str(c)], str(tmp_path / "m.h5"), "sha")
     with open_store(str(tmp_path / "m.h5")) as f:
         assert f.attrs["stats_over"] == "all+train"
 
 
 def test_merge_refuses_shards_preprocessed_differently(tmp_path):
-    a, b = shard_a(tmp_path), shard_b(tmp_path, {"size": SIZE, "fit": "crop", "shard": [1, 2]})
+    a, b = shard_a(tmp_path), shard_b(tmp_path, made_with(fit="crop", shard=[1, 2]))
     message = f"{b}: preprocessed with other parameters than {a}"
     with pytest.raises(XRError, match=f"^{re.escape(message)}$"):
         merge([a, b], str(tmp_path / "m.h5"), "sha")
@@ -364,3 +403,50 @@ def test_merge_refuses_a_shard_that_is_not_an_xr_file(tmp_path):
     with pytest.raises(XRError, match=f"^{re.escape(str(tmp_path / 'b.h5'))}: not a readable HDF5 file"):
         merge([a, str(tmp_path / "b.h5")], str(tmp_path / "m.h5"), "sha")
     assert files_in(tmp_path) == ["a.h5", "b.h5"]
+
+
+# ---------------------------------------------------------------- crafted files, in every consumer
+
+GROUP = object()
+
+
+@pytest.mark.parametrize("name, value, message", [   # `name` becomes `value` (None: removed; "@": an attribute)
+    pytest.param("images", None, "no 'images' dataset", id="no-images"),
+    pytest.param("images", np.uint8(3), "'images' is uint8 (), not uint8 (200, 1, 32, 32) (as its `count` and "
+                 "`params` say)", id="scalar-images"),
+    pytest.param("images", np.zeros((200, 3, 32, 32), np.uint8),
+                 "'images' is uint8 (200, 3, 32, 32), not uint8 (200, 1, 32, 32)", id="three-channels"),
+    pytest.param("images", np.zeros((200, 1, 32, 32), np.float32),
+                 "'images' is float32 (200, 1, 32, 32), not uint8 (200, 1, 32, 32)", id="float-images"),
+    pytest.param("images", h5py.SoftLink("/split"), "'images' is a soft link to /split, not a dataset of its own",
+                 id="soft-link"),
+    pytest.param("images", h5py.ExternalLink("other.h5", "images"),
+                 "'images' is an external link to other.h5:images, not a dataset of its own", id="external-link"),
+    pytest.param("images", GROUP, "'images' is a group, not a dataset", id="group-for-images"),
+    pytest.param("ids", np.array([b"x"] * 195), "'ids' is str (195,), not str (200,)", id="short-ids"),
+    pytest.param("@params", "{size: 32", "attribute 'params' is not JSON with a size and channels, as "
+                 "xr-preprocess writes it", id="params-not-json"),
+])
+def test_a_crafted_file_is_refused_in_one_line_by_every_consumer(cli, trained, tmp_path, name, value, message):
+    """A file laid out otherwise than xr-preprocess writes it: before, a traceback or — for an
+    external link or another dtype — wrong pixels read at the memory-mapped offset, with exit 0."""
+    crafted = tmp_path / "crafted.h5"
+    shutil.copy(trained["dir"] / "d.h5", crafted)
+    shutil.copy(trained["dir"] / "d.h5", tmp_path / "other.h5")      # what the external link points at
+    with h5py.File(crafted, "r+") as f:
+        if name.startswith("@"):
+            f.attrs[name[1:]] = value
+        else:
+            del f[name]
+            if value is GROUP:
+                f.create_group(name)
+            elif value is not None:
+                f[name] = value
+    manifest = write_jsonl(tmp_path / "m.jsonl", [{**json.loads(line), "h5": str(crafted)}
+                                                  for line in trained["h5"].read_text().splitlines()])
+    for command, entry, args in hdf5_consumers(trained["ckpt"], manifest, tmp_path):
+        result = cli(entry, *args, "-q")
+        assert result.exit_code == 1 and result.stdout == "", result.stderr
+        assert result.stderr.startswith(f"xr-{command}: error: {crafted}: {message}") and \
+            result.stderr.count("\n") == 1, result.stderr
+    assert not (tmp_path / "r").exists()

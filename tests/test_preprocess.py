@@ -3,6 +3,8 @@
 import hashlib
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,12 +13,12 @@ import time
 import h5py
 import numpy as np
 import pytest
-from conftest import needs_commands, sh, write_jsonl
+from conftest import hdf5_consumers, needs_commands, sh, write_jsonl
 from PIL import Image
 from xrtools.index import main as index
 from xrtools.preprocess import main
 
-from libxr.pixels.prepare import prepare_array
+from libxr.pixels.prepare import prepare, prepare_array
 
 
 @pytest.fixture
@@ -49,6 +51,9 @@ def test_file_and_records(cli, manifest, tmp_path):
         assert [classes[i] for i in f["label"][:]] == [r["label"] for r in records]
         assert f.attrs["manifest_sha256"] == hashlib.sha256(manifest.read_bytes()).hexdigest()
         assert json.loads(f.attrs["params"])["size"] == 32 and f.attrs["complete"]
+        stats = [os.stat(r["path"]) for r in records]
+        assert f["source_size"][:].tolist() == [st.st_size for st in stats]
+        assert f["source_mtime_ns"][:].tolist() == [st.st_mtime_ns for st in stats]
         for r in records[::7]:
             assert (f["images"][r["row"]] == prepare_array(r["path"], 32, "pad", ("gray",))).all()
         train = np.stack([f["images"][r["row"]] for r in records if r["split"] == "train"]) / 255.0
@@ -171,6 +176,8 @@ def test_stdin_and_manifest_option(cli, manifest, tmp_path):
     pytest.param(["--channels", "rgb"], "--channels", id="unknown-channels"),
     pytest.param(["--size", "4"], "--size", id="size-too-small"),
     pytest.param(["--fit", "zoom"], "--fit", id="unknown-fit"),
+    pytest.param(["--merge", "--update", "old.h5"], "--update re-uses decoded rows; --merge decodes nothing",
+                 id="update-with-merge"),
 ])
 def test_usage_errors(cli, manifest, tmp_path, args, message):
     result = cli(main, manifest, "-o", tmp_path / "x.h5", *args)
@@ -194,6 +201,8 @@ def test_shards_merge_into_one_virtual_file(cli, manifest, tmp_path):
         assert (f["images"][:] == w["images"][:]).all()
         assert np.allclose(f.attrs["mean"], w.attrs["mean"]) and np.allclose(f.attrs["std"], w.attrs["std"])
         assert (f["label"][:] == w["label"][:]).all()
+        assert (f["source_mtime_ns"][:] == w["source_mtime_ns"][:]).all()
+        assert f.attrs["rows_sha256"] == w.attrs["rows_sha256"]
     # the virtual file finds its shards relative to itself, from any working directory
     moved = tmp_path / "moved"
     moved.mkdir()
@@ -203,6 +212,74 @@ def test_shards_merge_into_one_virtual_file(cli, manifest, tmp_path):
             "assert f['images'][:].any(); print(int(f['images'][39].sum() > 0))")
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=False)
     assert done.returncode == 0 and done.stdout.strip() == "1", done.stderr
+
+
+def merged_set(cli, raw, folder, shards=2):
+    """``raw`` preprocessed at 32 px in ``shards`` shards and merged: (merged manifest, merged file, shard files)."""
+    parts, files = [], []
+    for i in range(shards):
+        files.append(folder / f"part{i}.h5")
+        result = cli(main, raw, "-o", files[-1], "--size", 32, "--shard", f"{i}/{shards}", "-q")
+        assert result.exit_code == 0, result.stderr
+        parts.append(write_jsonl(folder / f"part{i}.jsonl", result.records))
+    merged = cli(main, "--merge", "-o", folder / "data.h5", *parts, "-q")
+    assert merged.exit_code == 0, merged.stderr
+    return write_jsonl(folder / "merged.jsonl", merged.records), folder / "data.h5", files
+
+
+def replace_shard(cli, raw, shard, case):
+    """Put something else where ``shard`` (the second of two halves of ``raw``, at 32 px) was."""
+    if case == "missing":
+        return shard.unlink()
+    if case == "not-hdf5":
+        return shard.write_text("not hdf5\n")
+    fewer = shard.with_suffix(".jsonl")
+    fewer.write_text("".join(raw.read_text().splitlines(keepends=True)[100:150]))
+    args = {"other-records": [raw, "--shard", "0/2", "--size", 32], "fewer-rows": [fewer, "--size", 32],
+            "other-size": [raw, "--shard", "1/2", "--size", 16]}[case]
+    result = cli(main, *args, "-o", shard, "-q")
+    assert result.exit_code == 0, result.stderr
+
+
+@pytest.mark.parametrize("case, why", [
+    pytest.param("missing", " is missing (a merged file reads its pixels from its shards): restore it, or "
+                 "preprocess and merge again", id="missing"),
+    pytest.param("not-hdf5", ": not a readable HDF5 file", id="not-hdf5"),
+    pytest.param("other-records", " was written anew since the merge (other ids or source images in its rows): "
+                 "merge the shards again", id="other-records"),
+    pytest.param("fewer-rows", " was written anew since the merge (50 rows, 100 were merged)", id="fewer-rows"),
+    pytest.param("other-size", " was written anew since the merge (other parameters)", id="other-size"),
+])
+def test_a_merged_file_with_a_shard_missing_or_replaced_is_refused_by_every_consumer(cli, trained, tmp_path, case,
+                                                                                     why):
+    """The virtual dataset would read zeros for a missing shard, and another file's images for a
+    replaced one; every consumer, and the loader, refuse the merged file naming the shard."""
+    from xrtools.predict import main as predict
+
+    from libxr.errors import XRError
+    from libxr.pixels.datasets import H5Batches
+
+    manifest, merged, shards = merged_set(cli, trained["raw"], tmp_path)
+    assert cli(predict, "-m", trained["ckpt"], manifest, "-q").exit_code == 0     # whole, it is read
+    replace_shard(cli, trained["raw"], shards[1], case)
+    for command, entry, args in hdf5_consumers(trained["ckpt"], manifest, tmp_path):
+        result = cli(entry, *args, "-q")
+        assert result.exit_code == 1 and result.stdout == "", result.stderr
+        assert result.stderr.startswith(f"xr-{command}: error: {merged}: its shard {shards[1]}{why}") \
+            and result.stderr.count("\n") == 1, result.stderr
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(XRError, match=f"^{re.escape(f'{merged}: its shard {shards[1]}')}"):
+        H5Batches(str(merged), [0], [0])[[0]]
+
+
+def test_merging_the_same_shards_again_gives_the_same_bytes(cli, manifest, tmp_path):
+    """The virtual dataset carries no object time either, so make and cmp can trust a merged file."""
+    _, merged, _ = merged_set(cli, manifest, tmp_path)
+    first = merged.read_bytes()
+    time.sleep(1.1)                 # HDF5 object times have a resolution of one second
+    parts = sorted(str(p) for p in tmp_path.glob("part*.jsonl"))
+    assert cli(main, "--merge", "-o", merged, *parts, "-q").exit_code == 0
+    assert merged.read_bytes() == first
 
 
 def test_shard_needs_a_file(cli, manifest, tmp_path):
@@ -254,3 +331,95 @@ def test_real_covid_images_all_decode(cli, tmp_path):
         assert f["images"].shape == (317, 1, 64, 64)
         assert 0.2 < float(f.attrs["mean"][0]) < 0.8 and float(f.attrs["std"][0]) > 0.1
         assert json.loads(f.attrs["classes"]) == ["Covid", "Normal", "Viral Pneumonia"]
+
+
+# ---------------------------------------------------------------- source images changed since
+
+def own_copy(cli, synth, tmp_path, *split_args):
+    """A private copy of a synthetic dataset (its images may be changed), indexed: (folder, manifest)."""
+    from xrtools.split import main as split
+
+    shutil.copytree(synth("folders", count=40, size=48), tmp_path / "ds")
+    records = cli(index, tmp_path / "ds", "--patient-regex", r"person(\d+)_", "-q").stdout
+    if split_args:
+        records = cli(split, *split_args, "--seed", "1", "-q", input=records).stdout
+    return tmp_path / "ds", write_jsonl(tmp_path / "m.jsonl", [json.loads(x) for x in records.splitlines()])
+
+
+def touch(path):
+    """A new mtime, the same bytes."""
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+
+
+def alter(path):
+    """Other pixels (and another size) in the same file."""
+    with Image.open(path) as im:
+        pixels = 255 - np.asarray(im.convert("L"))
+    Image.fromarray(pixels[::2, ::2]).save(path)
+
+
+def test_changed_source_images_are_a_warning_in_every_consumer(cli, synth, trained, tmp_path):
+    """Images touched or edited after preprocessing: one warning line per file, counted, the first named."""
+    from xrtools.featmap import main as featmap
+    from xrtools.predict import main as predict
+    from xrtools.train import main as train
+
+    _, raw = own_copy(cli, synth, tmp_path, "--val", "0.25")
+    h5 = tmp_path / "d.h5"
+    records = cli(main, raw, "-o", h5, "--size", 32, "-q").records
+    manifest = write_jsonl(tmp_path / "h5.jsonl", records)
+    learned = [r for r in records if r["split"] in ("train", "val")]
+    touch(learned[1]["path"])
+    alter(learned[3]["path"])
+    for command, entry, args, seen in (
+            ("predict", predict, ["-m", trained["ckpt"], manifest], len(records)),
+            ("train", train, [manifest, "--model", "vgg5", "--epochs", "1", "--run-dir", tmp_path / "r"], len(learned)),
+            ("featmap", featmap, ["-m", trained["ckpt"], manifest, "-n", 100, "--cam", "--out-dir", tmp_path / "f"],
+             len(records))):
+        result = cli(entry, *args, "-q")
+        assert result.exit_code == 0, result.stderr
+        assert result.stderr.splitlines() == [(
+            f"xr-{command}: warning: {h5}: 2 of {seen} source images differ from when it was written (first: "
+            f"{learned[1]['id']!r} at {learned[1]['path']}, modified since): its pixels may be stale "
+            "(xr-preprocess --update decodes just those again)")]
+
+
+def test_update_decodes_only_new_and_changed_images(cli, synth, tmp_path, monkeypatch):
+    """The nightly case: one image edited, one touched, one added; --update decodes those three (as
+    the decoder's own log and the summary say) and copies the rest; the file equals a full re-run."""
+    from libxr.pixels import preprocess
+
+    ds, manifest = own_copy(cli, synth, tmp_path)
+    h5 = tmp_path / "d.h5"
+    first = cli(main, manifest, "-o", h5, "--size", 32, "--update", h5)      # nothing to update from yet
+    assert first.exit_code == 0 and f"wrote 40 images (0 copied from {h5}, 40 decoded)" in first.stderr
+    records = first.records
+    alter(records[5]["path"])
+    touch(records[20]["path"])
+    shutil.copy(records[0]["path"], ds / "train" / "NORMAL" / "person0999_1.png")
+    manifest = write_jsonl(tmp_path / "m2.jsonl", cli(index, ds, "-q").records)
+
+    decoded = []
+
+    def recorded(path, *args):
+        decoded.append(path)
+        return prepare(path, *args)
+
+    monkeypatch.setattr(preprocess, "prepare", recorded)       # in this process: --workers 1
+    beside = tmp_path / "beside.h5"
+    serial = cli(main, manifest, "-o", beside, "--size", 32, "--update", h5, "--workers", 1)
+    added = [r["path"] for r in serial.records if r["id"] not in {x["id"] for x in records}]
+    assert sorted(decoded) == sorted([records[5]["path"], records[20]["path"], *added]) and len(added) == 1
+    summary = f"wrote 41 images (38 copied from {h5}, 3 decoded) to "
+    assert serial.exit_code == 0 and summary in serial.stderr
+    monkeypatch.undo()
+    in_place = cli(main, manifest, "-o", h5, "--size", 32, "--update", h5, "--workers", 2)
+    assert in_place.exit_code == 0 and summary in in_place.stderr
+    full = cli(main, manifest, "-o", tmp_path / "full.h5", "--size", 32)
+    assert h5.read_bytes() == beside.read_bytes() == (tmp_path / "full.h5").read_bytes()
+    assert in_place.records == [{**r, "h5": str(h5)} for r in full.records]
+    other = cli(main, manifest, "-o", tmp_path / "x.h5", "--size", 16, "--update", h5)
+    assert other.exit_code == 1 and other.stderr.splitlines()[-1] == (
+        f"xr-preprocess: error: {h5}: preprocessed with size 32, not 16: --update copies rows only from a file "
+        "made with the same --size, --fit and --channels")

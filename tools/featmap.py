@@ -62,9 +62,12 @@ def main(inputs, checkpoint, out_dir, maps, cam, sheet, count, sheet_size, layer
     skipped = []
     sections = []
     if maps or cam:
+        from libxr.pixels.sources import changed_sources
         from libxr.predicting.classifier import Classifier
 
         clf = Classifier(checkpoint, device)
+        for note in changed_sources(chosen):
+            report.warn(note)
         if maps:
             names = [n.strip() for n in layers.split(",") if n.strip()] if layers else None
             sections.append(("Feature maps", featmap.feature_maps(clf, chosen, out_dir, names, every,

@@ -35,6 +35,7 @@ def main(manifest, checkpoint, batch_size, tta, threshold, strict, device, worke
     checkpoint's preprocessing. An unreadable image gives its record an `error`
     field and no scores, and the run goes on. Records keep their order and fields.
     """
+    from libxr.pixels.sources import changed_sources
     from libxr.predicting.classifier import Classifier
     from libxr.predicting.predict import predict
 
@@ -44,6 +45,8 @@ def main(manifest, checkpoint, batch_size, tta, threshold, strict, device, worke
         records = list(read_records(stream, name, unique=True))
     if not records:
         raise XRError(f"{name}: no records to score (the manifest is empty)")
+    for note in changed_sources(records):
+        report.warn(note)
     failed = []
     with atomic_output(output) as out, report.bar("scoring", unit="images", total=len(records)) as tick:
         scored = predict(records, clf, batch_size, () if tta == "none" else (tta,), threshold, workers, strict,

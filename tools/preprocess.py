@@ -19,6 +19,8 @@ xr-preprocess all.jsonl -o data.h5 --size 320 --fit crop --channels gray,clahe,e
 # SLURM array task I of 8, then one merge (no pixel copied):
 xr-preprocess all.jsonl --shard $SLURM_ARRAY_TASK_ID/8 -o part$SLURM_ARRAY_TASK_ID.h5 > part$SLURM_ARRAY_TASK_ID.jsonl
 xr-preprocess --merge -o data.h5 part*.jsonl > manifest.jsonl
+# nightly: decode only new or changed images, copy the others' rows from last night's file
+xr-preprocess all.jsonl -o data.h5 --update data.h5 > manifest.jsonl
 """)
 @click.argument("manifests", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("-o", "--output", "h5", required=True, type=click.Path(dir_okay=False),
@@ -35,21 +37,27 @@ xr-preprocess --merge -o data.h5 part*.jsonl > manifest.jsonl
               help="Write the records here (atomically) instead of stdout.")
 @click.option("--strict", is_flag=True,
               help="Exit 1 if any image could not be read, writing neither the HDF5 file nor records.")
+@click.option("--update", metavar="OLD.h5", type=click.Path(dir_okay=False),
+              help="Copy the rows of images unchanged since OLD.h5 was written (same id, size and mtime) "
+                   "instead of decoding them; OLD.h5 may be -o itself, and need not exist yet.")
 def main(manifests, h5, size, fit, channels, compression, workers, shard, merge, root, records_out, strict,
-         quiet, verbose):
+         update, quiet, verbose):
     """Decode the images of MANIFEST once into one HDF5 file (-o) of uint8 (N, C, H, W) pixels.
 
     Records go to stdout with `h5` and `row` added once the file is complete; an
     image that cannot be read gets an `error` field instead and no row.
     """
     if merge:
+        if update:
+            raise UsageError("--update re-uses decoded rows; --merge decodes nothing")
         return _merge(manifests, h5, records_out)
     if len(manifests) > 1:
         raise UsageError("one manifest at a time (several only with --merge)")
     if shard and (not manifests or manifests[0] == "-"):
         raise UsageError("--shard needs the manifest as a file, so every task reads the same records")
     opts = PreprocessOptions(size=size, fit=fit, channels=channels, workers=workers, shard=shard, root=root,
-                             compression=None if compression == "none" else compression, strict=strict)
+                             compression=None if compression == "none" else compression, strict=strict,
+                             update=update)
     stream, name = open_input(manifests[0] if manifests else "-")
     started = time.perf_counter()
     with stream, atomic_output(records_out) as out, report.bar("decoding", unit="images") as tick:
@@ -59,7 +67,9 @@ def main(manifests, h5, size, fit, channels, compression, workers, shard, merge,
         report.warn(f"skipped {path} ({image_id}): {reason}")
     if len(outcome.failed) > 20:
         report.warn(f"... and {len(outcome.failed) - 20:,} more unreadable images")
-    report.info(f"wrote {outcome.written:,} images to {h5} in {seconds:.1f} s "
+    copied = (f" ({outcome.copied:,} copied from {update}, {outcome.written - outcome.copied:,} decoded)"
+              if update else "")
+    report.info(f"wrote {outcome.written:,} images{copied} to {h5} in {seconds:.1f} s "
                 f"({outcome.written / max(seconds, 1e-9):,.0f} images/s); {len(outcome.failed):,} skipped")
 
 

@@ -32,6 +32,7 @@ from libxr.learning.signals import STOPPED, StopSignals
 from libxr.learning.stopping import EarlyStopping
 from libxr.models import OWN, build_model
 from libxr.pixels.augment import AugmentOptions, BatchTransform
+from libxr.pixels.sources import changed_sources
 from libxr.records.tasks import class_weights, guessed_positive
 
 
@@ -59,6 +60,8 @@ def train(records, opts, run_dir, manifest_sha256=None, argv=None, resume=False,
     if note := guessed_positive(data.task, opts.positive):
         warn(note)
     try:
+        for note in changed_sources(data.train + data.val):
+            warn(note)
         learner, meta = _prepare(data, opts, world, {"argv": argv or [], "manifest_sha256": manifest_sha256}, warn)
         run = RunDir(run_dir, writes=world.main)
         monitor = EarlyStopping(opts.early_stop, opts.patience, opts.min_delta)

@@ -4,10 +4,12 @@
 /ids     record ids (UTF-8), /split  the record's split ("" when none)
 /label   int16 (N,) index into attrs["classes"], -1 = no label      (single-label)
 /labels  float32 (N, L): 1 / 0 / -1, NaN = not stated               (multi-label)
-attrs    params (JSON), manifest_sha256, xr_version, mean/std per channel over
-         the train split (0..1 scale) and the sums they come from, complete
+/source_size, /source_mtime_ns  int64 (N,): the source image's stat before decoding
+attrs    params (JSON), manifest_sha256, rows_sha256, xr_version, mean/std per
+         channel over the train split (0..1 scale) and the sums they come from, complete
 """
 
+import hashlib
 import json
 import os
 
@@ -16,8 +18,7 @@ import numpy as np
 from libxr import __version__
 from libxr.atomic import temporary_beside
 from libxr.errors import XRError
-
-FORMAT = "xr-hdf5/1"
+from libxr.pixels.h5layout import FORMAT, check_layout
 
 
 def histograms(image):
@@ -83,9 +84,10 @@ class Writer:
         self.class_index = {c: i for i, c in enumerate(self.classes)}
         self.file = h5py.File(self.tmp, "x", libver="latest")
         self.images = _image_dataset(self.file, capacity, self.shape, compression)
-        self.ids, self.split, self.label, self.labels = _meta_datasets(self.file, capacity, self.classes,
-                                                                       self.label_names)
+        self.meta = _meta_datasets(self.file, capacity, self.classes, self.label_names)
+        self.ids, self.split, self.label, self.labels = self.meta[:4]
         self.good = np.zeros(capacity, bool)
+        self.sources = np.zeros((capacity, 2), np.int64)
         self.rows = self.kept = self.flushed = 0
         self.pending = []
         self.stats = Stats(channels)
@@ -100,10 +102,11 @@ class Writer:
     """Rows of ids, splits and labels gathered before one write: h5py's per-call
     cost (string conversion above all) would otherwise be paid every window."""
 
-    def add(self, records, ok, train_hist=None, images=None):
+    def add(self, records, ok, train_hist=None, images=None, sources=None):
         """Record the next ``len(records)`` rows; ``ok[i]`` says whether image i was
         decoded (and written, unless ``images`` (n, C, H, W) are given to store).
-        ``train_hist``: the summed (C, 256) histograms of the train-split images.
+        ``train_hist``: the summed (C, 256) histograms of the train-split images;
+        ``sources``: (n, 2) source image sizes and mtimes (ns).
 
         Returns each record's final row (None for a failed one)."""
         start, end = self.rows, self.rows + len(records)
@@ -114,6 +117,8 @@ class Writer:
             for i in np.flatnonzero(ok):
                 self.images[start + i] = images[i]
         self.good[start:end] = ok
+        if sources is not None:
+            self.sources[start:end] = sources
         if train_hist is not None:
             self.stats.add_histograms(train_hist)
         rows = []
@@ -146,8 +151,11 @@ class Writer:
                     if good:
                         stats.add(image)
         count = int(self.good.sum())
+        size, mtime = self.meta[4:]
+        size[:], mtime[:] = self.sources[:, 0], self.sources[:, 1]
+        digest = rows_digest(self.ids.asstr()[:][self.good], *self.sources[self.good].T)
         write_attrs(self.file, params, manifest_sha256, self.classes, self.label_names, stats, over,
-                    count, extra)
+                    count, {"rows_sha256": digest, **(extra or {})})
         if count < self.capacity:
             self._compact(count)
         self.file.close()
@@ -165,7 +173,7 @@ class Writer:
             for start in range(0, count, 256):
                 rows = keep[start:start + 256]
                 images[start:start + len(rows)] = self.images[rows]
-                for old, new in zip((self.ids, self.split, self.label, self.labels), meta):
+                for old, new in zip(self.meta, meta):
                     if old is not None:
                         new[start:start + len(rows)] = old[rows]
             out.attrs.update(dict(self.file.attrs))
@@ -221,7 +229,18 @@ def _meta_datasets(f, rows, classes, label_names):
     label = f.create_dataset("label", shape=(rows,), dtype=np.int16, track_times=False) if classes else None
     labels = f.create_dataset("labels", shape=(rows, len(label_names)), dtype=np.float32, track_times=False) \
         if label_names else None
-    return ids, split, label, labels
+    size, mtime = (f.create_dataset(name, shape=(rows,), dtype=np.int64, track_times=False)
+                   for name in ("source_size", "source_mtime_ns"))
+    return ids, split, label, labels, size, mtime
+
+
+def rows_digest(ids, sizes, mtimes):
+    """SHA-256 of the rows' ids and source sizes and mtimes: what a merged file records of
+    each shard, so a shard written anew since (other records, changed images) is noticed."""
+    digest = hashlib.sha256(json.dumps([str(i) for i in ids]).encode())
+    digest.update(np.asarray(sizes, "<i8").tobytes())
+    digest.update(np.asarray(mtimes, "<i8").tobytes())
+    return digest.hexdigest()
 
 
 def label_matrix(records, names):
@@ -247,17 +266,48 @@ def write_attrs(f, params, manifest_sha256, classes, label_names, stats, over, c
 
 
 def open_store(path):
-    """Open an xr HDF5 file for reading; refuses files that are not complete."""
+    """Open an xr HDF5 file for reading; refuses files that are not complete, not laid out as
+    xr-preprocess writes them (libxr.pixels.h5layout), or merged from shards that are gone or
+    were written anew since the merge (a virtual dataset would read zeros or other images)."""
     import h5py
 
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
         raise XRError(f"{path}: not a readable HDF5 file ({exc})") from None
-    if f.attrs.get("format") != FORMAT or not f.attrs.get("complete"):
+    try:
+        check_layout(f, path)
+        if "shards" in f.attrs:
+            _check_shards(f, path)
+    except BaseException:
         f.close()
-        raise XRError(f"{path}: not a complete xr-preprocess file")
+        raise
     return f
+
+
+def _check_shards(f, path):
+    """Every shard the merge recorded is there, complete, and still holds the rows merged."""
+    recorded = json.loads(f.attrs["shards"])
+    mapped = sorted({source.file_name for source in f["images"].virtual_sources()})
+    if mapped != sorted(s["file"] for s in recorded):
+        raise XRError(f"{path}: 'images' maps {', '.join(mapped)}, not the shards it records")
+    params = json.loads(f.attrs["params"])
+    for shard in recorded:
+        where = os.path.join(os.path.dirname(path), shard["file"])
+        if not os.path.exists(where):
+            raise XRError(f"{path}: its shard {where} is missing (a merged file reads its pixels from its "
+                          "shards): restore it, or preprocess and merge again")
+        try:
+            with open_store(where) as part:
+                rows, digest = int(part.attrs["count"]), part.attrs["rows_sha256"]
+                own = {k: v for k, v in json.loads(part.attrs["params"]).items() if k != "shard"}
+        except XRError as exc:
+            raise XRError(f"{path}: its shard {exc}") from None
+        if (rows, digest, own) != (shard["rows"], shard["rows_sha256"], params):
+            differs = (f"{rows} rows, {shard['rows']} were merged" if rows != shard["rows"] else
+                       "other parameters" if own != params else "other ids or source images in its rows")
+            raise XRError(f"{path}: its shard {where} was written anew since the merge ({differs}): "
+                          "merge the shards again")
 
 
 def check_rows(f, path, ids, rows):
@@ -303,20 +353,21 @@ def merge(shards, path, manifest_sha256):
         total = int(offsets[-1])
         shape = opened[0]["images"].shape[1:]
         directory = os.path.dirname(os.path.abspath(path))
+        names = [os.path.relpath(os.path.abspath(s), directory) for s in shards]
         tmp = _temporary(path)
         try:
             with h5py.File(tmp, "x", libver="latest") as out:
                 layout = h5py.VirtualLayout(shape=(total, *shape), dtype=np.uint8)
-                for shard, f, start, n in zip(shards, opened, offsets, counts):
-                    source = h5py.VirtualSource(os.path.relpath(os.path.abspath(shard), directory), "images",
-                                                shape=(n, *shape))
-                    layout[start:start + n] = source
+                layout.dcpl.set_obj_track_times(False)    # the same shards give the same bytes
+                for name, start, n in zip(names, offsets, counts):
+                    layout[start:start + n] = h5py.VirtualSource(name, "images", shape=(n, *shape))
                 out.create_virtual_dataset("images", layout, fillvalue=0)
                 text = h5py.string_dtype("utf-8")
-                out.create_dataset("ids", data=np.concatenate([f["ids"][:] for f in opened]), dtype=text,
-                                  track_times=False)
-                out.create_dataset("split", data=np.concatenate([f["split"][:] for f in opened]), dtype=text,
-                                  track_times=False)
+                columns = {name: np.concatenate([f[name][:] for f in opened])
+                           for name in ("ids", "split", "source_size", "source_mtime_ns")}
+                for name, data in columns.items():
+                    out.create_dataset(name, data=data, dtype=text if name in ("ids", "split") else np.int64,
+                                       track_times=False)
                 if classes:
                     out.create_dataset("label", track_times=False, data=np.concatenate(
                         [_remap_classes(f, i["classes"], classes) for f, i in zip(opened, infos)]))
@@ -328,10 +379,13 @@ def merge(shards, path, manifest_sha256):
                 for f in opened:
                     stats.merge(f.attrs["stats_sum"], f.attrs["stats_sumsq"], f.attrs["stats_pixels"])
                     overs.add(str(f.attrs["stats_over"]))
+                recorded = [{"file": name, "rows": n, "rows_sha256": f.attrs["rows_sha256"]}
+                            for name, n, f in zip(names, counts, opened)]
+                digest = rows_digest([i.decode() for i in columns["ids"]], columns["source_size"],
+                                     columns["source_mtime_ns"])
                 write_attrs(out, params, manifest_sha256, classes, label_names, stats,
                             "train" if overs == {"train"} else "+".join(sorted(overs)), total,
-                            {"shards": json.dumps([os.path.relpath(os.path.abspath(s), directory)
-                                                   for s in shards])})
+                            {"shards": json.dumps(recorded), "rows_sha256": digest})
             os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):

@@ -5,6 +5,10 @@ records and collects the class and label names (so a bad line fails before any
 decoding, and the HDF5 label arrays have fixed columns); the second decodes in a
 process pool, in order, and writes rows as they come. Records go out only after
 the HDF5 file is complete, so no record ever points at an unfinished file.
+
+With ``update`` (an earlier output), an image whose id, size and mtime are those
+stored there is copied from it instead of decoded: a nightly run decodes only
+what is new or changed.
 """
 
 import contextlib
@@ -17,8 +21,9 @@ import tempfile
 
 from libxr.errors import UsageError, XRError
 from libxr.pixels.decode import DecodeError
-from libxr.pixels.h5store import Writer, merge
+from libxr.pixels.h5store import Writer, describe, histograms, merge, open_store
 from libxr.pixels.prepare import prepare
+from libxr.pixels.sources import source_stat
 from libxr.records.manifest import encode, read_records
 
 AHEAD = 3
@@ -35,6 +40,7 @@ class PreprocessOptions:
     shard: tuple = None          # (index, count)
     root: str = None
     strict: bool = False         # an unreadable image stops the run, and nothing is written
+    update: str = None           # an earlier output to copy the rows of unchanged images from
 
     def params(self):
         return {"size": self.size, "fit": self.fit, "channels": list(self.channels),
@@ -44,6 +50,7 @@ class PreprocessOptions:
 @dataclasses.dataclass
 class Outcome:
     written: int = 0
+    copied: int = 0              # of the written, copied from the earlier output (update)
     failed: list = dataclasses.field(default_factory=list)   # (record id, path, reason)
 
 
@@ -61,28 +68,59 @@ _files = {}
 
 
 def _work(task):
-    """In a worker: decode ``images`` [(path, byte offset, is train)] into ``target``.
+    """In a worker: decode ``images`` [(path, byte offset, is train, kept)] into ``target`` — or
+    copy row ``kept`` = (row, size, mtime ns) of the earlier output ``old`` when the image still
+    has that size and mtime.
 
-    Returns (summed (C, 256) histograms of the train images or None, [None or why, per image]).
+    Returns (summed (C, 256) histograms of the train images or None,
+    [(None or why, the image's (size, mtime ns), whether copied), per image]).
     """
-    size, how, kinds, target, images = task
+    size, how, kinds, target, images, old = task
     if target not in _files:
         _files[target] = os.open(target, os.O_WRONLY)
-    train_hist, problems = None, []
-    for path, offset, train in images:
-        try:
-            data, hist = prepare(path, size, how, kinds)
-        except DecodeError as exc:
-            problems.append(str(exc))
-            continue
-        except (MemoryError, ValueError) as exc:   # absurd dimensions, decompression bombs
-            problems.append(f"unreadable image: {exc}")
-            continue
-        os.pwrite(_files[target], data, offset)
-        problems.append(None)
-        if train:
-            train_hist = hist if train_hist is None else train_hist + hist
-    return train_hist, problems
+    train_hist, results = None, []
+    earlier = _Earlier(old)
+    try:
+        for path, offset, train, kept in images:
+            stat = source_stat(path)     # before reading: a change after it shows as a change later
+            copied = kept is not None and stat == kept[1:]
+            try:
+                data, hist = earlier.row(kept[0], train) if copied else prepare(path, size, how, kinds)
+            except DecodeError as exc:
+                results.append((str(exc), stat, False))
+                continue
+            except (MemoryError, ValueError) as exc:   # absurd dimensions, decompression bombs
+                results.append((f"unreadable image: {exc}", stat, False))
+                continue
+            os.pwrite(_files[target], data, offset)
+            results.append((None, stat, copied))
+            if train:
+                train_hist = hist if train_hist is None else train_hist + hist
+    finally:
+        earlier.close()
+    return train_hist, results
+
+
+class _Earlier:
+    """Rows of the earlier output, opened at the first row asked for (so in the worker:
+    no HDF5 handle crosses a fork)."""
+
+    def __init__(self, path):
+        self.path, self.file = path, None
+
+    def row(self, row, train):
+        """(pixels, (C, 256) histograms — only for a train image, which the statistics need) of ``row``."""
+        import h5py
+
+        if self.file is None:
+            self.file = h5py.File(self.path, "r")
+            self.images = self.file["images"]     # looked up once: a lookup costs more than the read
+        image = self.images[row]
+        return image, histograms(image) if train else None
+
+    def close(self):
+        if self.file is not None:
+            self.file.close()
 
 
 class Spool:
@@ -142,11 +180,12 @@ def preprocess(stream, name, h5_path, opts, out, tick=lambda n, total=None: None
         tick(0, stop - start)
         with tempfile.TemporaryFile("w+", encoding="utf-8") as lines:
             with _pool(opts.workers) as pool:   # workers start before the HDF5 file is open
+                kept = _kept(opts) if opts.update else {}
                 writer = Writer(h5_path, stop - start, len(opts.channels), opts.size, classes, names,
                                 opts.compression)
                 try:
                     with _target(writer, opts) as target:
-                        outcome = _write(pool, records, opts, target, writer, h5_path, lines, tick)
+                        outcome = _write(pool, records, opts, target, writer, h5_path, lines, tick, kept)
                     if opts.strict and outcome.failed:
                         _, path, reason = outcome.failed[0]
                         raise XRError(f"{path}: {reason} ({len(outcome.failed)} unreadable images; --strict "
@@ -163,11 +202,29 @@ def preprocess(stream, name, h5_path, opts, out, tick=lambda n, total=None: None
         spool.close()
 
 
-def _write(pool, records, opts, target, writer, h5_path, lines, tick):
+def _kept(opts):
+    """id -> (row, source size, mtime ns) of the earlier output ``opts.update`` ({} when there is none yet)."""
+    if not os.path.exists(opts.update):
+        return {}
+    with open_store(opts.update) as f:
+        params = {k: v for k, v in describe(f)["params"].items() if k != "shard"}
+        if params != opts.params():
+            differs = ", ".join(f"{k} {params.get(k)}, not {v}" for k, v in opts.params().items()
+                                if params.get(k) != v)
+            raise XRError(f"{opts.update}: preprocessed with {differs}: --update copies rows only from a file "
+                          "made with the same --size, --fit and --channels")
+        stored = zip(f["ids"].asstr()[:], f["source_size"][:].tolist(), f["source_mtime_ns"][:].tolist())
+        return {rid: (row, size, mtime) for row, (rid, size, mtime) in enumerate(stored)}
+
+
+def _write(pool, records, opts, target, writer, h5_path, lines, tick, kept):
     """Drive the workers and record each image's row (or error) as it comes."""
     outcome = Outcome()
-    for batch, problems, train_hist, pixels in _ordered(pool, records, opts, target):
-        rows = writer.add(batch, [problem is None for problem in problems], train_hist, pixels)
+    for batch, results, train_hist, pixels in _ordered(pool, records, opts, target, kept):
+        problems = [problem for problem, _, _ in results]
+        rows = writer.add(batch, [problem is None for problem in problems], train_hist, pixels,
+                          [stat for _, stat, _ in results])
+        outcome.copied += sum(copied for _, _, copied in results)
         for rec, row, problem in zip(batch, rows, problems):
             if problem is None:
                 rec = {**rec, "h5": h5_path, "row": row}
@@ -185,8 +242,9 @@ def _window(opts):
     return max(8, min(128, (16 << 20) // (len(opts.channels) * opts.size ** 2)))
 
 
-def _ordered(pool, records, opts, target, ahead=AHEAD):
-    """Windows of (records, [problem or None], summed train histograms, pixels or None) in input order.
+def _ordered(pool, records, opts, target, kept, ahead=AHEAD):
+    """Windows of (records, [(problem or None, source stat, copied)], summed train histograms,
+    pixels or None) in input order; ``kept``: what :func:`_kept` found.
 
     ``ahead`` windows are in flight while the writer handles the oldest, so the
     workers never wait. ``target`` is (file, offset of row 0, is the HDF5 file):
@@ -214,11 +272,12 @@ def _ordered(pool, records, opts, target, ahead=AHEAD):
         if batch:
             base = (next(windows) % (ahead + 1)) * window
             first = row if direct else base
-            images = [(image_path(rec, opts.root), offset + (first + i) * nbytes, rec.get("split") == "train")
-                      for i, rec in enumerate(batch)]
+            images = [(image_path(rec, opts.root), offset + (first + i) * nbytes, rec.get("split") == "train",
+                       kept.get(rec["id"])) for i, rec in enumerate(batch)]
             row += len(batch)
             step = max(1, len(images) // 4)
-            futures = [pool.submit(_work, (opts.size, opts.fit, opts.channels, path, images[i:i + step]))
+            futures = [pool.submit(_work, (opts.size, opts.fit, opts.channels, path, images[i:i + step],
+                                           opts.update))
                        for i in range(0, len(images), step)]
             inflight.append((batch, base, futures))
 
@@ -229,7 +288,7 @@ def _ordered(pool, records, opts, target, ahead=AHEAD):
         results = [future.result() for future in futures]
         submit()
         hists = [hist for hist, _ in results if hist is not None]
-        yield (batch, [problem for _, problems in results for problem in problems],
+        yield (batch, [result for _, per_image in results for result in per_image],
                sum(hists) if hists else None, None if direct else slots[base:base + len(batch)])
 
 

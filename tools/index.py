@@ -3,7 +3,7 @@
 import click
 from xrtools.cli import command, output_option
 from xrtools.console import report
-from xrtools.params import CommaList, KeyValue
+from xrtools.params import CommaList, KeyValue, max_pixels_option
 
 from libxr.atomic import atomic_output
 from libxr.errors import XRError
@@ -54,6 +54,7 @@ xr-index labels.csv --layout csv --path-col file --label-col finding --encoding 
 @click.option("--delimiter", help="Table delimiter (default: tab for .tsv, else sniffed).")
 @click.option("--encoding", default="utf-8", show_default=True, help="Table encoding, e.g. cp1252.")
 @click.option("--check", is_flag=True, help="Open every image header (in parallel); report unreadable files.")
+@max_pixels_option("--check: ")
 @click.option("--hash", "sha256", is_flag=True,
               help="Add `sha256`, the digest of each image file: byte-identical copies share it "
                    "(xr-split --group-by sha256 keeps them in one split).")
@@ -62,7 +63,7 @@ xr-index labels.csv --layout csv --path-col file --label-col finding --encoding 
 @click.option("--strict", is_flag=True, help="Exit 1 if any image is missing or unreadable.")
 @click.option("--summary", is_flag=True, help="Print a class x split table on stderr.")
 @output_option
-def main(source, layout, check, sha256, workers, strict, summary, output, quiet, verbose, **options):
+def main(source, layout, check, max_pixels, sha256, workers, strict, summary, output, quiet, verbose, **options):
     """Index SOURCE (a dataset folder or label table) into manifest records on stdout.
 
     Layouts are detected: folders (one folder per class, optionally under
@@ -73,7 +74,7 @@ def main(source, layout, check, sha256, workers, strict, summary, output, quiet,
     counts = LabelCounts()
     records = index(source, layout, IndexOptions(**options), tally)
     if check:
-        records = _checked(check_headers(records, workers), tally)
+        records = _checked(check_headers(records, workers, max_pixels=max_pixels), tally)
     if sha256:
         records = with_sha256(records, workers)
     if summary:

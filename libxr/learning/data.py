@@ -52,8 +52,10 @@ class Data:
         elif None in h5 and len(h5) == 1:
             self.preprocess = {"size": opts.size, "fit": opts.fit, "channels": list(opts.channels)}
             self.in_channels, self.size = len(opts.channels), opts.size
-            self.train_set = RecordPixels(self.train, self.preprocess, self.y_train, strict=True)
-            self.val_set = RecordPixels(self.val, self.preprocess, self.y_val, strict=True)
+            self.train_set = RecordPixels(self.train, self.preprocess, self.y_train, strict=True,
+                                          max_pixels=opts.max_pixels)
+            self.val_set = RecordPixels(self.val, self.preprocess, self.y_val, strict=True,
+                                        max_pixels=opts.max_pixels)
             self.mean, self.std = _sample_stats(self.train_set)
         else:
             raise XRError("records point at several HDF5 files, or some at none: preprocess them together")

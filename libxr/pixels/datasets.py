@@ -18,6 +18,7 @@ import numpy as np
 
 from libxr.errors import XRError
 from libxr.pixels.decode import DecodeError
+from libxr.pixels.files import MAX_PIXELS
 
 
 class Batch(NamedTuple):
@@ -88,14 +89,16 @@ class RecordPixels:
     position is left out of the batch and its reason returned. Records with an `error`
     field are left out silently in both modes: an earlier step already reported them.
     ``check_store(params, path)`` may refuse an HDF5 file prepared differently.
+    ``max_pixels``: larger images are unreadable, refused from their header before decoding.
     """
 
-    def __init__(self, records, preprocess, targets=None, strict=False, check_store=None):
+    def __init__(self, records, preprocess, targets=None, strict=False, check_store=None,
+                 max_pixels=MAX_PIXELS):
         from libxr.pixels.h5store import check_rows, describe, open_store
 
         self.records = records
         self.targets = None if targets is None else np.asarray(targets)
-        self.strict = strict
+        self.strict, self.max_pixels = strict, max_pixels
         self.size, self.fit = preprocess["size"], preprocess.get("fit", "pad")
         self.kinds = tuple(preprocess.get("channels", ["gray"]))
         self.where = []              # per position: ("h5", store, index) | ("raw", path) | ("skip", None)
@@ -135,7 +138,8 @@ class RecordPixels:
                 wanted.setdefault(source, []).append((p, index[0]))
             elif kind == "raw":
                 try:
-                    pixels[p] = torch.from_numpy(prepare_array(source, self.size, self.fit, self.kinds).copy())
+                    pixels[p] = torch.from_numpy(prepare_array(source, self.size, self.fit, self.kinds,
+                                                               self.max_pixels).copy())
                 except (DecodeError, OSError, ValueError, MemoryError) as exc:
                     if self.strict:
                         raise XRError(f"{source}: {exc}") from None

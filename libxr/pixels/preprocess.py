@@ -17,6 +17,7 @@ import tempfile
 
 from libxr.errors import UsageError, XRError
 from libxr.pixels.decode import DecodeError
+from libxr.pixels.files import MAX_PIXELS
 from libxr.pixels.h5store import Writer, merge
 from libxr.pixels.prepare import prepare
 from libxr.records.manifest import encode, read_records
@@ -30,6 +31,7 @@ class PreprocessOptions:
     size: int = 224
     fit: str = "pad"
     channels: tuple = ("gray",)
+    max_pixels: int = MAX_PIXELS   # a larger image is unreadable, refused from its header
     compression: str = None
     workers: int = 1
     shard: tuple = None          # (index, count)
@@ -65,17 +67,17 @@ def _work(task):
 
     Returns (summed (C, 256) histograms of the train images or None, [None or why, per image]).
     """
-    size, how, kinds, target, images = task
+    size, how, kinds, max_pixels, target, images = task
     if target not in _files:
         _files[target] = os.open(target, os.O_WRONLY)
     train_hist, problems = None, []
     for path, offset, train in images:
         try:
-            data, hist = prepare(path, size, how, kinds)
+            data, hist = prepare(path, size, how, kinds, max_pixels)
         except DecodeError as exc:
             problems.append(str(exc))
             continue
-        except (MemoryError, ValueError) as exc:   # absurd dimensions, decompression bombs
+        except (MemoryError, ValueError) as exc:   # under --max-pixels, yet more than this machine has
             problems.append(f"unreadable image: {exc}")
             continue
         os.pwrite(_files[target], data, offset)
@@ -218,7 +220,8 @@ def _ordered(pool, records, opts, target, ahead=AHEAD):
                       for i, rec in enumerate(batch)]
             row += len(batch)
             step = max(1, len(images) // 4)
-            futures = [pool.submit(_work, (opts.size, opts.fit, opts.channels, path, images[i:i + step]))
+            futures = [pool.submit(_work, (opts.size, opts.fit, opts.channels, opts.max_pixels, path,
+                                           images[i:i + step]))
                        for i in range(0, len(images), step)]
             inflight.append((batch, base, futures))
 
@@ -260,8 +263,7 @@ def _pool(workers):
     deadlock on, so its workers come from a clean fork server.
     """
     import concurrent.futures
-    import sys
-
+    
     if workers <= 1:
         return _Serial()
     method = "forkserver" if "torch" in sys.modules else "fork"

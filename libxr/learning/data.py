@@ -3,7 +3,8 @@
 Records preprocessed into one HDF5 file are read from it (its stored
 normalisation and preprocessing go into the checkpoint); records without one
 are decoded from their files with the run's --size/--fit/--channels, exactly
-as xr-preprocess would, and an unreadable file stops the run naming it.
+as xr-preprocess would, and an unreadable file stops the run naming it and its
+record, in one line, whatever the DataLoader workers (libxr.pixels.datasets).
 """
 
 import numpy as np

@@ -13,13 +13,17 @@ import hashlib
 import multiprocessing
 import os
 import shutil
+import sys
 import tempfile
+import threading
+import time
 
 from libxr.errors import UsageError, XRError
 from libxr.pixels.decode import DecodeError
 from libxr.pixels.files import MAX_PIXELS
 from libxr.pixels.h5store import Writer, merge
 from libxr.pixels.prepare import prepare
+from libxr.processes import alive
 from libxr.records.manifest import encode, read_records
 
 AHEAD = 3
@@ -260,16 +264,35 @@ def _pool(workers):
     on a worker killed while holding the task queue's lock. Workers are forked
     when this process has no threads to speak of (the command line), which
     starts fastest; a process that imported torch has thread pools a fork can
-    deadlock on, so its workers come from a clean fork server.
+    deadlock on, so its workers come from a clean fork server. Either way they
+    exit when this process is gone (:func:`_die_with`).
     """
     import concurrent.futures
-    
+
     if workers <= 1:
         return _Serial()
     method = "forkserver" if "torch" in sys.modules else "fork"
-    pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
+    pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method),
+                                                  initializer=_die_with, initargs=(os.getpid(),))
     pool.submit(int).result()   # a forking executor starts all its workers at the first task: now
     return pool
+
+
+def _die_with(parent, every=0.2):
+    """Worker initializer: exit within ``every`` seconds of ``parent``, xr-preprocess, being gone.
+
+    ``kill -9`` of xr-preprocess runs no Python code, so no executor shuts the workers
+    down: they would live on, holding stdout open, and ``xr-preprocess ... | wc -l``
+    would never end. ``parent`` is watched by its id, not as this process's parent
+    (getppid, PR_SET_PDEATHSIG): a fork server's workers are its children, and it
+    lives as long as they do.
+    """
+    def watch():
+        while alive(parent):
+            time.sleep(every)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
 
 
 @contextlib.contextmanager

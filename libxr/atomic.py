@@ -3,15 +3,20 @@
 Everything is written to a hidden temporary file beside its destination and
 renamed into place on success, so a killed or failing command leaves no file
 that looks finished (make never takes a half-written output for up to date).
+Only ``kill -9`` leaves the temporary behind; the next run to the same path
+removes it (:func:`temporary_beside`).
 """
 
 import contextlib
 import functools
 import os
+import re
+import socket
 import sys
 import tempfile
 
 from libxr.errors import XRError
+from libxr.processes import alive
 
 
 @contextlib.contextmanager
@@ -40,11 +45,29 @@ def atomic_output(path, mode="w"):
 
 def temporary_beside(path):
     """A hidden temporary file in the folder of ``path`` (same file system, so the
-    final rename is atomic): (fd, name)."""
+    final rename is atomic): (fd, name).
+
+    The name, ``.NAME.HOST.PID.XXXXXXXX.part``, says which process writes it, so the
+    leftovers of runs killed by ``kill -9`` — on this host, whose process is gone — are
+    removed here, while a concurrent run's (alive, or on another host sharing the
+    folder) are left alone.
+    """
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise XRError(f"{path}: the folder {directory} does not exist")
-    return tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".part")
+    prefix = f".{os.path.basename(path)}.{re.sub(r'[^A-Za-z0-9-]', '-', socket.gethostname())}."
+    _remove_stale(directory, prefix)
+    return tempfile.mkstemp(dir=directory, prefix=f"{prefix}{os.getpid()}.", suffix=".part")
+
+
+def _remove_stale(directory, prefix):
+    """Remove ``prefix``PID.*.part files in ``directory`` whose process PID is gone."""
+    owned = re.compile(re.escape(prefix) + r"(\d+)\.[a-z0-9_]+\.part")
+    for name in os.listdir(directory):
+        match = owned.fullmatch(name)
+        if match and not alive(int(match.group(1))):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(directory, name))
 
 
 @functools.cache

@@ -142,3 +142,50 @@ def trained(tmp_path_factory):
     checked(train, str(h5), "--model", "vgg5", "--epochs", "3", "--batch-size", "16",
             "--run-dir", str(tmp / "run"), "-q")
     return {"h5": h5, "raw": raw, "ckpt": tmp / "run" / "best.pt", "dir": tmp}
+
+
+def bomb_png(path, width, height, pixels=True):
+    """A 1-bit PNG of ``width`` x ``height`` black pixels, a decompression bomb: 30,000 x 30,000 is
+    107 KB that decode to 900 MB. ``pixels=False``: the header only (no IDAT), so only a header
+    check can describe it; decoding it fails."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    data = b""
+    if pixels:
+        row, packer = b"\0" * (1 + (width + 7) // 8), zlib.compressobj(9)
+        data = chunk(b"IDAT", b"".join(packer.compress(row) for _ in range(height)) + packer.flush())
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+                     + data + chunk(b"IEND", b""))
+    return path
+
+
+def dicom_file(path, pixels, photometric="MONOCHROME2", slope=1, intercept=0, window=None, claim=None):
+    """A 12-bit DICOM of ``pixels`` (2-D, or frames x rows x columns). ``claim``: the (rows, columns)
+    its header states instead, the pixel data unchanged (only a header check describes it)."""
+    import numpy as np
+
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    if pixels.ndim == 3:
+        ds.NumberOfFrames = len(pixels)
+    ds.Rows, ds.Columns = claim or pixels.shape[-2:]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+    if window:
+        ds.WindowCenter, ds.WindowWidth = window
+    ds.PixelData = pixels.astype(np.uint16).tobytes()
+    ds.save_as(str(path), enforce_file_format=True)
+    assert pydicom.dcmread(str(path)).Rows == ds.Rows
+    return path

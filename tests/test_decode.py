@@ -1,11 +1,15 @@
-"""libxr.pixels.decode: every supported file becomes 8-bit grayscale; bad files raise DecodeError."""
+"""libxr.pixels.decode: every supported file becomes 8-bit grayscale; bad files raise DecodeError,
+and an image over --max-pixels is unreadable in every command that decodes."""
 
 import glob
+import json
 import os
+import shutil
 import warnings
 
 import numpy as np
 import pytest
+from conftest import bomb_png, dicom_file, write_jsonl
 from PIL import Image
 
 from libxr.pixels.decode import DecodeError, load_gray
@@ -48,39 +52,17 @@ def test_jpeg_draft_decodes_large_files_smaller_but_not_below_the_target(tmp_pat
     assert drafted.size[0] >= 224 and drafted.size[1] >= 224 and drafted.size[0] < 640
 
 
-def _dicom(path, pixels, photometric="MONOCHROME2", slope=1, intercept=0, window=None):
-    pydicom = pytest.importorskip("pydicom")
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
-    if window:
-        ds.WindowCenter, ds.WindowWidth = window
-    ds.PixelData = pixels.astype(np.uint16).tobytes()
-    ds.save_as(str(path), enforce_file_format=True)
-    assert pydicom.dcmread(str(path)).Rows == pixels.shape[0]
-    return path
-
-
 def test_dicom_monochrome2_and_monochrome1(tmp_path):
     pixels = np.array([[0, 1000], [2000, 4000]])
-    normal = gray_of(_dicom(tmp_path / "a.dcm", pixels))
-    inverted = gray_of(_dicom(tmp_path / "b.dcm", pixels, photometric="MONOCHROME1"))
+    normal = gray_of(dicom_file(tmp_path / "a.dcm", pixels))
+    inverted = gray_of(dicom_file(tmp_path / "b.dcm", pixels, photometric="MONOCHROME1"))
     assert normal[1, 1] == 255 and normal[0, 0] == 0
     assert (inverted == 255 - normal).all()
 
 
 def test_dicom_window_clips_to_the_window(tmp_path):
     pixels = np.array([[0, 1000], [2000, 4000]])
-    windowed = gray_of(_dicom(tmp_path / "w.dcm", pixels, slope=2, intercept=-1000, window=(1000, 1000)))
+    windowed = gray_of(dicom_file(tmp_path / "w.dcm", pixels, slope=2, intercept=-1000, window=(1000, 1000)))
     # modality 2p - 1000: [-1000, 1000], [3000, 7000]; the window 500..1500 puts 1000 mid-grey
     assert windowed[0, 0] == 0 and abs(int(windowed[0, 1]) - 128) <= 1 and windowed[1].tolist() == [255, 255]
 
@@ -179,3 +161,103 @@ def test_every_bundled_compressed_dicom_preprocesses_and_errors_are_one_line(cli
     for name, error in errors.items():
         assert "\n" not in error and CORRUPT[name] in error and error.startswith("unreadable DICOM (JPEG")
     assert all("\n" not in line for line in result.stderr.splitlines() if "unreadable" in line)
+
+
+def test_a_multiframe_dicom_decodes_its_first_frame_only(tmp_path):
+    frames = np.stack([np.array([[0, 1000], [2000, 4000]]), np.full((2, 2), 7), np.full((2, 2), 9)])
+    first = gray_of(dicom_file(tmp_path / "one.dcm", frames[0]))
+    assert gray_of(dicom_file(tmp_path / "three.dcm", frames)).tolist() == first.tolist()
+
+
+@pytest.mark.parametrize("make, max_pixels, reason", [
+    pytest.param(lambda p: bomb_png(p / "b.png", 30000, 30000), None, "30000x30000 is over --max-pixels 100000000",
+                 id="30000-square-1-bit-png"),
+    pytest.param(lambda p: bomb_png(p / "h.png", 30000, 20000, pixels=False), None,
+                 "30000x20000 is over --max-pixels 100000000", id="refused-from-the-header-before-decoding"),
+    pytest.param(lambda p: dicom_file(p / "b.dcm", np.zeros((2, 2)), claim=(20000, 30000)), None,
+                 "30000x20000 is over --max-pixels 100000000", id="dicom-columns-by-rows"),
+    pytest.param(lambda p: bomb_png(p / "s.png", 64, 48), 3000, "64x48 is over --max-pixels 3000", id="own-limit"),
+])
+def test_an_image_over_max_pixels_is_not_decoded(tmp_path, make, max_pixels, reason):
+    path = make(tmp_path)
+    with pytest.raises(DecodeError, match=f"^{reason}$"):
+        load_gray(str(path), **({} if max_pixels is None else {"max_pixels": max_pixels}))
+
+
+def test_max_pixels_above_pillows_own_limit_decodes(tmp_path):
+    """Pillow refuses more than 178,956,970 pixels itself; --max-pixels is the one limit."""
+    path = bomb_png(tmp_path / "b.png", 14000, 13000)
+    image = load_gray(str(path), max_pixels=14000 * 13000)
+    assert image.size == (14000, 13000) and image.getextrema() == (0, 0)
+
+
+@pytest.fixture(scope="module")
+def bombed(trained, tmp_path_factory):
+    """The trained model's raw manifest, its first train record's image now a 30,000 x 30,000 PNG
+    bomb; and a folder holding the bomb and a film, for xr-index."""
+    tmp = tmp_path_factory.mktemp("bombed")
+    (tmp / "ds" / "NORMAL").mkdir(parents=True)
+    bomb = bomb_png(tmp / "ds" / "NORMAL" / "bomb.png", 30000, 30000)
+    records = [json.loads(line) for line in trained["raw"].read_text().splitlines()]
+    first = next(r for r in records if r["split"] == "train")
+    film = shutil.copy(first["path"], tmp / "ds" / "NORMAL" / "film.png")
+    first["path"] = str(bomb)
+    width, height = Image.open(film).size
+    return {"manifest": write_jsonl(tmp / "m.jsonl", records), "folder": tmp / "ds", "bomb": str(bomb),
+            "film": str(film), "id": first["id"], "film_size": (width, height), "ckpt": trained["ckpt"]}
+
+
+def _bomb_run(command, bombed, out):
+    """(main, arguments) of ``command`` over the bombed records."""
+    from xrtools.featmap import main as featmap
+    from xrtools.index import main as index
+    from xrtools.predict import main as predict
+    from xrtools.preprocess import main as preprocess
+    from xrtools.train import main as train
+
+    manifest, ckpt = bombed["manifest"], bombed["ckpt"]
+    return {
+        "xr-index --check": (index, [bombed["folder"], "--check"]),
+        "xr-preprocess": (preprocess, [manifest, "-o", out / "x.h5", "--size", 32, "--workers", 1]),
+        "xr-preprocess --workers 2": (preprocess, [manifest, "-o", out / "x.h5", "--size", 32, "--workers", 2]),
+        "xr-predict": (predict, ["-m", ckpt, manifest]),
+        "xr-featmap": (featmap, ["-m", ckpt, bombed["bomb"], bombed["film"], "--cam", "--out-dir", out]),
+        "xr-train": (train, [manifest, "--model", "cnn", "--epochs", 1, "--size", 32, "--run-dir", out / "run"]),
+    }[command]
+
+
+@pytest.mark.parametrize("below_a_film", [False, True], ids=["default-limit", "max-pixels-below-a-film"])
+@pytest.mark.parametrize("command", ["xr-index --check", "xr-preprocess", "xr-preprocess --workers 2",
+                                     "xr-predict", "xr-featmap", "xr-train"])
+def test_an_image_over_max_pixels_is_unreadable_in_every_command(cli, bombed, tmp_path, command, below_a_film):
+    """Recorded like any unreadable image, the run going on (xr-train: one line naming it, exit 1)."""
+    width, height = bombed["film_size"]
+    limit = width * height - 1 if below_a_film else 100_000_000
+    main, args = _bomb_run(command, bombed, tmp_path)
+    result = cli(main, *args, *(["--max-pixels", limit] if below_a_film else []), "-q")
+    bomb = f"30000x30000 is over --max-pixels {limit}"
+    film = f"{width}x{height} is over --max-pixels {limit}"
+    if command == "xr-train":
+        assert result.exit_code == 1 and result.stdout == ""
+        assert result.stderr == (f"xr-train: error: {bombed['bomb']}: {bomb}; record {bombed['id']!r} "
+                                 "(xr-preprocess lists every unreadable image and leaves them out)\n")
+        return
+    assert result.exit_code == 0, result.stderr
+    if command == "xr-index --check":
+        assert f"unreadable: {bombed['bomb']}: {bomb}" in result.stderr
+        assert (f"unreadable: {bombed['film']}: {film}" in result.stderr) == below_a_film
+        return
+    if command == "xr-featmap":
+        assert (f"{1 + below_a_film} images could not be shown; the first: bomb.png: {bombed['bomb']}: {bomb}"
+                in result.stderr)
+        assert ("cam-film.png" in result.stdout) != below_a_film
+        return
+    records = result.records
+    assert len(records) == 200
+    where = "" if command.startswith("xr-preprocess") else f"{bombed['bomb']}: "    # xr-predict names the file
+    assert [r["error"] for r in records if r["path"] == bombed["bomb"]] == [where + bomb]
+    others = [r for r in records if r["path"] != bombed["bomb"]]
+    if below_a_film:
+        assert all(r["error"].endswith(film) for r in others)
+    else:
+        assert not [r for r in others if "error" in r]

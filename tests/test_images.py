@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from conftest import bomb_png, dicom_file
 from PIL import Image
 
 from libxr.pixels.files import check_headers, header_problem, is_image_name
@@ -40,3 +41,16 @@ def test_check_headers_keeps_order(tmp_path):
     out = list(check_headers(({"path": p} for p in paths), workers=4, chunk=3))
     assert [r["path"] for r, _ in out] == paths
     assert [problem for _, problem in out] == ["missing" if i % 3 == 0 else None for i in range(10)]
+
+
+def test_header_check_refuses_images_over_max_pixels(tmp_path):
+    bomb = bomb_png(tmp_path / "bomb.png", 30000, 30000)
+    small = bomb_png(tmp_path / "small.png", 64, 48)
+    claims = dicom_file(tmp_path / "claims.dcm", np.zeros((2, 2)), claim=(20000, 30000))
+    assert header_problem(str(bomb)) == "30000x30000 is over --max-pixels 100000000"
+    assert header_problem(str(claims)) == "30000x20000 is over --max-pixels 100000000"
+    assert header_problem(str(small)) is None
+    out = check_headers(({"path": str(p)} for p in (small, bomb, claims)), max_pixels=3072)
+    assert [problem for _, problem in out] == [None, "30000x30000 is over --max-pixels 3072",
+                                               "30000x20000 is over --max-pixels 3072"]
+    assert header_problem(str(small), max_pixels=3071) == "64x48 is over --max-pixels 3071"

@@ -2,12 +2,16 @@
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
-from conftest import write_jsonl
+from conftest import checked, write_jsonl
+from PIL import Image
 from xrtools.index import main as index
 from xrtools.preprocess import main as preprocess
+from xrtools.split import main as split
+from xrtools.train import main as train
 
 from libxr.errors import XRError
 from libxr.learning.sampling import epoch_order
@@ -116,3 +120,69 @@ def test_loader_order_is_seeded_and_workers_change_nothing(prepared):
     assert next(b.targets.tolist() for b in batches(dataset, 8)) == list(range(8))
     assert all(len(b.targets) == 8
                for b in batches(dataset, 8, epoch_order(range(len(dataset)), 0, 0), drop_last=True))
+
+
+@pytest.fixture(scope="module")
+def films(tmp_path_factory):
+    """420 films (32 px) split train/val by patient, and a truncated JPEG and PNG:
+    (folder, records). More train records than the 256 that set a raw run's
+    normalisation, so the loader is the first to read some of them."""
+    from libxr.synth import SynthOptions, synthesize
+
+    tmp = tmp_path_factory.mktemp("films")
+    synthesize(str(tmp / "ds"), SynthOptions(count=420, size=32, splits=(), seed=7))
+    raw = checked(split, "--val", "0.2", "--seed", "1",
+                  input=checked(index, str(tmp / "ds"), "--patient-regex", r"person(\d+)_"))
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200), np.uint8))
+    for name in ("cut.jpg", "cut.png"):
+        noise.save(tmp / name)
+        data = (tmp / name).read_bytes()
+        (tmp / name).write_bytes(data[: len(data) // 3])
+    return tmp, [json.loads(line) for line in raw.splitlines()]
+
+
+BATCH, STEPS = 16, 8
+
+
+def _bad_record(records, where):
+    """The record whose image to break: one the loader reads first in the first or a later batch
+    of epoch 1 (seed 0; --batch-size BATCH --max-steps STEPS), one of the normalisation sample,
+    or one in validation."""
+    from libxr.learning.sampling import epoch_order
+
+    if where == "val":
+        val = [r for r in records if r["split"] == "val"]
+        return val[len(val) // 2]
+    train = [r for r in records if r["split"] == "train"]
+    sampled = set(np.linspace(0, len(train) - 1, 256).astype(int).tolist())     # as libxr.learning.data
+    assert len(train) > len(sampled)
+    if where == "normalisation":
+        return train[max(sampled)]
+    order = epoch_order(range(len(train)), 0, 0)
+    start = 0 if where == "first batch" else (STEPS // 2) * BATCH
+    return train[next(i for i in order[start:STEPS * BATCH] if i not in sampled)]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("name, where", [
+    pytest.param("cut.jpg", "first batch", id="jpeg-first-batch"),
+    pytest.param("cut.png", "first batch", id="png-first-batch"),
+    pytest.param("cut.png", "later batch", id="png-later-batch"),
+    pytest.param("cut.jpg", "later batch", id="jpeg-later-batch"),
+    pytest.param("cut.jpg", "val", id="jpeg-val"),
+    pytest.param("cut.png", "val", id="png-val"),
+    pytest.param("cut.png", "normalisation", id="png-normalisation-sample"),
+])
+def test_raw_image_training_stops_at_a_truncated_image_naming_it(cli, films, tmp_path, name, where, workers):
+    """One line naming the file and the record, exit 1, wherever the file is met and whatever the workers."""
+    folder, records = films
+    records = [dict(r) for r in records]
+    bad = _bad_record(records, where)
+    bad["path"] = str(folder / name)
+    manifest = write_jsonl(tmp_path / "m.jsonl", records)
+    result = cli(train, manifest, "--model", "cnn", "--epochs", 1, "--batch-size", BATCH, "--max-steps", STEPS,
+                 "--size", 32, "--workers", workers, "--run-dir", tmp_path / "run", "-q")
+    assert result.exit_code == 1 and result.stdout == "", result.stderr
+    assert re.fullmatch(rf"xr-train: error: {re.escape(bad['path'])}: unreadable image: image file is truncated"
+                        rf"[^\n]*; record {re.escape(repr(bad['id']))} \(xr-preprocess lists every unreadable "
+                        r"image and leaves them out\)\n", result.stderr), result.stderr

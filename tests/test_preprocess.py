@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import pathlib
 import re
 import shutil
 import signal
@@ -423,3 +424,67 @@ def test_update_decodes_only_new_and_changed_images(cli, synth, tmp_path, monkey
     assert other.exit_code == 1 and other.stderr.splitlines()[-1] == (
         f"xr-preprocess: error: {h5}: preprocessed with size 32, not 16: --update copies rows only from a file "
         "made with the same --size, --fit and --channels")
+
+
+def _children(pid):
+    """The ids of the running (not zombie) children of process ``pid``, from /proc."""
+    found = []
+    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, parent = stat.read_text().rpartition(")")[2].split()[:2]
+        except OSError:
+            continue
+        if int(parent) == pid and state != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _running(pid):
+    try:
+        return pathlib.Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _until(condition, what, limit=60):
+    """Poll ``condition`` until it holds; fail, naming ``what``, if it never does (a hang, not a speed)."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, f"never: {what}"
+        time.sleep(0.05)
+
+
+def test_kill_9_takes_the_workers_along_and_the_next_run_removes_what_it_left(synth, tmp_path):
+    """`xr-preprocess --workers 2 | wc -l`, xr-preprocess killed with SIGKILL: its workers go too, the
+    pipe ends; the next run to the same file removes the dead run's .part, not a live run's."""
+    needs_commands()
+    if not os.path.isdir("/proc/self"):
+        pytest.skip("needs /proc to find the workers")
+    manifest = tmp_path / "m.jsonl"
+    assert sh(f"xr-index {synth('folders', count=600, size=256, name='big')} > {manifest}").exit_code == 0
+    out = tmp_path / "out"
+    out.mkdir()
+    env = dict(os.environ, PATH=f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}")
+    parent = subprocess.Popen(["xr-preprocess", str(manifest), "-o", str(out / "x.h5"), "--size", "256",
+                               "--workers", "2", "-q"], stdout=subprocess.PIPE, env=env)
+    reader = subprocess.Popen(["wc", "-l"], stdin=parent.stdout, stdout=subprocess.PIPE, text=True)
+    parent.stdout.close()
+    workers = []
+    try:
+        _until(lambda: len(_children(parent.pid)) >= 2 and any(out.glob(".*.part")), "workers decoding")
+        workers = _children(parent.pid)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        _until(lambda: not any(map(_running, workers)), f"workers {workers} gone after their parent's kill -9")
+        assert reader.communicate(timeout=60)[0].strip() == "0"
+    finally:
+        for pid in filter(_running, workers):      # left by a failure: not for the next test to meet
+            os.kill(pid, signal.SIGKILL)
+        reader.kill()
+    (dead,) = [p.name for p in out.iterdir()]
+    assert dead.startswith(".x.h5.") and dead.endswith(".part") and f".{parent.pid}." in dead
+    live = dead.replace(f".{parent.pid}.", f".{os.getpid()}.")        # as if this process were writing x.h5
+    (out / live).write_bytes(b"")
+    rerun = sh(f"xr-preprocess {manifest} -o {out / 'x.h5'} --size 32 -q > {out / 'r.jsonl'}")
+    assert rerun.exit_code == 0 and len((out / "r.jsonl").read_text().splitlines()) == 600
+    assert sorted(p.name for p in out.iterdir()) == [live, "r.jsonl", "x.h5"]

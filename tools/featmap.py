@@ -5,6 +5,7 @@ import os
 import click
 from xrtools.cli import command, device_option, open_input
 from xrtools.console import report
+from xrtools.params import max_pixels_option
 
 from libxr.errors import UsageError, XRError
 from libxr.records.manifest import read_records
@@ -32,9 +33,10 @@ xr-featmap scored.jsonl --sheet --errors --by group --out-dir errors/   # no mod
 @click.option("--class", "class_name", help="--cam: explain this class (default the predicted one).")
 @click.option("--errors", is_flag=True, help="Only records whose prediction is wrong.")
 @click.option("--by", metavar="FIELD", help="--sheet: one sheet per value of FIELD (group, view, ...).")
+@max_pixels_option()
 @device_option
 def main(inputs, checkpoint, out_dir, maps, cam, sheet, count, sheet_size, layers, every, layer, class_name, errors,
-         by, device, quiet, verbose):
+         by, max_pixels, device, quiet, verbose):
     """Look inside a model and at its predictions.
 
     INPUTS are manifests (JSON Lines; `-` for stdin) or image files. Without
@@ -71,13 +73,13 @@ def main(inputs, checkpoint, out_dir, maps, cam, sheet, count, sheet_size, layer
         if maps:
             names = [n.strip() for n in layers.split(",") if n.strip()] if layers else None
             sections.append(("Feature maps", featmap.feature_maps(clf, chosen, out_dir, names, every,
-                                                                  skip=skipped.append)))
+                                                                  skip=skipped.append, max_pixels=max_pixels)))
         if cam:
             sections.append(("Grad-CAM", featmap.cam_overlays(clf, chosen, out_dir, class_name, layer,
-                                                         skip=skipped.append)))
+                                                         skip=skipped.append, max_pixels=max_pixels)))
     if sheet:
         sections.append(("Predictions", featmap.sheets(records, out_dir, count=sheet_size, errors=errors, by=by,
-                                                       skip=skipped.append)))
+                                                       skip=skipped.append, max_pixels=max_pixels)))
     page = os.path.join(out_dir, "index.html")
     write_page(page, f"xr-featmap: {checkpoint or ', '.join(inputs or ['<stdin>'])}", sections)
     for _, pngs in sections:

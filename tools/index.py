@@ -3,7 +3,7 @@
 import click
 from xrtools.cli import command, output_option
 from xrtools.console import report
-from xrtools.params import CommaList, Condition, Delimiter, KeyValue
+from xrtools.params import CommaList, Condition, Delimiter, KeyValue, max_pixels_option
 
 from libxr.atomic import atomic_output
 from libxr.errors import XRError
@@ -69,6 +69,7 @@ xr-index chestmnist_224.npz --extract chestmnist/ > chest.jsonl   # MedMNIST arr
 @click.option("--encoding", default="utf-8", show_default=True,
               help="Table encoding, e.g. cp1252 (a byte-order mark overrides it).")
 @click.option("--check", is_flag=True, help="Open every image header (in parallel); report unreadable files.")
+@max_pixels_option("--check: ")
 @click.option("--hash", "sha256", is_flag=True,
               help="Add `sha256`, the digest of each image file: byte-identical copies share it "
                    "(xr-split --group-by sha256 keeps them in one split).")
@@ -82,7 +83,7 @@ xr-index chestmnist_224.npz --extract chestmnist/ > chest.jsonl   # MedMNIST arr
                    "become a record field.")
 @click.option("--summary", is_flag=True, help="Print a class x split table on stderr.")
 @output_option
-def main(source, layout, check, sha256, workers, strict, summary, output, quiet, verbose, **options):
+def main(source, layout, check, max_pixels, sha256, workers, strict, summary, output, quiet, verbose, **options):
     """Index SOURCE (a dataset folder or label table) into manifest records on stdout.
 
     Layouts are detected: folders (one folder per class, optionally under
@@ -95,7 +96,7 @@ def main(source, layout, check, sha256, workers, strict, summary, output, quiet,
     opts = IndexOptions(**options)
     records = index(source, layout, opts, tally)
     if check:
-        records = _checked(check_headers(records, workers), tally)
+        records = _checked(check_headers(records, workers, max_pixels=max_pixels), tally)
     if sha256:
         records = with_sha256(records, workers)
     if summary:

@@ -3,13 +3,14 @@
 Values arrive parsed and checked (a bad one is a usage error, exit 2), so a
 command never splits strings itself: ``A,B,C`` lists, ``KEY=VALUE`` pairs
 (composable: ``train=0.8,test=0.2`` is a list of pairs), ``I/N`` shards,
-channel specs, and the one ``--size/--fit/--channels`` group.
+channel specs, the one ``--size/--fit/--channels`` group, and ``--max-pixels``.
 """
 
 import click
 
 from libxr.errors import UsageError
 from libxr.pixels.enhance import parse_channels
+from libxr.pixels.files import MAX_PIXELS
 from libxr.pixels.fit import FITS
 
 
@@ -143,6 +144,15 @@ def pixel_options(what=""):
         return fn
 
     return decorate
+
+
+def max_pixels_option(what=""):
+    """``--max-pixels``, for every command that decodes or checks images: a larger image (width x
+    height from its header) is unreadable, like a truncated one, and is never decoded, so a
+    decompression bomb cannot take a worker's memory. ``what`` prefixes the help."""
+    return click.option("--max-pixels", type=click.IntRange(1), default=MAX_PIXELS, show_default=True,
+                        metavar="N", help=f"{what}An image of more pixels (width x height, read from its header) "
+                                          "is unreadable and never decoded (decompression bombs).")
 
 
 class WordOr(click.ParamType):

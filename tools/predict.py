@@ -3,6 +3,7 @@
 import click
 from xrtools.cli import command, device_option, manifest_input, open_input, output_option, workers_option
 from xrtools.console import report
+from xrtools.params import max_pixels_option
 
 from libxr.atomic import atomic_output
 from libxr.errors import XRError
@@ -24,10 +25,12 @@ xr-predict -m best.pt m.jsonl --threshold 0.3 --batch-size 128 --workers 4 -o sc
               help="Binary and multi-label decisions: positive at or above this probability "
                    "(default: the checkpoint's — Youden's on validation — else 0.5).")
 @click.option("--strict", is_flag=True, help="Stop with exit 1 at the first unreadable image.")
+@max_pixels_option("Raw images: ")
 @device_option
 @workers_option
 @output_option
-def main(manifest, checkpoint, batch_size, tta, threshold, strict, device, workers, output, quiet, verbose):
+def main(manifest, checkpoint, batch_size, tta, threshold, strict, max_pixels, device, workers, output, quiet,
+         verbose):
     """Add `scores` (per-class probabilities) and `pred` to every record of MANIFEST.
 
     HDF5-backed records are read from their file (it must have been made with
@@ -50,7 +53,7 @@ def main(manifest, checkpoint, batch_size, tta, threshold, strict, device, worke
     failed = []
     with atomic_output(output) as out, report.bar("scoring", unit="images", total=len(records)) as tick:
         scored = predict(records, clf, batch_size, () if tta == "none" else (tta,), threshold, workers, strict,
-                         tick, failed.append)
+                         tick, failed.append, max_pixels)
         n = write_records(scored, out)
     cut = threshold if threshold is not None else clf.threshold
     shown = f"{cut:.3f}" if isinstance(cut, float) else ", ".join(f"{c:.3f}" for c in cut)

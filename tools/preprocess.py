@@ -6,7 +6,7 @@ import time
 import click
 from xrtools.cli import command, open_input
 from xrtools.console import report
-from xrtools.params import Shard, pixel_options
+from xrtools.params import Shard, max_pixels_option, pixel_options
 
 from libxr.atomic import atomic_output
 from libxr.errors import UsageError
@@ -26,6 +26,7 @@ xr-preprocess all.jsonl -o data.h5 --update data.h5 > manifest.jsonl
 @click.option("-o", "--output", "h5", required=True, type=click.Path(dir_okay=False),
               help="The HDF5 file to write (atomically).")
 @pixel_options()
+@max_pixels_option()
 @click.option("--compression", type=click.Choice(("none", "gzip", "lzf")), default="none", show_default=True,
               help="HDF5 compression of the pixels (none reads fastest).")
 @click.option("--workers", type=click.IntRange(1), default=os.cpu_count() or 1, show_default="cores",
@@ -40,8 +41,8 @@ xr-preprocess all.jsonl -o data.h5 --update data.h5 > manifest.jsonl
 @click.option("--update", metavar="OLD.h5", type=click.Path(dir_okay=False),
               help="Copy the rows of images unchanged since OLD.h5 was written (same id, size and mtime) "
                    "instead of decoding them; OLD.h5 may be -o itself, and need not exist yet.")
-def main(manifests, h5, size, fit, channels, compression, workers, shard, merge, root, records_out, strict,
-         update, quiet, verbose):
+def main(manifests, h5, size, fit, channels, max_pixels, compression, workers, shard, merge, root, records_out,
+         strict, update, quiet, verbose):
     """Decode the images of MANIFEST once into one HDF5 file (-o) of uint8 (N, C, H, W) pixels.
 
     Records go to stdout with `h5` and `row` added once the file is complete; an
@@ -55,8 +56,9 @@ def main(manifests, h5, size, fit, channels, compression, workers, shard, merge,
         raise UsageError("one manifest at a time (several only with --merge)")
     if shard and (not manifests or manifests[0] == "-"):
         raise UsageError("--shard needs the manifest as a file, so every task reads the same records")
-    opts = PreprocessOptions(size=size, fit=fit, channels=channels, workers=workers, shard=shard, root=root,
-                             compression=None if compression == "none" else compression, strict=strict,
+    opts = PreprocessOptions(size=size, fit=fit, channels=channels, max_pixels=max_pixels, workers=workers,
+                             shard=shard, root=root, compression=None if compression == "none" else compression,
+                             strict=strict,
                              update=update)
     stream, name = open_input(manifests[0] if manifests else "-")
     started = time.perf_counter()

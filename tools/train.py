@@ -7,7 +7,7 @@ import sys
 import click
 from xrtools.cli import command, device_option, manifest_input, open_input, seed_option, workers_option
 from xrtools.console import report
-from xrtools.params import CommaList, KeyValue, WordOr, pixel_options, typed
+from xrtools.params import CommaList, KeyValue, WordOr, max_pixels_option, pixel_options, typed
 
 from libxr.errors import UsageError
 from libxr.learning.options import (
@@ -44,6 +44,7 @@ torchrun --nproc_per_node=4 --no-python xr-train m.jsonl --batch-size 16   # DDP
 @click.option("--uncertain", type=click.Choice(tuple(UNCERTAIN)), default="ignore", show_default=True,
               help="Multi-label: what a remaining -1 label becomes (ignore masks it).")
 @pixel_options("Raw images (no HDF5): ")
+@max_pixels_option("Raw images (no HDF5): ")
 @click.option("--epochs", type=click.IntRange(1), default=10, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
 @click.option("--lr", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True)

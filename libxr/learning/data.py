@@ -3,7 +3,8 @@
 Records preprocessed into one HDF5 file are read from it (its stored
 normalisation and preprocessing go into the checkpoint); records without one
 are decoded from their files with the run's --size/--fit/--channels, exactly
-as xr-preprocess would, and an unreadable file stops the run naming it.
+as xr-preprocess would, and an unreadable file stops the run naming it and its
+record, in one line, whatever the DataLoader workers (libxr.pixels.datasets).
 """
 
 import numpy as np
@@ -52,8 +53,10 @@ class Data:
         elif None in h5 and len(h5) == 1:
             self.preprocess = {"size": opts.size, "fit": opts.fit, "channels": list(opts.channels)}
             self.in_channels, self.size = len(opts.channels), opts.size
-            self.train_set = RecordPixels(self.train, self.preprocess, self.y_train, strict=True)
-            self.val_set = RecordPixels(self.val, self.preprocess, self.y_val, strict=True)
+            self.train_set = RecordPixels(self.train, self.preprocess, self.y_train, strict=True,
+                                          max_pixels=opts.max_pixels)
+            self.val_set = RecordPixels(self.val, self.preprocess, self.y_val, strict=True,
+                                        max_pixels=opts.max_pixels)
             self.mean, self.std = _sample_stats(self.train_set)
         else:
             raise XRError("records point at several HDF5 files, or some at none: preprocess them together")

@@ -10,6 +10,7 @@ import dataclasses
 from libxr.learning.epoch_metrics import EPOCH
 from libxr.learning.optim import OPTIMIZERS, SCHEDULERS
 from libxr.learning.sampling import SAMPLINGS
+from libxr.pixels.files import MAX_PIXELS
 from libxr.pixels.fit import FITS
 from libxr.records.tasks import KINDS, UNCERTAIN
 
@@ -35,6 +36,7 @@ class TrainOptions:
     size: int = 224
     fit: str = "pad"
     channels: tuple = ("gray",)
+    max_pixels: int = MAX_PIXELS     # raw images: larger ones are unreadable, never decoded
     epochs: int = 10
     batch_size: int = 32
     lr: float = 1e-3

@@ -3,7 +3,7 @@
 Feature maps and Grad-CAM need the checkpoint and see each image exactly as
 the model did (libxr.pixels.datasets with the checkpoint's preprocessing);
 prediction sheets need only prediction records. Records that cannot be shown
-(an unreadable image, an `error` field) are skipped and counted.
+(an unreadable image or one over ``max_pixels``, an `error` field) are skipped and counted.
 """
 
 import collections
@@ -16,6 +16,7 @@ from libxr.looking import figures
 from libxr.looking.saliency import activations as layer_activations
 from libxr.looking.saliency import conv_layers, grad_cam, require_convolutions
 from libxr.pixels.datasets import RecordPixels
+from libxr.pixels.files import MAX_PIXELS
 
 
 def safe_name(record_id):
@@ -29,9 +30,9 @@ def is_wrong(rec):
     return rec.get("label") is not None and str(rec.get("pred")) != str(rec["label"])
 
 
-def _readable(records, preprocess, check_store=None, skip=print):
+def _readable(records, preprocess, check_store=None, skip=print, max_pixels=MAX_PIXELS):
     """(record, uint8 (C, H, W) pixels) for each record whose image can be read; ``skip`` hears of the others."""
-    source = RecordPixels(records, preprocess, check_store=check_store)
+    source = RecordPixels(records, preprocess, check_store=check_store, max_pixels=max_pixels)
     for i, rec in enumerate(records):
         pixels, _, ok, reasons = source[[i]]
         if ok:
@@ -40,12 +41,12 @@ def _readable(records, preprocess, check_store=None, skip=print):
             skip(f"{rec['id']}: {reasons.get(i, 'no image (an `error` record)')}")
 
 
-def feature_maps(clf, records, out_dir, layers=None, every=2, channels=8, skip=print):
+def feature_maps(clf, records, out_dir, layers=None, every=2, channels=8, skip=print, max_pixels=MAX_PIXELS):
     """Activation grids of ``layers`` (default every ``every``-th convolution) per record."""
     names = list(layers) if layers else conv_layers(clf.model)[every - 1::every] or conv_layers(clf.model)
     require_convolutions(names)
     written = []
-    for rec, pixels in _readable(records, clf.preprocess, clf.check_store, skip):
+    for rec, pixels in _readable(records, clf.preprocess, clf.check_store, skip, max_pixels):
         maps = layer_activations(clf.model, clf.transform(pixels[None].to(clf.device)), names)
         png = os.path.join(out_dir, f"maps-{safe_name(rec['id'])}.png")
         figures.activation_grid(pixels.numpy(), maps, png, f"{rec['id']}: strongest channels per layer", channels)
@@ -53,7 +54,7 @@ def feature_maps(clf, records, out_dir, layers=None, every=2, channels=8, skip=p
     return written
 
 
-def cam_overlays(clf, records, out_dir, class_name=None, layer=None, skip=print):
+def cam_overlays(clf, records, out_dir, class_name=None, layer=None, skip=print, max_pixels=MAX_PIXELS):
     """Grad-CAM and Grad-CAM++ overlays for the predicted class (or ``class_name``) per record."""
     task = clf.task
     if class_name is not None and class_name not in task.names:
@@ -61,7 +62,7 @@ def cam_overlays(clf, records, out_dir, class_name=None, layer=None, skip=print)
 
         raise UsageError(f"--class {class_name!r} is not one of {', '.join(task.names)}")
     written = []
-    for rec, pixels in _readable(records, clf.preprocess, clf.check_store, skip):
+    for rec, pixels in _readable(records, clf.preprocess, clf.check_store, skip, max_pixels):
         x = clf.transform(pixels[None].to(clf.device))
         score = clf.scores(pixels[None])[0]
         predicted = _predicted(task, score, clf.threshold)
@@ -85,7 +86,7 @@ def _predicted(task, score, threshold):
     return int(score >= threshold) if task.kind == "binary" else int(np.argmax(score))
 
 
-def sheets(records, out_dir, size=128, count=36, errors=False, by=None, skip=print):
+def sheets(records, out_dir, size=128, count=36, errors=False, by=None, skip=print, max_pixels=MAX_PIXELS):
     """Contact sheets of prediction records: true and predicted labels and the score, one per group."""
     scored = [r for r in records if "scores" in r and "error" not in r]
     if errors:
@@ -96,7 +97,8 @@ def sheets(records, out_dir, size=128, count=36, errors=False, by=None, skip=pri
     written = []
     for group, members in sorted(groups.items()):
         items = [(pixels.numpy(), _caption(rec), not is_wrong(rec)) for rec, pixels in
-                 _readable(members[:count], {"size": size, "fit": "pad", "channels": ["gray"]}, skip=skip)]
+                 _readable(members[:count], {"size": size, "fit": "pad", "channels": ["gray"]}, skip=skip,
+                           max_pixels=max_pixels)]
         if not items:
             continue
         name = "sheet" + (f"-{safe_name(group)}" if by else "") + ("-errors" if errors else "") + ".png"

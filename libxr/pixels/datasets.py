@@ -6,9 +6,11 @@ B small ones. Pixels stay uint8 until :class:`libxr.pixels.augment.BatchTransfor
 turns them into normalised floats — on the GPU when training there.
 
 Raw files go through :mod:`libxr.pixels.prepare`, xr-preprocess's own path. A
-file that cannot be read is an error naming it in a strict dataset (training);
-otherwise its position is left out of the batch with the reason (prediction,
-where one bad file costs one record, not the run).
+file that cannot be read (or is larger than ``max_pixels``) is an error naming it
+and its record in a strict dataset (training: a model trained on fewer images
+than the manifest names is not the one asked for); otherwise its position is left
+out of the batch with the reason (prediction, where one bad file costs one
+record, not the run).
 """
 
 import os
@@ -18,6 +20,7 @@ import numpy as np
 
 from libxr.errors import XRError
 from libxr.pixels.decode import DecodeError
+from libxr.pixels.files import MAX_PIXELS
 
 
 class Batch(NamedTuple):
@@ -84,18 +87,21 @@ class RecordPixels:
     """The pixels of ``records``, mixing HDF5 rows and raw files, with ``preprocess``'s
     settings (size, fit, channels) for the raw ones.
 
-    ``strict``: an unreadable file raises an XRError naming it (training); otherwise its
-    position is left out of the batch and its reason returned. Records with an `error`
-    field are left out silently in both modes: an earlier step already reported them.
-    ``check_store(params, path)`` may refuse an HDF5 file prepared differently.
+    ``strict``: an unreadable file raises an XRError naming it and its record (training;
+    see :meth:`require`); otherwise its position is left out of the batch and its reason
+    returned. Records with an `error` field are left out silently in both modes: an
+    earlier step already reported them. ``check_store(params, path)`` may refuse an HDF5
+    file prepared differently. ``max_pixels``: larger images are unreadable, refused from
+    their header before decoding.
     """
 
-    def __init__(self, records, preprocess, targets=None, strict=False, check_store=None):
+    def __init__(self, records, preprocess, targets=None, strict=False, check_store=None,
+                 max_pixels=MAX_PIXELS):
         from libxr.pixels.h5store import check_rows, describe, open_store
 
         self.records = records
         self.targets = None if targets is None else np.asarray(targets)
-        self.strict = strict
+        self.strict, self.max_pixels = strict, max_pixels
         self.size, self.fit = preprocess["size"], preprocess.get("fit", "pad")
         self.kinds = tuple(preprocess.get("channels", ["gray"]))
         self.where = []              # per position: ("h5", store, index) | ("raw", path) | ("skip", None)
@@ -124,6 +130,7 @@ class RecordPixels:
 
     def __getitem__(self, positions):
         import torch
+        from torch.utils.data import get_worker_info
 
         from libxr.pixels.prepare import prepare_array
 
@@ -135,10 +142,9 @@ class RecordPixels:
                 wanted.setdefault(source, []).append((p, index[0]))
             elif kind == "raw":
                 try:
-                    pixels[p] = torch.from_numpy(prepare_array(source, self.size, self.fit, self.kinds).copy())
+                    pixels[p] = torch.from_numpy(prepare_array(source, self.size, self.fit, self.kinds,
+                                                               self.max_pixels).copy())
                 except (DecodeError, OSError, ValueError, MemoryError) as exc:
-                    if self.strict:
-                        raise XRError(f"{source}: {exc}") from None
                     reasons[p] = f"{source}: {exc}"
         for source, pairs in wanted.items():    # one fancy-indexed read per file
             block = self.stores[source][[i for _, i in pairs]].pixels
@@ -147,16 +153,30 @@ class RecordPixels:
         stacked = (torch.stack([pixels[p] for p in ok]) if ok
                    else torch.empty(0, len(self.kinds), self.size, self.size, dtype=torch.uint8))
         targets = None if self.targets is None else torch.from_numpy(self.targets[ok])
-        return Batch(stacked, targets, ok, reasons)
+        batch = Batch(stacked, targets, ok, reasons)
+        # In a DataLoader worker the reasons travel back: batches() raises there, in one line
+        # (torch would wrap an error raised here in a traceback that names no file first).
+        return self.require(batch) if get_worker_info() is None else batch
+
+    def require(self, batch):
+        """``batch``; in a strict dataset, an XRError naming its first unreadable file and record."""
+        if self.strict and batch.reasons:
+            position, reason = next(iter(batch.reasons.items()))
+            raise XRError(f"{reason}; record {self.records[position]['id']!r} (xr-preprocess lists "
+                          "every unreadable image and leaves them out)")
+        return batch
 
 
 def batches(dataset, batch_size, order=None, workers=0, drop_last=False):
-    """A DataLoader yielding :class:`Batch` es of ``dataset``, visiting ``order`` (indices;
-    libxr.learning.sampling makes the seeded ones) or every position in turn."""
+    """The :class:`Batch` es of ``dataset`` from a DataLoader, visiting ``order`` (indices;
+    libxr.learning.sampling makes the seeded ones) or every position in turn; a strict
+    dataset's unreadable file is an error here, in this process, whatever the ``workers``."""
     import torch
     from torch.utils.data import BatchSampler, DataLoader
 
     sampler = BatchSampler(range(len(dataset)) if order is None else order, batch_size, drop_last)
-    return DataLoader(dataset, batch_size=None, sampler=sampler, num_workers=workers,
-                      persistent_workers=False, pin_memory=torch.cuda.is_available(),
-                      prefetch_factor=4 if workers else None)
+    loader = DataLoader(dataset, batch_size=None, sampler=sampler, num_workers=workers,
+                        persistent_workers=False, pin_memory=torch.cuda.is_available(),
+                        prefetch_factor=4 if workers else None)
+    require = getattr(dataset, "require", None)
+    return loader if require is None else map(require, loader)

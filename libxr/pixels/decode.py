@@ -3,7 +3,8 @@
 PNG/JPEG/TIFF of 8 or 16 bits in L, I, RGB(A) or palette modes go through
 Pillow; DICOM through pydicom (the optional ``dicom`` extra) with the modality
 LUT (rescale slope/intercept), the VOI LUT or window, and MONOCHROME1 inverted
-so that bone is always bright.
+so that bone is always bright. An image larger than ``max_pixels`` (read from its
+header) is a DecodeError before any pixel is decoded: memory per image is bounded.
 """
 
 import os
@@ -11,7 +12,7 @@ import os
 import numpy as np
 
 from libxr.errors import XRError
-from libxr.pixels.files import DICOM_EXTENSIONS
+from libxr.pixels.files import DICOM_EXTENSIONS, MAX_PIXELS, dicom_size_problem, open_pillow, size_problem
 
 
 class DecodeError(XRError):
@@ -27,7 +28,7 @@ def _to_uint8(array):
     return ((array - lo) * (255.0 / (hi - lo)) + 0.5).astype(np.uint8)
 
 
-def load_gray(path, draft=None):
+def load_gray(path, draft=None, max_pixels=MAX_PIXELS):
     """The image at ``path`` as an 8-bit grayscale Pillow image (mode ``L``).
 
     A Pillow image, not an array: resizing and padding stay in Pillow's C code
@@ -39,13 +40,16 @@ def load_gray(path, draft=None):
     if os.path.splitext(path)[1].lower() in DICOM_EXTENSIONS:
         from PIL import Image
 
-        return Image.fromarray(_load_dicom(path))
-    from PIL import Image, UnidentifiedImageError
+        return Image.fromarray(_load_dicom(path, max_pixels))
+    from PIL import UnidentifiedImageError
 
     try:
         if os.path.getsize(path) == 0:
             raise DecodeError("empty file")
-        with Image.open(path) as image:
+        with open_pillow(path) as image:
+            problem = size_problem(image.width, image.height, max_pixels)
+            if problem:
+                raise DecodeError(problem)
             if draft and image.format == "JPEG":
                 image.draft("L", draft)
             image.load()
@@ -74,7 +78,7 @@ def _pil_gray(image):
     return image.convert("L")
 
 
-def _load_dicom(path):
+def _load_dicom(path, max_pixels):
     """The first frame of a DICOM file, grey, with its LUTs: uncompressed or as hospitals send them
     (JPEG baseline, 12-bit extended and lossless, JPEG-LS, JPEG 2000, RLE: the decoders of the
     ``dicom`` extra). pydicom's errors span lines; they are folded into one."""
@@ -89,6 +93,9 @@ def _load_dicom(path):
             raise DecodeError("empty file")
         ds = pydicom.dcmread(path)
         syntax = f" ({ds.file_meta.TransferSyntaxUID.name})" if "TransferSyntaxUID" in ds.file_meta else ""
+        problem = dicom_size_problem(ds, max_pixels)
+        if problem:
+            raise DecodeError(problem)
         frames = int(ds.get("NumberOfFrames") or 1)
         pixels = pydicom.pixels.pixel_array(ds, index=0) if frames > 1 else ds.pixel_array
     except DecodeError:

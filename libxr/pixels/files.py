@@ -1,37 +1,64 @@
-"""Which files are images, and whether one can be opened (header only, no decode)."""
+"""Which files are images, whether one can be opened, and whether it is too large to decode
+(header only, no decode)."""
 
+import functools
 import os
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif",
                               ".pgm", ".webp", ".dcm", ".dicom"})
 DICOM_EXTENSIONS = frozenset({".dcm", ".dicom"})
+MAX_PIXELS = 100_000_000
+"""--max-pixels' default, 10,000 x 10,000: above any radiograph (a 43 cm detector at 0.1 mm
+is 4,300 px a side) and at most about 0.7 GB decoded (16-bit, before conversion to 8 bits)."""
 
 
 def is_image_name(name):
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-def header_problem(path):
-    """Why the image at ``path`` cannot be opened, or None if its header reads fine."""
+def size_problem(width, height, max_pixels):
+    """Why an image of ``width`` x ``height`` is not decoded, or None.
+
+    A decompression bomb (a few KB of PNG that decode to gigabytes) is refused from
+    its header, before any pixel is decoded, so one crafted file cannot take a
+    worker's memory; it then counts as unreadable like any other bad image.
+    """
+    if width * height > max_pixels:
+        return f"{width}x{height} is over --max-pixels {max_pixels}"
+    return None
+
+
+def open_pillow(path):
+    """``PIL.Image.open(path)`` (header only), without Pillow's own decompression-bomb check:
+    xr's (:func:`size_problem`) has a limit the user sets and a reason recorded like any
+    unreadable image's, where Pillow's raises at a fixed limit (and only warns below twice it)."""
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = None
+    return Image.open(path)
+
+
+def header_problem(path, max_pixels=MAX_PIXELS):
+    """Why the image at ``path`` cannot be opened or is too large, or None if its header reads fine."""
     try:
         if os.path.splitext(path)[1].lower() in DICOM_EXTENSIONS:
-            return _dicom_problem(path)
-        from PIL import Image, UnidentifiedImageError
+            return _dicom_problem(path, max_pixels)
+        from PIL import UnidentifiedImageError
 
         try:
-            with Image.open(path) as image:
+            with open_pillow(path) as image:
                 if image.width < 1 or image.height < 1:
                     return "image has no pixels"
+                return size_problem(image.width, image.height, max_pixels)
         except UnidentifiedImageError:
             return "not an image PIL can read" if os.path.getsize(path) else "empty file"
     except FileNotFoundError:
         return "missing"
     except OSError as exc:
         return exc.strerror or str(exc)
-    return None
 
 
-def _dicom_problem(path):
+def _dicom_problem(path, max_pixels):
     with open(path, "rb") as f:
         head = f.read(132)
     if len(head) == 0:
@@ -42,15 +69,20 @@ def _dicom_problem(path):
         # Without the optional extra, the preamble magic is all that can be checked.
         return None if head[128:132] == b"DICM" else "no DICOM preamble (DICM)"
     try:
-        pydicom.dcmread(path, stop_before_pixels=True)
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types for bad files
         return f"unreadable DICOM: {' '.join(str(exc).split())}"     # pydicom's messages span lines
-    return None
+    return dicom_size_problem(ds, max_pixels)
 
 
-def check_headers(records, workers=None, chunk=256):
+def dicom_size_problem(ds, max_pixels):
+    """:func:`size_problem` of a DICOM dataset's frame, Columns x Rows (xr decodes the first frame only)."""
+    return size_problem(int(getattr(ds, "Columns", 0) or 0), int(getattr(ds, "Rows", 0) or 0), max_pixels)
+
+
+def check_headers(records, workers=None, chunk=256, max_pixels=MAX_PIXELS):
     """Yield ``(record, problem)`` for each record, opening image headers in parallel."""
-    return _alongside(records, header_problem, workers, chunk)
+    return _alongside(records, functools.partial(header_problem, max_pixels=max_pixels), workers, chunk)
 
 
 def with_sha256(records, workers=None, chunk=256):

@@ -17,13 +17,18 @@ import hashlib
 import multiprocessing
 import os
 import shutil
+import sys
 import tempfile
+import threading
+import time
 
 from libxr.errors import UsageError, XRError
 from libxr.pixels.decode import DecodeError
+from libxr.pixels.files import MAX_PIXELS
 from libxr.pixels.h5store import Writer, describe, histograms, merge, open_store
 from libxr.pixels.prepare import prepare
 from libxr.pixels.sources import source_stat
+from libxr.processes import alive
 from libxr.records.manifest import encode, read_records
 
 AHEAD = 3
@@ -35,6 +40,7 @@ class PreprocessOptions:
     size: int = 224
     fit: str = "pad"
     channels: tuple = ("gray",)
+    max_pixels: int = MAX_PIXELS   # a larger image is unreadable, refused from its header
     compression: str = None
     workers: int = 1
     shard: tuple = None          # (index, count)
@@ -75,7 +81,7 @@ def _work(task):
     Returns (summed (C, 256) histograms of the train images or None,
     [(None or why, the image's (size, mtime ns), whether copied), per image]).
     """
-    size, how, kinds, target, images, old = task
+    size, how, kinds, max_pixels, target, images, old = task
     if target not in _files:
         _files[target] = os.open(target, os.O_WRONLY)
     train_hist, results = None, []
@@ -85,11 +91,11 @@ def _work(task):
             stat = source_stat(path)     # before reading: a change after it shows as a change later
             copied = kept is not None and stat == kept[1:]
             try:
-                data, hist = earlier.row(kept[0], train) if copied else prepare(path, size, how, kinds)
+                data, hist = earlier.row(kept[0], train) if copied else prepare(path, size, how, kinds, max_pixels)
             except DecodeError as exc:
                 results.append((str(exc), stat, False))
                 continue
-            except (MemoryError, ValueError) as exc:   # absurd dimensions, decompression bombs
+            except (MemoryError, ValueError) as exc:   # under --max-pixels, yet more than this machine has
                 results.append((f"unreadable image: {exc}", stat, False))
                 continue
             os.pwrite(_files[target], data, offset)
@@ -276,8 +282,8 @@ def _ordered(pool, records, opts, target, kept, ahead=AHEAD):
                        kept.get(rec["id"])) for i, rec in enumerate(batch)]
             row += len(batch)
             step = max(1, len(images) // 4)
-            futures = [pool.submit(_work, (opts.size, opts.fit, opts.channels, path, images[i:i + step],
-                                           opts.update))
+            futures = [pool.submit(_work, (opts.size, opts.fit, opts.channels, opts.max_pixels, path,
+                                           images[i:i + step], opts.update))
                        for i in range(0, len(images), step)]
             inflight.append((batch, base, futures))
 
@@ -316,17 +322,35 @@ def _pool(workers):
     on a worker killed while holding the task queue's lock. Workers are forked
     when this process has no threads to speak of (the command line), which
     starts fastest; a process that imported torch has thread pools a fork can
-    deadlock on, so its workers come from a clean fork server.
+    deadlock on, so its workers come from a clean fork server. Either way they
+    exit when this process is gone (:func:`_die_with`).
     """
     import concurrent.futures
-    import sys
 
     if workers <= 1:
         return _Serial()
     method = "forkserver" if "torch" in sys.modules else "fork"
-    pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
+    pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method),
+                                                  initializer=_die_with, initargs=(os.getpid(),))
     pool.submit(int).result()   # a forking executor starts all its workers at the first task: now
     return pool
+
+
+def _die_with(parent, every=0.2):
+    """Worker initializer: exit within ``every`` seconds of ``parent``, xr-preprocess, being gone.
+
+    ``kill -9`` of xr-preprocess runs no Python code, so no executor shuts the workers
+    down: they would live on, holding stdout open, and ``xr-preprocess ... | wc -l``
+    would never end. ``parent`` is watched by its id, not as this process's parent
+    (getppid, PR_SET_PDEATHSIG): a fork server's workers are its children, and it
+    lives as long as they do.
+    """
+    def watch():
+        while alive(parent):
+            time.sleep(every)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
 
 
 @contextlib.contextmanager

@@ -10,14 +10,15 @@ import numpy as np
 
 from libxr.errors import XRError
 from libxr.pixels.datasets import RecordPixels
+from libxr.pixels.files import MAX_PIXELS
 
 
 def predict(records, clf, batch_size=64, tta=(), threshold=None, workers=0, strict=False, tick=lambda n: None,
-            on_error=lambda reason: None):
-    """Yield every record, in order, scored (or with an `error`)."""
+            on_error=lambda reason: None, max_pixels=MAX_PIXELS):
+    """Yield every record, in order, scored (or with an `error`; raw images over ``max_pixels`` too)."""
     from torch.utils.data import BatchSampler, DataLoader
 
-    inputs = RecordPixels(records, clf.preprocess, check_store=clf.check_store)
+    inputs = RecordPixels(records, clf.preprocess, check_store=clf.check_store, max_pixels=max_pixels)
     threshold = clf.threshold if threshold is None else threshold
     loader = DataLoader(inputs, batch_size=None, sampler=BatchSampler(range(len(records)), batch_size, False),
                         num_workers=workers, pin_memory=clf.device.type == "cuda",

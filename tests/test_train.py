@@ -402,3 +402,40 @@ def test_resume_refuses_another_manifest_or_model_unless_forced(cli, manifests, 
         assert "Traceback" not in forced.stderr and len(rows) == 1
     else:
         assert forced.exit_code == 0 and "--force: continuing" in forced.stderr and len(rows) == 2
+
+
+XR_TRAIN = os.path.join(os.path.dirname(sys.executable), "xr-train")
+
+
+def _children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return f.read().split()
+    except OSError:
+        return []
+
+
+def test_sigterm_to_the_process_group_with_workers_checkpoints_and_exits_75(manifests, tmp_path):
+    """A scheduler's stop reaches every process of the job, DataLoader workers too: they leave it
+    to xr-train, which ends the epoch's batch, keeps the last whole epoch and exits 75."""
+    needs_commands()
+    if not os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children"):
+        pytest.skip("no /proc/PID/task/PID/children to see the DataLoader workers")
+    run = tmp_path / "run"
+    argv = [XR_TRAIN, str(manifests[0]), "--run-dir", str(run), *FAST, "--workers", "2", "-q"]
+    proc = subprocess.Popen(argv + ["--epochs", "400"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    while not ((run / "last.pt").exists() and len(_children(proc.pid)) >= 2) and time.time() < deadline:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGTERM)          # the whole group, workers and all, as a scheduler does
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 75, err
+    assert "Traceback" not in err and "--resume continues" in err and out.strip() == str(run / "best.pt")
+    done = len(metrics_rows(run))
+    assert 1 <= done < 400 and load(str(run / "last.pt"))["epoch"] == done - 1
+    resumed = subprocess.run(argv + ["--epochs", str(done + 1), "--resume"], capture_output=True, text=True,
+                             timeout=120, check=False)
+    assert resumed.returncode == 0, resumed.stderr
+    assert [r["epoch"] for r in metrics_rows(run)] == list(range(1, done + 2))
+

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -438,4 +439,120 @@ def test_sigterm_to_the_process_group_with_workers_checkpoints_and_exits_75(mani
                              timeout=120, check=False)
     assert resumed.returncode == 0, resumed.stderr
     assert [r["epoch"] for r in metrics_rows(run)] == list(range(1, done + 2))
+
+
+def _file_size_limit(argv, workdir, run):
+    """xr-train under a 64 KiB file size limit: a checkpoint write fails with EFBIG.
+    (completed process, the run directory after, the run directory xr-train was given)"""
+    import resource
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, 1 << 16))
+
+    done = subprocess.run([*argv, "--run-dir", str(run)], capture_output=True, text=True, timeout=300,
+                          check=False, preexec_fn=limit)
+    return done, run, run
+
+
+def _full_disk(argv, workdir, run):
+    """xr-train on a tmpfs (mounted in a user namespace: no root needed) with room for the files it
+    holds and half a checkpoint more: a checkpoint write fails with ENOSPC. The run is copied back."""
+    if subprocess.run(["unshare", "-rm", "true"], capture_output=True, check=False).returncode != 0:
+        pytest.skip("no user namespaces here (unshare -rm) to mount a small tmpfs")
+    pages = sum(-(-p.stat().st_size // 4096) for p in run.iterdir())
+    room = 4 * pages + 8 + (run / "last.pt").stat().st_size // 2048           # KiB
+    disk, after = workdir / "disk", workdir / "after"
+    disk.mkdir()
+    after.mkdir()
+    script = (f"mount -t tmpfs -o size={room}k xr {disk} && cp -a {run} {disk}/run && "
+              f"{' '.join(argv)} --run-dir {disk}/run; code=$?; cp -a {disk}/run/. {after}/; exit $code")
+    done = subprocess.run(["unshare", "-rm", "bash", "-c", script], capture_output=True, text=True, timeout=300,
+                          check=False)
+    return done, after, disk / "run"
+
+
+@pytest.mark.parametrize("fill", [_file_size_limit, _full_disk], ids=["file-size-limit", "full-disk"])
+def test_a_full_disk_names_the_file_and_keeps_the_last_epoch(manifests, tmp_path, fill):
+    needs_commands()
+    run = tmp_path / "run"
+    argv = [XR_TRAIN, str(manifests[0]), *FAST, "-q"]
+    first = subprocess.run([*argv, "--run-dir", str(run), "--epochs", "1"], capture_output=True, text=True,
+                           timeout=300, check=False)
+    assert first.returncode == 0, first.stderr
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    done, left, named = fill([*argv, "--epochs", "2", "--resume"], tmp_path, run)
+    assert done.returncode == 1 and done.stdout == ""
+    why = "File too large" if fill is _file_size_limit else "No space left on device"
+    assert re.fullmatch(rf"xr-train: error: {re.escape(str(named))}/(best|last)\.pt: {why}; "
+                        rf"{re.escape(str(named / 'last.pt'))} holds epoch 1, which --resume continues\n",
+                        done.stderr), done.stderr
+    assert {n: (left / n).read_bytes() for n in ("best.pt", "last.pt")} == {n: before[n] for n in ("best.pt", "last.pt")}
+    assert sorted(p.name for p in left.iterdir()) == RUN_FILES           # no temporary left
+    resumed = subprocess.run([*argv, "--run-dir", str(left), "--epochs", "2", "--resume"], capture_output=True,
+                             text=True, timeout=300, check=False)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "rows after epoch 1 are left out" in resumed.stderr       # written before the checkpoint that failed
+    assert [r["epoch"] for r in metrics_rows(left)] == [1, 2] and load(str(left / "last.pt"))["epoch"] == 1
+
+
+@pytest.fixture(scope="module")
+def one_epoch(manifests, tmp_path_factory):
+    """A 1-epoch run and its best.pt's predictions on the manifest: (run directory, predictions)."""
+    from conftest import checked
+    from xrtools.predict import main as predict
+
+    tmp = tmp_path_factory.mktemp("one-epoch")
+    checked(main, str(manifests[0]), "--run-dir", str(tmp / "run"), *FAST, "--epochs", "1", "-q")
+    (tmp / "scored.jsonl").write_text(checked(predict, "-m", str(tmp / "run" / "best.pt"), str(manifests[0])))
+    return tmp / "run", tmp / "scored.jsonl"
+
+
+def _append(text):
+    return lambda lines: lines + text
+
+
+CUT = "an unfinished last line (a run stopped while writing it?) is left out"
+
+
+@pytest.mark.parametrize("command", ["xr-train", "xr-eval"], ids=["train-resume", "eval-run"])
+@pytest.mark.parametrize("edit, line, outcome", [
+    pytest.param(_append('{"epoch": 2, "lr": 0.0'), 2, CUT, id="a-later-row-cut-short"),
+    pytest.param(lambda lines: lines[:100], 1, CUT, id="the-last-epochs-row-cut-short"),
+    pytest.param(_append("garbage\n"), 2, "error: not JSON: Expecting value at column 1", id="not-json"),
+    pytest.param(_append("[1, 2]\n"), 2, "error: expected a JSON object, got list", id="not-an-object"),
+    pytest.param(lambda lines: lines.replace('"epoch": 1', '"epoch": "1"'), 1,
+                 "error: epoch '1' where epoch 1 belongs (not a metrics.jsonl of xr-train?)", id="epoch-a-string"),
+    pytest.param(lambda lines: lines.replace('"lr": ', '"lr": [0.5], "was": '), 1, "error: lr is [0.5], not a number",
+                 id="a-rate-a-list"),
+])
+def test_a_corrupt_metrics_file_is_named_at_its_line(cli, manifests, one_epoch, tmp_path, command, edit, line,
+                                                    outcome):
+    """A run's metrics.jsonl that cannot be read is a FILE:LINE error (exit 1) for xr-train --resume and
+    xr-eval --run, never a traceback; a last line cut short is left out with a warning, and a resumed
+    run writes the file whole again (the row of last.pt's own epoch from last.pt)."""
+    import shutil
+
+    from xrtools.eval import main as evaluate
+
+    run = tmp_path / "run"
+    shutil.copytree(one_epoch[0], run)
+    metrics = run / "metrics.jsonl"
+    metrics.write_text(edit(metrics.read_text()))
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    if command == "xr-train":
+        result = cli(main, manifests[0], "--run-dir", run, *FAST, "--epochs", 2, "--resume", "-q")
+    else:
+        result = cli(evaluate, one_epoch[1], "--run", run, "--plots", tmp_path / "plots", "-q")
+    where = f"{metrics}:{line}: "
+    if outcome.startswith("error: "):
+        assert result.exit_code == 1 and result.stderr == f"{command}: error: {where}{outcome[7:]}\n"
+        assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+        return
+    assert result.exit_code == 0, result.stderr
+    assert f"{command}: warning: {where}{outcome}" in result.stderr
+    if command == "xr-train":
+        assert [r["epoch"] for r in metrics_rows(run)] == [1, 2]       # whole again
+        assert (f"epoch 1's row is taken from {run / 'last.pt'}" in result.stderr) == (line == 1)
+    else:
+        assert (tmp_path / "plots" / "training.png").exists() == (line == 2)      # no row left: no curves
 

@@ -139,6 +139,7 @@ def _start(run, learner, monitor, meta, resume, force, log, warn):
     else:
         warn(f"{run.last} was written by {len(ranks)} processes, this run has {world.size}: "
              "augmentation and dropout draw fresh random numbers")
+    run.resume(state, warn)
     log(f"resuming {run.path} at epoch {state['epoch'] + 2}")
     return state["epoch"] + 1
 

@@ -556,3 +556,68 @@ def test_a_corrupt_metrics_file_is_named_at_its_line(cli, manifests, one_epoch, 
     else:
         assert (tmp_path / "plots" / "training.png").exists() == (line == 2)      # no row left: no curves
 
+
+ARCH_KEYS = {"cnn": "layers, kernel_growth, filter_growth, local_pool, global_pool, spatial_dropout, dropout, "
+                    "batch_norm, pool_stride", "vgg5": "widths, dropout, batch_norm",
+             "resnet10": "widths, dropout, batch_norm", "dense": "units, depth, dropout",
+             "resnet18": "weights, head, dropout, freeze"}
+
+
+@pytest.mark.parametrize("model, pair, kind", [
+    *(pytest.param(model, f"{key}=3", None, id=f"{model}-unknown") for model, key in (
+        ("cnn", "foo"), ("vgg5", "layers"), ("resnet10", "units"), ("dense", "widths"), ("resnet18", "layers"))),
+    pytest.param("cnn", "layers=abc", "a whole number from 1 (default 5)", id="cnn-word-for-a-count"),
+    pytest.param("cnn", "pool_stride=0", "a whole number from 1 (default 2)", id="cnn-zero-stride"),
+    pytest.param("cnn", "dropout=2", "a number from 0 to 1 (default 0.5)", id="cnn-dropout-above-1"),
+    pytest.param("vgg5", "batch_norm=1", "true or false (default true)", id="vgg5-number-for-a-flag"),
+    pytest.param("resnet10", "widths=16,x", "whole numbers from 1, comma-separated (default 32,64,128)",
+                 id="resnet10-bad-widths"),
+    pytest.param("dense", "depth=-1", "a whole number from 1 (default 4)", id="dense-negative-depth"),
+    pytest.param("resnet18", "dropout=yes", "a number from 0 to 1 (default 0.0)", id="torchvision-word-for-dropout"),
+])
+def test_an_arch_option_the_model_has_not_is_a_usage_error(cli, manifests, tmp_path, model, pair, kind):
+    """Every model that takes --arch: an unknown key names the keys there are; a bad value the kind it needs."""
+    key = pair.split("=")[0]
+    message = (f"--arch {key}: {model} has no such option; it takes {ARCH_KEYS[model]}" if kind is None
+               else f"--arch {pair}: {model}'s {key} is {kind}")
+    result = cli(main, manifests[0], "--run-dir", tmp_path / "run", "--model", model, "--arch", pair, "--epochs", 1)
+    assert result.exit_code == 2 and result.stderr == f"xr-train: error: {message}\n"
+    assert not (tmp_path / "run").exists()
+
+
+def test_arch_widths_are_a_comma_list(cli, manifests, tmp_path):
+    result = cli(main, manifests[0], "--run-dir", tmp_path / "run", "--model", "vgg5", "--arch", "widths=8,16",
+                 "--epochs", 1, "--max-steps", 1)
+    assert finished(result, tmp_path / "run", 1)["arch"] == {"widths": [8, 16]}
+    assert Classifier(str(tmp_path / "run" / "best.pt"), device="cpu").model.features[0].out_channels == 8
+
+
+def _line(records, n, **change):
+    """Records with record ``n`` (0-based) changed: a field set, or removed when its value is None."""
+    records = [dict(r) for r in records]
+    records[n].update(change)
+    records[n] = {k: v for k, v in records[n].items() if v is not None}
+    return records
+
+
+@pytest.mark.parametrize("raw, edit, line, message", [
+    pytest.param(False, lambda rs: _line(rs, 6, label=None), 7, "1 of {in_split6} records have no label ({id6!r})",
+                 id="no-label"),
+    pytest.param(False, lambda rs: _line(rs, 9, row=999), 10, "{h5}: row 999 of record {id9!r} is not one of its 160 "
+                 "rows (a manifest of another file?)", id="row-out-of-range"),
+    pytest.param(False, lambda rs: _line(rs, 4, row=None), 5, "{h5}: row None of record {id4!r} is not one of its "
+                 "160 rows (a manifest of another file?)", id="no-row"),
+    pytest.param(False, lambda rs: _line(_line(rs, 4, row=5), 5, row=4), 5, "{h5}: row 5 holds {id5!r}, not {id4!r}: "
+                 "the manifest is stale", id="rows-swapped"),
+    pytest.param(True, lambda rs: _line(rs, 7, path=None), 8, "record {id7!r} has neither `h5`/`row` nor `path`: "
+                 "no image", id="no-path"),
+])
+def test_a_bad_record_is_named_at_its_manifest_line(cli, manifests, tmp_path, raw, edit, line, message):
+    records = [json.loads(line) for line in manifests[raw].read_text().splitlines()]
+    manifest = write_jsonl(tmp_path / "m.jsonl", edit(records))
+    result = cli(main, manifest, "--run-dir", tmp_path / "run", *FAST, "--size", 32)
+    expected = message.format(h5=records[0].get("h5"), **{f"id{i}": r["id"] for i, r in enumerate(records)},
+                              in_split6=sum(r["split"] == records[6]["split"] for r in records))
+    assert result.exit_code == 1 and result.stderr.startswith(f"xr-train: error: {manifest}:{line}: {expected}")
+    assert result.stderr.count("\n") == 1 and not (tmp_path / "run").exists()
+

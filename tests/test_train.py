@@ -621,3 +621,25 @@ def test_a_bad_record_is_named_at_its_manifest_line(cli, manifests, tmp_path, ra
     assert result.exit_code == 1 and result.stderr.startswith(f"xr-train: error: {manifest}:{line}: {expected}")
     assert result.stderr.count("\n") == 1 and not (tmp_path / "run").exists()
 
+
+@pytest.mark.parametrize("args, which, good", [
+    pytest.param(["--lr", "100"], "training", False, id="training-loss-in-epoch-1"),
+    # one step an epoch: the step that breaks the weights is the epoch's last, validation sees it first
+    pytest.param(["--lr", "1e30", "--max-steps", "1"], "validation", False, id="validation-loss-in-epoch-1"),
+    pytest.param(["--lr", "100", "--max-steps", "1"], "validation", True, id="validation-loss-after-good-epochs"),
+])
+def test_a_nan_loss_stops_the_run_naming_the_last_good_checkpoint(cli, manifests, tmp_path, args, which, good):
+    """Plain SGD at a rate that diverges: the weights overflow, in the first epoch or after some."""
+    run = tmp_path / "run"
+    result = cli(main, manifests[0], "--run-dir", run, "--model", "dense", "--batch-size", 16, "--optimizer", "sgd",
+                 "--epochs", 8, "-q", *args)
+    assert result.exit_code == 1 and result.stdout == ""
+    rows = metrics_rows(run)
+    assert bool(rows) == good and all(math.isfinite(r["train_loss"]) and math.isfinite(r["val_loss"]) for r in rows)
+    kept = f"the last good checkpoint is {run / 'last.pt'} (epoch {len(rows)})" if rows else "no checkpoint was written"
+    assert result.stderr == (f"xr-train: error: the {which} loss became NaN or infinite in epoch {len(rows) + 1}; "
+                             f"{kept} (lower --lr)\n")
+    assert (run / "last.pt").exists() == good
+    if good:
+        last = load(str(run / "last.pt"))
+        assert last["epoch"] == len(rows) - 1 and all(torch.isfinite(t).all() for t in last["model"].values())

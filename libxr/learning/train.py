@@ -160,14 +160,15 @@ def _epochs(data, opts, learner, monitor, run, meta, start, log, warn, tick):
                      f"(exit {STOPPED}); --resume continues")
                 return STOPPED
             if outcome == "nonfinite":
-                raise XRError(f"the loss became NaN or infinite in epoch {epoch + 1}; the last good checkpoint "
-                              f"is {run.last if epoch else 'not written yet'} (lower --lr)")
+                raise _diverged("training", epoch, run)
             train_loss, y_seen, logits_seen = outcome
             row = {"epoch": epoch + 1, "lr": learner.optimizer.param_groups[0]["lr"], "train_loss": train_loss,
                    "train_seconds": round(time.perf_counter() - began, 3)}
             row.update({f"train_{k}": v for k, v in epoch_metrics(task, y_seen, task.probabilities(logits_seen))
                         .items()})
             val_loss, val_scores = validate(learner, data.val_set, opts, task)
+            if not math.isfinite(val_loss):      # the epoch's last steps broke the weights
+                raise _diverged("validation", epoch, run)
             row["val_loss"] = val_loss
             row.update({f"val_{k}": v for k, v in epoch_metrics(task, data.y_val, val_scores).items()})
             row["seconds"] = round(time.perf_counter() - began, 3)   # training and validation
@@ -192,6 +193,12 @@ def _epochs(data, opts, learner, monitor, run, meta, start, log, warn, tick):
                 log(monitor.describe())
                 break
     return 0
+
+
+def _diverged(which, epoch, run):
+    """The error for a NaN or infinite loss in 0-based ``epoch``: which checkpoint is the last good one."""
+    kept = f"the last good checkpoint is {run.last} (epoch {epoch})" if epoch else "no checkpoint was written"
+    return XRError(f"the {which} loss became NaN or infinite in epoch {epoch + 1}; {kept} (lower --lr)")
 
 
 def _describe(row):

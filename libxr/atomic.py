@@ -8,6 +8,7 @@ removes it (:func:`temporary_beside`).
 """
 
 import contextlib
+import errno
 import functools
 import os
 import re
@@ -17,6 +18,9 @@ import tempfile
 
 from libxr.errors import XRError
 from libxr.processes import alive
+
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+"""Write errors of a full disk, an exhausted quota or a file size limit: named by the output they hit."""
 
 
 @contextlib.contextmanager
@@ -37,9 +41,11 @@ def atomic_output(path, mode="w"):
             yield stream
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno in _FULL and exc.filename is None:
+            exc.filename = path     # "[Errno 28] No space left on device" alone names no file
         raise
 
 

@@ -72,10 +72,11 @@ def test_xr_train_names_the_unlabelled_records_before_it_stops(cli, tmp_path):
 
     recs = [{"id": f"r{i}", "path": "x.png", "split": "train" if i < 8 else "val",
              **({} if i in (3, 5) else {"label": "ab"[i % 2]})} for i in range(12)]
-    result = cli(train, write_jsonl(tmp_path / "m.jsonl", recs), "--run-dir", tmp_path / "run")
+    manifest = write_jsonl(tmp_path / "m.jsonl", recs)
+    result = cli(train, manifest, "--run-dir", tmp_path / "run")
     assert result.exit_code == 1
-    assert result.stderr.strip() == ("xr-train: error: 2 of 8 records have no label ('r3', 'r5'): label them, "
-                                     "or leave them out (xr-index --drop-unlabelled)")
+    assert result.stderr.strip() == (f"xr-train: error: {manifest}:4: 2 of 8 records have no label ('r3', 'r5'): "
+                                     "label them, or leave them out (xr-index --drop-unlabelled)")
 
 
 @pytest.mark.parametrize("names, kind, positive, note", [

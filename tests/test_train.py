@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -402,3 +403,243 @@ def test_resume_refuses_another_manifest_or_model_unless_forced(cli, manifests, 
         assert "Traceback" not in forced.stderr and len(rows) == 1
     else:
         assert forced.exit_code == 0 and "--force: continuing" in forced.stderr and len(rows) == 2
+
+
+XR_TRAIN = os.path.join(os.path.dirname(sys.executable), "xr-train")
+
+
+def _children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return f.read().split()
+    except OSError:
+        return []
+
+
+def test_sigterm_to_the_process_group_with_workers_checkpoints_and_exits_75(manifests, tmp_path):
+    """A scheduler's stop reaches every process of the job, DataLoader workers too: they leave it
+    to xr-train, which ends the epoch's batch, keeps the last whole epoch and exits 75."""
+    needs_commands()
+    if not os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children"):
+        pytest.skip("no /proc/PID/task/PID/children to see the DataLoader workers")
+    run = tmp_path / "run"
+    argv = [XR_TRAIN, str(manifests[0]), "--run-dir", str(run), *FAST, "--workers", "2", "-q"]
+    proc = subprocess.Popen(argv + ["--epochs", "400"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    while not ((run / "last.pt").exists() and len(_children(proc.pid)) >= 2) and time.time() < deadline:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGTERM)          # the whole group, workers and all, as a scheduler does
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 75, err
+    assert "Traceback" not in err and "--resume continues" in err and out.strip() == str(run / "best.pt")
+    done = len(metrics_rows(run))
+    assert 1 <= done < 400 and load(str(run / "last.pt"))["epoch"] == done - 1
+    resumed = subprocess.run(argv + ["--epochs", str(done + 1), "--resume"], capture_output=True, text=True,
+                             timeout=120, check=False)
+    assert resumed.returncode == 0, resumed.stderr
+    assert [r["epoch"] for r in metrics_rows(run)] == list(range(1, done + 2))
+
+
+def _file_size_limit(argv, workdir, run):
+    """xr-train under a 64 KiB file size limit: a checkpoint write fails with EFBIG.
+    (completed process, the run directory after, the run directory xr-train was given)"""
+    import resource
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, 1 << 16))
+
+    done = subprocess.run([*argv, "--run-dir", str(run)], capture_output=True, text=True, timeout=300,
+                          check=False, preexec_fn=limit)
+    return done, run, run
+
+
+def _full_disk(argv, workdir, run):
+    """xr-train on a tmpfs (mounted in a user namespace: no root needed) with room for the files it
+    holds and half a checkpoint more: a checkpoint write fails with ENOSPC. The run is copied back."""
+    if subprocess.run(["unshare", "-rm", "true"], capture_output=True, check=False).returncode != 0:
+        pytest.skip("no user namespaces here (unshare -rm) to mount a small tmpfs")
+    pages = sum(-(-p.stat().st_size // 4096) for p in run.iterdir())
+    room = 4 * pages + 8 + (run / "last.pt").stat().st_size // 2048           # KiB
+    disk, after = workdir / "disk", workdir / "after"
+    disk.mkdir()
+    after.mkdir()
+    script = (f"mount -t tmpfs -o size={room}k xr {disk} && cp -a {run} {disk}/run && "
+              f"{' '.join(argv)} --run-dir {disk}/run; code=$?; cp -a {disk}/run/. {after}/; exit $code")
+    done = subprocess.run(["unshare", "-rm", "bash", "-c", script], capture_output=True, text=True, timeout=300,
+                          check=False)
+    return done, after, disk / "run"
+
+
+@pytest.mark.parametrize("fill", [_file_size_limit, _full_disk], ids=["file-size-limit", "full-disk"])
+def test_a_full_disk_names_the_file_and_keeps_the_last_epoch(manifests, tmp_path, fill):
+    needs_commands()
+    run = tmp_path / "run"
+    argv = [XR_TRAIN, str(manifests[0]), *FAST, "-q"]
+    first = subprocess.run([*argv, "--run-dir", str(run), "--epochs", "1"], capture_output=True, text=True,
+                           timeout=300, check=False)
+    assert first.returncode == 0, first.stderr
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    done, left, named = fill([*argv, "--epochs", "2", "--resume"], tmp_path, run)
+    assert done.returncode == 1 and done.stdout == ""
+    why = "File too large" if fill is _file_size_limit else "No space left on device"
+    assert re.fullmatch(rf"xr-train: error: {re.escape(str(named))}/(best|last)\.pt: {why}; "
+                        rf"{re.escape(str(named / 'last.pt'))} holds epoch 1, which --resume continues\n",
+                        done.stderr), done.stderr
+    assert {n: (left / n).read_bytes() for n in ("best.pt", "last.pt")} == {n: before[n] for n in ("best.pt", "last.pt")}
+    assert sorted(p.name for p in left.iterdir()) == RUN_FILES           # no temporary left
+    resumed = subprocess.run([*argv, "--run-dir", str(left), "--epochs", "2", "--resume"], capture_output=True,
+                             text=True, timeout=300, check=False)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "rows after epoch 1 are left out" in resumed.stderr       # written before the checkpoint that failed
+    assert [r["epoch"] for r in metrics_rows(left)] == [1, 2] and load(str(left / "last.pt"))["epoch"] == 1
+
+
+@pytest.fixture(scope="module")
+def one_epoch(manifests, tmp_path_factory):
+    """A 1-epoch run and its best.pt's predictions on the manifest: (run directory, predictions)."""
+    from conftest import checked
+    from xrtools.predict import main as predict
+
+    tmp = tmp_path_factory.mktemp("one-epoch")
+    checked(main, str(manifests[0]), "--run-dir", str(tmp / "run"), *FAST, "--epochs", "1", "-q")
+    (tmp / "scored.jsonl").write_text(checked(predict, "-m", str(tmp / "run" / "best.pt"), str(manifests[0])))
+    return tmp / "run", tmp / "scored.jsonl"
+
+
+def _append(text):
+    return lambda lines: lines + text
+
+
+CUT = "an unfinished last line (a run stopped while writing it?) is left out"
+
+
+@pytest.mark.parametrize("command", ["xr-train", "xr-eval"], ids=["train-resume", "eval-run"])
+@pytest.mark.parametrize("edit, line, outcome", [
+    pytest.param(_append('{"epoch": 2, "lr": 0.0'), 2, CUT, id="a-later-row-cut-short"),
+    pytest.param(lambda lines: lines[:100], 1, CUT, id="the-last-epochs-row-cut-short"),
+    pytest.param(_append("garbage\n"), 2, "error: not JSON: Expecting value at column 1", id="not-json"),
+    pytest.param(_append("[1, 2]\n"), 2, "error: expected a JSON object, got list", id="not-an-object"),
+    pytest.param(lambda lines: lines.replace('"epoch": 1', '"epoch": "1"'), 1,
+                 "error: epoch '1' where epoch 1 belongs (not a metrics.jsonl of xr-train?)", id="epoch-a-string"),
+    pytest.param(lambda lines: lines.replace('"lr": ', '"lr": [0.5], "was": '), 1, "error: lr is [0.5], not a number",
+                 id="a-rate-a-list"),
+])
+def test_a_corrupt_metrics_file_is_named_at_its_line(cli, manifests, one_epoch, tmp_path, command, edit, line,
+                                                    outcome):
+    """A run's metrics.jsonl that cannot be read is a FILE:LINE error (exit 1) for xr-train --resume and
+    xr-eval --run, never a traceback; a last line cut short is left out with a warning, and a resumed
+    run writes the file whole again (the row of last.pt's own epoch from last.pt)."""
+    import shutil
+
+    from xrtools.eval import main as evaluate
+
+    run = tmp_path / "run"
+    shutil.copytree(one_epoch[0], run)
+    metrics = run / "metrics.jsonl"
+    metrics.write_text(edit(metrics.read_text()))
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    if command == "xr-train":
+        result = cli(main, manifests[0], "--run-dir", run, *FAST, "--epochs", 2, "--resume", "-q")
+    else:
+        result = cli(evaluate, one_epoch[1], "--run", run, "--plots", tmp_path / "plots", "-q")
+    where = f"{metrics}:{line}: "
+    if outcome.startswith("error: "):
+        assert result.exit_code == 1 and result.stderr == f"{command}: error: {where}{outcome[7:]}\n"
+        assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+        return
+    assert result.exit_code == 0, result.stderr
+    assert f"{command}: warning: {where}{outcome}" in result.stderr
+    if command == "xr-train":
+        assert [r["epoch"] for r in metrics_rows(run)] == [1, 2]       # whole again
+        assert (f"epoch 1's row is taken from {run / 'last.pt'}" in result.stderr) == (line == 1)
+    else:
+        assert (tmp_path / "plots" / "training.png").exists() == (line == 2)      # no row left: no curves
+
+
+ARCH_KEYS = {"cnn": "layers, kernel_growth, filter_growth, local_pool, global_pool, spatial_dropout, dropout, "
+                    "batch_norm, pool_stride", "vgg5": "widths, dropout, batch_norm",
+             "resnet10": "widths, dropout, batch_norm", "dense": "units, depth, dropout",
+             "resnet18": "weights, head, dropout, freeze"}
+
+
+@pytest.mark.parametrize("model, pair, kind", [
+    *(pytest.param(model, f"{key}=3", None, id=f"{model}-unknown") for model, key in (
+        ("cnn", "foo"), ("vgg5", "layers"), ("resnet10", "units"), ("dense", "widths"), ("resnet18", "layers"))),
+    pytest.param("cnn", "layers=abc", "a whole number from 1 (default 5)", id="cnn-word-for-a-count"),
+    pytest.param("cnn", "pool_stride=0", "a whole number from 1 (default 2)", id="cnn-zero-stride"),
+    pytest.param("cnn", "dropout=2", "a number from 0 to 1 (default 0.5)", id="cnn-dropout-above-1"),
+    pytest.param("vgg5", "batch_norm=1", "true or false (default true)", id="vgg5-number-for-a-flag"),
+    pytest.param("resnet10", "widths=16,x", "whole numbers from 1, comma-separated (default 32,64,128)",
+                 id="resnet10-bad-widths"),
+    pytest.param("dense", "depth=-1", "a whole number from 1 (default 4)", id="dense-negative-depth"),
+    pytest.param("resnet18", "dropout=yes", "a number from 0 to 1 (default 0.0)", id="torchvision-word-for-dropout"),
+])
+def test_an_arch_option_the_model_has_not_is_a_usage_error(cli, manifests, tmp_path, model, pair, kind):
+    """Every model that takes --arch: an unknown key names the keys there are; a bad value the kind it needs."""
+    key = pair.split("=")[0]
+    message = (f"--arch {key}: {model} has no such option; it takes {ARCH_KEYS[model]}" if kind is None
+               else f"--arch {pair}: {model}'s {key} is {kind}")
+    result = cli(main, manifests[0], "--run-dir", tmp_path / "run", "--model", model, "--arch", pair, "--epochs", 1)
+    assert result.exit_code == 2 and result.stderr == f"xr-train: error: {message}\n"
+    assert not (tmp_path / "run").exists()
+
+
+def test_arch_widths_are_a_comma_list(cli, manifests, tmp_path):
+    result = cli(main, manifests[0], "--run-dir", tmp_path / "run", "--model", "vgg5", "--arch", "widths=8,16",
+                 "--epochs", 1, "--max-steps", 1)
+    assert finished(result, tmp_path / "run", 1)["arch"] == {"widths": [8, 16]}
+    assert Classifier(str(tmp_path / "run" / "best.pt"), device="cpu").model.features[0].out_channels == 8
+
+
+def _line(records, n, **change):
+    """Records with record ``n`` (0-based) changed: a field set, or removed when its value is None."""
+    records = [dict(r) for r in records]
+    records[n].update(change)
+    records[n] = {k: v for k, v in records[n].items() if v is not None}
+    return records
+
+
+@pytest.mark.parametrize("raw, edit, line, message", [
+    pytest.param(False, lambda rs: _line(rs, 6, label=None), 7, "1 of {in_split6} records have no label ({id6!r})",
+                 id="no-label"),
+    pytest.param(False, lambda rs: _line(rs, 9, row=999), 10, "{h5}: row 999 of record {id9!r} is not one of its 160 "
+                 "rows (a manifest of another file?)", id="row-out-of-range"),
+    pytest.param(False, lambda rs: _line(rs, 4, row=None), 5, "{h5}: row None of record {id4!r} is not one of its "
+                 "160 rows (a manifest of another file?)", id="no-row"),
+    pytest.param(False, lambda rs: _line(_line(rs, 4, row=5), 5, row=4), 5, "{h5}: row 5 holds {id5!r}, not {id4!r}: "
+                 "the manifest is stale", id="rows-swapped"),
+    pytest.param(True, lambda rs: _line(rs, 7, path=None), 8, "record {id7!r} has neither `h5`/`row` nor `path`: "
+                 "no image", id="no-path"),
+])
+def test_a_bad_record_is_named_at_its_manifest_line(cli, manifests, tmp_path, raw, edit, line, message):
+    records = [json.loads(line) for line in manifests[raw].read_text().splitlines()]
+    manifest = write_jsonl(tmp_path / "m.jsonl", edit(records))
+    result = cli(main, manifest, "--run-dir", tmp_path / "run", *FAST, "--size", 32)
+    expected = message.format(h5=records[0].get("h5"), **{f"id{i}": r["id"] for i, r in enumerate(records)},
+                              in_split6=sum(r["split"] == records[6]["split"] for r in records))
+    assert result.exit_code == 1 and result.stderr.startswith(f"xr-train: error: {manifest}:{line}: {expected}")
+    assert result.stderr.count("\n") == 1 and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("args, which, good", [
+    pytest.param(["--lr", "100"], "training", False, id="training-loss-in-epoch-1"),
+    # one step an epoch: the step that breaks the weights is the epoch's last, validation sees it first
+    pytest.param(["--lr", "1e30", "--max-steps", "1"], "validation", False, id="validation-loss-in-epoch-1"),
+    pytest.param(["--lr", "100", "--max-steps", "1"], "validation", True, id="validation-loss-after-good-epochs"),
+])
+def test_a_nan_loss_stops_the_run_naming_the_last_good_checkpoint(cli, manifests, tmp_path, args, which, good):
+    """Plain SGD at a rate that diverges: the weights overflow, in the first epoch or after some."""
+    run = tmp_path / "run"
+    result = cli(main, manifests[0], "--run-dir", run, "--model", "dense", "--batch-size", 16, "--optimizer", "sgd",
+                 "--epochs", 8, "-q", *args)
+    assert result.exit_code == 1 and result.stdout == ""
+    rows = metrics_rows(run)
+    assert bool(rows) == good and all(math.isfinite(r["train_loss"]) and math.isfinite(r["val_loss"]) for r in rows)
+    kept = f"the last good checkpoint is {run / 'last.pt'} (epoch {len(rows)})" if rows else "no checkpoint was written"
+    assert result.stderr == (f"xr-train: error: the {which} loss became NaN or infinite in epoch {len(rows) + 1}; "
+                             f"{kept} (lower --lr)\n")
+    assert (run / "last.pt").exists() == good
+    if good:
+        last = load(str(run / "last.pt"))
+        assert last["epoch"] == len(rows) - 1 and all(torch.isfinite(t).all() for t in last["model"].values())

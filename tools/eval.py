@@ -82,7 +82,7 @@ def main(files, threshold, tune_on, splits, by, aggregate, positive, bootstrap, 
     if plots:
         from libxr.judging.plots import report_plots
 
-        report.info(f"wrote {len(report_plots(preds, result, plots, run))} plots to {plots}")
+        report.info(f"wrote {len(report_plots(preds, result, plots, _history(run)))} plots to {plots}")
     if fmt == "table":
         from libxr.judging.tables import rich_tables
 
@@ -93,6 +93,16 @@ def main(files, threshold, tune_on, splits, by, aggregate, positive, bootstrap, 
 
         with atomic_output(output) as out:
             out.write(markdown(result) if fmt == "md" else json.dumps(result, indent=1) + "\n")
+
+
+def _history(run):
+    """The --run's metrics.jsonl rows, for the training-curve plot (None without one)."""
+    path = os.path.join(run, "metrics.jsonl") if run else None
+    if path is None or not os.path.exists(path):
+        return None
+    from libxr.learning.history import read_history
+
+    return read_history(path, report.warn)
 
 
 def _leaderboard(files, splits, rank_by, output):

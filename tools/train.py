@@ -90,11 +90,12 @@ def main(manifest, run_dir, resume, force, arch, quiet, verbose, **options):
     stream, name = open_input(manifest)
     digest = hashlib.sha256()
     with stream:
-        records = list(read_records(_hashing(stream, digest), name, require=("id",), unique=True))
+        numbered = list(read_records(_hashing(stream, digest), name, require=("id",), numbered=True, unique=True))
     opts = TrainOptions(arch={key.replace("-", "_"): value for key, value in arch}, **options)
+    lines = name, {record["id"]: line for line, record in numbered}
     with report.bar("training", unit="images") as tick:
-        best, status = train(records, opts, run_dir, digest.hexdigest(), sys.argv, resume, report.info,
-                             report.warn, tick, force)
+        best, status = train([record for _, record in numbered], opts, run_dir, digest.hexdigest(), sys.argv,
+                             resume, report.info, report.warn, tick, force, lines)
     if best and os.path.exists(best):
         print(best)
     return status

@@ -6,7 +6,6 @@ written atomically.
 """
 
 import contextlib
-import json
 
 import numpy as np
 
@@ -31,10 +30,9 @@ def figure(png, ncols=1, nrows=1, width=5.0, height=4.5):
         plt.close(fig)
 
 
-def plot_curves(metrics_path, png):
-    """Loss and AUC (or accuracy) per epoch, train and validation, from a run's metrics.jsonl."""
-    with open(metrics_path, encoding="utf-8") as f:
-        rows = [json.loads(line) for line in f if line.strip()]
+def plot_curves(rows, png):
+    """Loss and AUC (or accuracy) per epoch, train and validation, from a run's metrics.jsonl rows
+    (libxr.learning.history)."""
     if not rows:
         return
     epochs = [r["epoch"] for r in rows]
@@ -142,8 +140,9 @@ def plot_calibration(task, y, p, png, title, bins=10):
         ax.grid(alpha=0.3)
 
 
-def report_plots(preds, report, folder, run=None):
-    """xr-eval's figures for each section of ``report``; the paths written."""
+def report_plots(preds, report, folder, history=None):
+    """xr-eval's figures for each section of ``report`` (and the training curves of ``history``, a
+    run's metrics rows); the paths written."""
     import os
 
     os.makedirs(folder, exist_ok=True)
@@ -156,7 +155,7 @@ def report_plots(preds, report, folder, run=None):
         plot_calibration(preds.task, part.y, part.p, f"{name}-calibration.png", split)
         plot_confusion(section, f"{name}-confusion.png", split)
         written += [f"{name}-{kind}.png" for kind in ("roc", "pr", "calibration", "confusion")]
-    if run and os.path.exists(os.path.join(run, "metrics.jsonl")):
+    if history:
         written.append(os.path.join(folder, "training.png"))
-        plot_curves(os.path.join(run, "metrics.jsonl"), written[-1])
+        plot_curves(history, written[-1])
     return written

@@ -8,11 +8,10 @@ run code on load.
 """
 
 import io
-import os
 
 import torch
 
-from libxr.atomic import temporary_beside
+from libxr.atomic import atomic_output
 from libxr.errors import XRError
 
 
@@ -21,15 +20,8 @@ def save(state, path):
     file it writes, so it writes to memory, not to a randomly named temporary)."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    fd, tmp = temporary_beside(path)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buffer.getbuffer())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_output(path, "wb") as f:
+        f.write(buffer.getbuffer())
 
 
 def read(path, what="checkpoint"):

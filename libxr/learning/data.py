@@ -7,17 +7,20 @@ as xr-preprocess would, and an unreadable file stops the run naming it and its
 record, in one line, whatever the DataLoader workers (libxr.pixels.datasets).
 """
 
+import functools
+
 import numpy as np
 
-from libxr.errors import XRError
+from libxr.errors import ManifestError, XRError
 from libxr.pixels.datasets import H5Batches, RecordPixels
 from libxr.records.tasks import check_training_targets, infer_task, targets
 
 
 class Data:
-    """The train and validation records, their datasets and targets."""
+    """The train and validation records, their datasets and targets. ``lines``: (the manifest's name,
+    {id: line}), naming the record an error is about by its FILE:LINE."""
 
-    def __init__(self, records, opts):
+    def __init__(self, records, opts, lines=None):
         if not records:
             raise XRError("no records to train on (the manifest is empty)")
         if opts.group:
@@ -32,17 +35,18 @@ class Data:
             raise XRError("no record has split 'train' (xr-split makes one)")
         if not self.val:
             raise XRError("no record has split 'val': early stopping and checkpoints need one (xr-split --val)")
-        self.y_train = targets(self.train, self.task, opts.uncertain)
-        self.y_val = targets(self.val, self.task, opts.uncertain)
+        targets_of = functools.partial(targets, task=self.task, uncertain=opts.uncertain)
+        self.y_train, self.y_val = _located(targets_of, self.train, lines), _located(targets_of, self.val, lines)
         check_training_targets(self.y_train, self.task)
-        h5 = {r.get("h5") for r in self.train + self.val}
+        used = [r for r in usable if r.get("split") in ("train", "val")]      # in the manifest's order
+        h5 = {r.get("h5") for r in used}
         if len(h5) == 1 and None not in h5:
             from libxr.pixels.h5store import check_rows, describe, open_store
 
             path = h5.pop()
             with open_store(path) as f:
-                check_rows(f, path, [r["id"] for r in self.train + self.val],
-                           [r.get("row") for r in self.train + self.val])
+                _located(lambda rs: check_rows(f, path, [r["id"] for r in rs], [r.get("row") for r in rs]),
+                        used, lines)
                 info = describe(f)
                 shape = f["images"].shape[1:]
             self.preprocess = {**info["params"], "h5": path}
@@ -53,13 +57,39 @@ class Data:
         elif None in h5 and len(h5) == 1:
             self.preprocess = {"size": opts.size, "fit": opts.fit, "channels": list(opts.channels)}
             self.in_channels, self.size = len(opts.channels), opts.size
-            self.train_set = RecordPixels(self.train, self.preprocess, self.y_train, strict=True,
-                                          max_pixels=opts.max_pixels)
-            self.val_set = RecordPixels(self.val, self.preprocess, self.y_val, strict=True,
-                                        max_pixels=opts.max_pixels)
+
+            def pixels(part, y):
+                return _located(lambda rs: RecordPixels(rs, self.preprocess, y[:len(rs)], strict=True,
+                                                         max_pixels=opts.max_pixels), part, lines)
+
+            self.train_set, self.val_set = pixels(self.train, self.y_train), pixels(self.val, self.y_val)
             self.mean, self.std = _sample_stats(self.train_set)
         else:
             raise XRError("records point at several HDF5 files, or some at none: preprocess them together")
+
+
+def _located(check, records, lines):
+    """``check(records)``, an XRError it raises naming the record it refused by its FILE:LINE.
+
+    The checks (targets, HDF5 rows, image sources) know records, not lines, and stop at the first
+    bad one: the shortest prefix of ``records`` that fails ends with it — a bisection, so a check
+    over a whole file runs a few more times only when it fails.
+    """
+    try:
+        return check(records)
+    except XRError as exc:
+        if lines is None:
+            raise
+        good, bad = 0, len(records)          # check(records[:good]) passes, check(records[:bad]) fails
+        while bad - good > 1:
+            middle = (good + bad) // 2
+            try:
+                check(records[:middle])
+                good = middle
+            except XRError:
+                bad = middle
+        name, numbers = lines
+        raise ManifestError(name, numbers[records[bad - 1]["id"]], str(exc)) from None
 
 
 def _sample_stats(dataset, limit=256):

@@ -1,7 +1,7 @@
 """A run directory: config.json, metrics.jsonl (one row per epoch), last.pt and best.pt, curves.png.
 
-Only the main process writes (rank 0 under torchrun); checkpoints go through
-libxr.learning.checkpoint, atomically, so a killed run leaves its last whole epoch.
+Only the main process writes (rank 0 under torchrun). Every file is written atomically — a
+killed run, or one whose disk filled, leaves its last whole epoch in last.pt.
 """
 
 import json
@@ -10,13 +10,16 @@ import os
 import numpy as np
 
 from libxr.atomic import atomic_output
+from libxr.errors import XRError
 from libxr.judging.plots import plot_curves
 from libxr.learning import checkpoint
+from libxr.learning.history import read_history, write_history
 
 
 class RunDir:
     def __init__(self, path, writes=True):
         self.path, self.writes = path, writes
+        self.rows = []              # metrics.jsonl's, kept by the main process
         self.best, self.last, self.metrics, self.config = (
             os.path.join(path, name) for name in ("best.pt", "last.pt", "metrics.jsonl", "config.json"))
 
@@ -36,22 +39,48 @@ class RunDir:
         with atomic_output(self.config) as f:
             json.dump(plain(config), f, indent=2)
             f.write("\n")
-        with open(self.metrics, "w", encoding="utf-8"):
-            pass
+        write_history(self.rows, self.metrics)
 
-    def record(self, state, row, best):
-        """An epoch's checkpoint as last.pt (and best.pt) and its metrics row."""
+    def resume(self, state, warn):
+        """Continue after checkpoint ``state`` (last.pt's): metrics.jsonl keeps the rows of its epochs.
+
+        A row of a later epoch (written before a checkpoint that failed) goes; the row of its own
+        epoch, when missing (an older xr stopped between the two), comes from the checkpoint.
+        """
         if not self.writes:
             return
-        checkpoint.save(state, self.last)
-        if best:
-            checkpoint.save(state, self.best)
-        with open(self.metrics, "a", encoding="utf-8") as f:
-            f.write(json.dumps(plain(row)) + "\n")
+        epochs = state["epoch"] + 1
+        self.rows = read_history(self.metrics, warn)
+        if len(self.rows) > epochs:
+            warn(f"{self.metrics}: rows after epoch {epochs} are left out: {self.last} holds epoch {epochs} "
+                 "(the checkpoint after them was not written)")
+            del self.rows[epochs:]
+        elif len(self.rows) == epochs - 1:
+            warn(f"{self.metrics}: epoch {epochs}'s row is taken from {self.last} (without its timings)")
+            self.rows.append(dict(state["metrics"]))
+        elif len(self.rows) < epochs:
+            raise XRError(f"{self.metrics}: {len(self.rows)} epochs, but {self.last} holds epoch {epochs}: "
+                          "the run's history is lost (--force starts the run over)")
+
+    def record(self, state, row, best):
+        """An epoch: its metrics row, then best.pt and last.pt. last.pt goes last: when a write fails
+        (a full disk) it still holds the epoch before, which --resume continues."""
+        if not self.writes:
+            return
+        self.rows.append(plain(row))
+        try:
+            write_history(self.rows, self.metrics)
+            if best:
+                checkpoint.save(state, self.best)
+            checkpoint.save(state, self.last)
+        except OSError as exc:
+            kept = (f"{self.last} holds epoch {state['epoch']}, which --resume continues" if state["epoch"]
+                    else "no epoch is saved")
+            raise XRError(f"{exc.filename or self.path}: {exc.strerror or exc}; {kept}") from exc
 
     def finish(self):
         if self.writes:
-            plot_curves(self.metrics, os.path.join(self.path, "curves.png"))
+            plot_curves(self.rows, os.path.join(self.path, "curves.png"))
 
 
 def plain(value):

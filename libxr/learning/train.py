@@ -30,7 +30,7 @@ from libxr.learning.rundir import RunDir, plain
 from libxr.learning.sampling import epoch_order
 from libxr.learning.signals import STOPPED, StopSignals
 from libxr.learning.stopping import EarlyStopping
-from libxr.models import OWN, build_model
+from libxr.models import OWN, build_model, check_arch
 from libxr.pixels.augment import AugmentOptions, BatchTransform
 from libxr.pixels.sources import changed_sources
 from libxr.records.tasks import class_weights, guessed_positive
@@ -41,18 +41,20 @@ def _quiet(*args, **kwargs):
 
 
 def train(records, opts, run_dir, manifest_sha256=None, argv=None, resume=False, log=print, warn=print,
-          tick=_quiet, force=False):
+          tick=_quiet, force=False, lines=None):
     """Train; returns (best checkpoint path — None on ranks other than 0 —, exit status: 0, or
     STOPPED after a signal).
 
     ``run_dir`` None: ``runs/`` + report 000's name for the run. A run directory that holds a
     run is continued (``resume``, refused when the manifest or model differ) or refused, unless
-    ``force``. Under torchrun every process calls this; only rank 0 logs and writes.
+    ``force``. Under torchrun every process calls this; only rank 0 logs and writes. ``lines``:
+    (the manifest's name, {id: line}), so that an error about one record names its FILE:LINE.
     """
     opts.check()
+    arch = check_arch(opts.model, opts.arch)
     torch.manual_seed(opts.seed)
     np.random.seed(opts.seed)
-    data = Data(records, opts)
+    data = Data(records, opts, lines)
     run_dir = run_dir or os.path.join("runs", run_name(opts, data.size))
     world = World(opts.device)
     if not world.main:
@@ -62,7 +64,8 @@ def train(records, opts, run_dir, manifest_sha256=None, argv=None, resume=False,
     try:
         for note in changed_sources(data.train + data.val):
             warn(note)
-        learner, meta = _prepare(data, opts, world, {"argv": argv or [], "manifest_sha256": manifest_sha256}, warn)
+        learner, meta = _prepare(data, opts, arch, world, {"argv": argv or [], "manifest_sha256": manifest_sha256},
+                                 warn)
         run = RunDir(run_dir, writes=world.main)
         monitor = EarlyStopping(opts.early_stop, opts.patience, opts.min_delta)
         start = _start(run, learner, monitor, meta, resume, force, log, warn)
@@ -74,10 +77,9 @@ def train(records, opts, run_dir, manifest_sha256=None, argv=None, resume=False,
         world.close()
 
 
-def _prepare(data, opts, world, provenance, warn):
+def _prepare(data, opts, arch, world, provenance, warn):
     """The model and its optimisation (a Learner), and what every checkpoint says about the run."""
     device, task = world.device, data.task
-    arch = dict(opts.arch)
     if opts.model not in OWN:
         arch = {"weights": opts.weights, "head": opts.head, "dropout": opts.dropout, "freeze": opts.freeze, **arch}
     core = build_model(opts.model, data.in_channels, task.outputs, data.size, **arch).to(device)
@@ -139,6 +141,7 @@ def _start(run, learner, monitor, meta, resume, force, log, warn):
     else:
         warn(f"{run.last} was written by {len(ranks)} processes, this run has {world.size}: "
              "augmentation and dropout draw fresh random numbers")
+    run.resume(state, warn)
     log(f"resuming {run.path} at epoch {state['epoch'] + 2}")
     return state["epoch"] + 1
 
@@ -157,14 +160,15 @@ def _epochs(data, opts, learner, monitor, run, meta, start, log, warn, tick):
                      f"(exit {STOPPED}); --resume continues")
                 return STOPPED
             if outcome == "nonfinite":
-                raise XRError(f"the loss became NaN or infinite in epoch {epoch + 1}; the last good checkpoint "
-                              f"is {run.last if epoch else 'not written yet'} (lower --lr)")
+                raise _diverged("training", epoch, run)
             train_loss, y_seen, logits_seen = outcome
             row = {"epoch": epoch + 1, "lr": learner.optimizer.param_groups[0]["lr"], "train_loss": train_loss,
                    "train_seconds": round(time.perf_counter() - began, 3)}
             row.update({f"train_{k}": v for k, v in epoch_metrics(task, y_seen, task.probabilities(logits_seen))
                         .items()})
             val_loss, val_scores = validate(learner, data.val_set, opts, task)
+            if not math.isfinite(val_loss):      # the epoch's last steps broke the weights
+                raise _diverged("validation", epoch, run)
             row["val_loss"] = val_loss
             row.update({f"val_{k}": v for k, v in epoch_metrics(task, data.y_val, val_scores).items()})
             row["seconds"] = round(time.perf_counter() - began, 3)   # training and validation
@@ -189,6 +193,12 @@ def _epochs(data, opts, learner, monitor, run, meta, start, log, warn, tick):
                 log(monitor.describe())
                 break
     return 0
+
+
+def _diverged(which, epoch, run):
+    """The error for a NaN or infinite loss in 0-based ``epoch``: which checkpoint is the last good one."""
+    kept = f"the last good checkpoint is {run.last} (epoch {epoch})" if epoch else "no checkpoint was written"
+    return XRError(f"the {which} loss became NaN or infinite in epoch {epoch + 1}; {kept} (lower --lr)")
 
 
 def _describe(row):

@@ -5,6 +5,9 @@
 ``densenet121``, ``efficientnet_b0``, ...; see libxr.models.zoo).
 """
 
+import inspect
+
+from libxr.errors import UsageError
 from libxr.models.cnn import ConfigurableCNN
 from libxr.models.small import VGG5, Dense, ResNet10
 
@@ -24,4 +27,46 @@ def build_model(name, in_channels, outputs, size, **options):
     return zoo.build(name, in_channels, outputs, **options)
 
 
-__all__ = ["OWN", "build_model"]
+def check_arch(name, arch):
+    """``--arch`` pairs for model ``name``, checked against its options (the constructor's keywords, or
+    torchvision's weights/head/dropout/freeze) and of their defaults' kinds: a usage error naming the
+    key and the keys there are, not a TypeError from deep in the model. Whole numbers are counts or
+    strides (1 or more), fractions are dropout rates (0 to 1), ``widths`` a comma list."""
+    from libxr.models import zoo
+
+    params = inspect.signature(OWN.get(name, zoo.build)).parameters.values()
+    options = {p.name: p.default for p in params if p.default is not p.empty}
+    checked = {}
+    for key, value in arch.items():
+        if key not in options:
+            raise UsageError(f"--arch {key}: {name} has no such option; it takes {', '.join(options)}")
+        checked[key] = _arch_value(value, options[key])
+        if checked[key] is None:
+            raise UsageError(f"--arch {key}={value}: {name}'s {key} is {_KINDS[type(options[key])]} "
+                             f"(default {_spelled(options[key])})")
+    return checked
+
+
+_KINDS = {bool: "true or false", int: "a whole number from 1", float: "a number from 0 to 1",
+          tuple: "whole numbers from 1, comma-separated", str: "a word", type(None): "a word or a number"}
+
+
+def _arch_value(value, default):
+    """``value`` as the kind of ``default``, or None when it is not one."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        return value if isinstance(default, bool) and isinstance(value, bool) else None
+    if isinstance(default, int):
+        return value if isinstance(value, int) and value >= 1 else None
+    if isinstance(default, float):
+        return float(value) if isinstance(value, (int, float)) and 0 <= value <= 1 else None
+    if isinstance(default, tuple):
+        words = str(value).split(",")
+        return tuple(int(w) for w in words) if all(w.isdigit() and int(w) >= 1 for w in words) else None
+    return value if default is None or isinstance(value, str) else None
+
+
+def _spelled(default):
+    return ",".join(map(str, default)) if isinstance(default, tuple) else str(default).lower()
+
+
+__all__ = ["OWN", "build_model", "check_arch"]

@@ -14,6 +14,7 @@ record, not the run).
 """
 
 import os
+import signal
 from typing import NamedTuple
 
 import numpy as np
@@ -170,13 +171,40 @@ class RecordPixels:
 def batches(dataset, batch_size, order=None, workers=0, drop_last=False):
     """The :class:`Batch` es of ``dataset`` from a DataLoader, visiting ``order`` (indices;
     libxr.learning.sampling makes the seeded ones) or every position in turn; a strict
-    dataset's unreadable file is an error here, in this process, whatever the ``workers``."""
+    dataset's unreadable file is an error here, in this process, whatever the ``workers``;
+    ``workers`` processes leave stop signals to this one (:func:`_started`)."""
     import torch
     from torch.utils.data import BatchSampler, DataLoader
 
     sampler = BatchSampler(range(len(dataset)) if order is None else order, batch_size, drop_last)
     loader = DataLoader(dataset, batch_size=None, sampler=sampler, num_workers=workers,
                         persistent_workers=False, pin_memory=torch.cuda.is_available(),
-                        prefetch_factor=4 if workers else None)
+                        prefetch_factor=4 if workers else None, worker_init_fn=_ignore_stops if workers else None)
+    loader = _started(loader) if workers else loader
     require = getattr(dataset, "require", None)
     return loader if require is None else map(require, loader)
+
+
+_STOPS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _started(loader):
+    """``loader``'s batches, its workers started with SIGTERM and SIGINT blocked.
+
+    A scheduler's stop or Ctrl-C reaches the whole process group; torch's worker dies of it and
+    the loader raises in the parent, which wanted to finish its batch and checkpoint (xr-train's
+    exit 75). A worker inherits the blocked mask, ignores both in :func:`_ignore_stops` and only
+    then unblocks them, so not even a signal sent while it starts is its own to act on.
+    """
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
+    try:
+        iterator = iter(loader)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    yield from iterator
+
+
+def _ignore_stops(worker_id):
+    for sig in _STOPS:
+        signal.signal(sig, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPS)

@@ -40,7 +40,8 @@ class Task:
             return z / z.sum(1, keepdims=True)
         if self.kind == "binary":
             logits = logits.reshape(len(logits))
-        return 1 / (1 + np.exp(-logits))
+        with np.errstate(over="ignore"):        # exp(710) is inf, and 1 / inf the 0 it should be
+            return 1 / (1 + np.exp(-logits))
 
 
 def infer_task(records, kind=None, positive=None):

@@ -13,6 +13,15 @@ class UsageError(XRError):
     exit_code = 2
 
 
+class RecordError(XRError):
+    """A record that cannot be used, named by its ``record`` id, so a caller holding the
+    manifest's line numbers can report it as ``FILE:LINE``."""
+
+    def __init__(self, record, reason):
+        self.record = record
+        super().__init__(reason)
+
+
 class ManifestError(XRError):
     """A bad line or row in an input file, reported as ``FILE:LINE: reason``."""
 

@@ -11,7 +11,7 @@ import functools
 
 import numpy as np
 
-from libxr.errors import ManifestError, XRError
+from libxr.errors import ManifestError, RecordError, XRError
 from libxr.pixels.datasets import H5Batches, RecordPixels
 from libxr.records.tasks import check_training_targets, infer_task, targets
 
@@ -36,7 +36,8 @@ class Data:
         if not self.val:
             raise XRError("no record has split 'val': early stopping and checkpoints need one (xr-split --val)")
         targets_of = functools.partial(targets, task=self.task, uncertain=opts.uncertain)
-        self.y_train, self.y_val = _located(targets_of, self.train, lines), _located(targets_of, self.val, lines)
+        self.y_train = _located(lambda: targets_of(self.train), lines)
+        self.y_val = _located(lambda: targets_of(self.val), lines)
         check_training_targets(self.y_train, self.task)
         used = [r for r in usable if r.get("split") in ("train", "val")]      # in the manifest's order
         h5 = {r.get("h5") for r in used}
@@ -45,8 +46,7 @@ class Data:
 
             path = h5.pop()
             with open_store(path) as f:
-                _located(lambda rs: check_rows(f, path, [r["id"] for r in rs], [r.get("row") for r in rs]),
-                        used, lines)
+                _located(lambda: check_rows(f, path, [r["id"] for r in used], [r.get("row") for r in used]), lines)
                 info = describe(f)
                 shape = f["images"].shape[1:]
             self.preprocess = {**info["params"], "h5": path}
@@ -59,8 +59,8 @@ class Data:
             self.in_channels, self.size = len(opts.channels), opts.size
 
             def pixels(part, y):
-                return _located(lambda rs: RecordPixels(rs, self.preprocess, y[:len(rs)], strict=True,
-                                                         max_pixels=opts.max_pixels), part, lines)
+                return _located(lambda: RecordPixels(part, self.preprocess, y, strict=True,
+                                                     max_pixels=opts.max_pixels), lines)
 
             self.train_set, self.val_set = pixels(self.train, self.y_train), pixels(self.val, self.y_val)
             self.mean, self.std = _sample_stats(self.train_set)
@@ -68,28 +68,15 @@ class Data:
             raise XRError("records point at several HDF5 files, or some at none: preprocess them together")
 
 
-def _located(check, records, lines):
-    """``check(records)``, an XRError it raises naming the record it refused by its FILE:LINE.
-
-    The checks (targets, HDF5 rows, image sources) know records, not lines, and stop at the first
-    bad one: the shortest prefix of ``records`` that fails ends with it — a bisection, so a check
-    over a whole file runs a few more times only when it fails.
-    """
+def _located(check, lines):
+    """``check()``, a :class:`RecordError` it raises named by its record's manifest FILE:LINE."""
     try:
-        return check(records)
-    except XRError as exc:
+        return check()
+    except RecordError as exc:
         if lines is None:
             raise
-        good, bad = 0, len(records)          # check(records[:good]) passes, check(records[:bad]) fails
-        while bad - good > 1:
-            middle = (good + bad) // 2
-            try:
-                check(records[:middle])
-                good = middle
-            except XRError:
-                bad = middle
         name, numbers = lines
-        raise ManifestError(name, numbers[records[bad - 1]["id"]], str(exc)) from None
+        raise ManifestError(name, numbers[exc.record], str(exc)) from None
 
 
 def _sample_stats(dataset, limit=256):

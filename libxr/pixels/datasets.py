@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from libxr.errors import XRError
+from libxr.errors import RecordError, XRError
 from libxr.pixels.decode import DecodeError
 from libxr.pixels.files import MAX_PIXELS
 
@@ -117,7 +117,7 @@ class RecordPixels:
             elif rec.get("path"):
                 self.where.append(("raw", rec["path"]))
             else:
-                raise XRError(f"record {rec['id']!r} has neither `h5`/`row` nor `path`: no image")
+                raise RecordError(rec["id"], f"record {rec['id']!r} has neither `h5`/`row` nor `path`: no image")
         self.stores = {}
         for path, wanted in rows.items():
             with open_store(path) as f:

@@ -17,7 +17,7 @@ import numpy as np
 
 from libxr import __version__
 from libxr.atomic import temporary_beside
-from libxr.errors import XRError
+from libxr.errors import RecordError, XRError
 from libxr.pixels.h5layout import FORMAT, check_layout
 
 
@@ -316,11 +316,11 @@ def check_rows(f, path, ids, rows):
     stored = f["ids"].asstr()[:]
     for rid, row in zip(ids, rows):
         if not isinstance(row, int) or isinstance(row, bool) or not 0 <= row < len(stored):
-            raise XRError(f"{path}: row {row!r} of record {rid!r} is not one of its {len(stored)} rows "
-                          "(a manifest of another file?)")
+            raise RecordError(rid, f"{path}: row {row!r} of record {rid!r} is not one of its {len(stored)} rows "
+                              "(a manifest of another file?)")
         if stored[row] != rid:
-            raise XRError(f"{path}: row {row} holds {stored[row]!r}, not {rid!r}: the manifest is stale "
-                          "(the file was written anew since; use the manifest xr-preprocess wrote with it)")
+            raise RecordError(rid, f"{path}: row {row} holds {stored[row]!r}, not {rid!r}: the manifest is stale "
+                              "(the file was written anew since; use the manifest xr-preprocess wrote with it)")
 
 
 def describe(f):

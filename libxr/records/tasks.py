@@ -11,7 +11,7 @@ import dataclasses
 
 import numpy as np
 
-from libxr.errors import ManifestError, UsageError, XRError
+from libxr.errors import ManifestError, RecordError, UsageError, XRError
 
 KINDS = ("binary", "multiclass", "multilabel")
 UNCERTAIN = {"ignore": np.nan, "ones": 1.0, "zeros": 0.0}
@@ -143,13 +143,13 @@ def targets(records, task, uncertain="ignore"):
     unlabelled = [rec.get("id") for rec in records if rec.get("label") is None]
     if unlabelled:
         shown = ", ".join(repr(i) for i in unlabelled[:3]) + (", ..." if len(unlabelled) > 3 else "")
-        raise XRError(f"{len(unlabelled):,} of {len(records):,} records have no label ({shown}): label them, "
-                      "or leave them out (xr-index --drop-unlabelled)")
+        raise RecordError(unlabelled[0], f"{len(unlabelled):,} of {len(records):,} records have no label ({shown}): label them, "
+                          "or leave them out (xr-index --drop-unlabelled)")
     missing = [i for i, rec in enumerate(records) if str(rec.get("label")) not in index]
     if missing:
         rec = records[missing[0]]
-        raise XRError(f"record {rec.get('id')!r} has label {rec.get('label')!r}, not one of "
-                      f"{', '.join(task.names)}")
+        raise RecordError(rec.get("id"), f"record {rec.get('id')!r} has label {rec.get('label')!r}, not one of "
+                          f"{', '.join(task.names)}")
     y = np.array([index[str(rec["label"])] for rec in records], np.int64)
     return y.astype(np.float32) if task.kind == "binary" else y
 

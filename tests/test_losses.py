@@ -1,4 +1,7 @@
-"""libxr.learning.losses against torch's own losses, and the masking of unstated labels."""
+"""libxr.learning.losses against torch's own losses and by hand (label smoothing, mixed targets), and the
+masking of unstated labels."""
+
+import math
 
 import pytest
 import torch
@@ -49,3 +52,48 @@ def test_multilabel_masks_unstated_labels_and_weights_positives():
     weighted = F.binary_cross_entropy_with_logits(logits, torch.nan_to_num(y), pos_weight=pw, reduction="none")
     assert make_loss(task, pw)(logits, y) == pytest.approx(weighted.flatten()[stated].mean().item())
     assert torch.isfinite(make_loss(task)(logits, torch.full((2, 2), float("nan"))))
+
+
+def test_multiclass_label_smoothing_is_torchs():
+    task = Task("multiclass", ["a", "b", "c"])
+    assert make_loss(task, smoothing=0.1)(LOGITS3, Y3) == pytest.approx(
+        F.cross_entropy(LOGITS3, Y3, label_smoothing=0.1).item())
+
+
+@pytest.mark.parametrize("kind, logits, y, weights, expected", [
+    # by hand: targets smoothed toward uniform, each class's -log p weighted by its weight and target mass
+    pytest.param("multiclass", [[2.0, 0.0, -1.0]], [0], [1.0, 3.0, 2.0],
+                 lambda p: -(1.0 * (0.9 + 0.1 / 3) * math.log(p[0]) + 3.0 * (0.1 / 3) * math.log(p[1])
+                             + 2.0 * (0.1 / 3) * math.log(p[2])), id="multiclass-weighted"),
+    pytest.param("binary", [0.7, -1.2], [1.0, 0.0], [0.5, 2.0],
+                 lambda p: (-(2.0 * 0.95 * math.log(p[0]) + 0.5 * 0.05 * math.log(1 - p[0]))
+                            - (2.0 * 0.05 * math.log(p[1]) + 0.5 * 0.95 * math.log(1 - p[1]))) / 2,
+                 id="binary-weighted"),
+    pytest.param("multilabel", [[0.7, -1.2]], [[1.0, float("nan")]], [3.0, 1.0],
+                 lambda p: -(3.0 * 0.95 * math.log(p[0]) + 0.05 * math.log(1 - p[0])), id="multilabel-masked"),
+])
+def test_label_smoothing_by_hand(kind, logits, y, weights, expected):
+    task = Task(kind, ["a", "b", "c"] if kind == "multiclass" else ["n", "p"] if kind == "binary" else ["x", "y"])
+    logits, y = torch.tensor(logits), torch.tensor(y)
+    p = (torch.softmax(logits, 1)[0] if kind == "multiclass" else torch.sigmoid(logits.flatten())).tolist()
+    assert make_loss(task, torch.tensor(weights), smoothing=0.1)(logits, y).item() == pytest.approx(expected(p))
+
+
+@pytest.mark.parametrize("kind", ["multiclass", "binary", "multilabel"])
+@pytest.mark.parametrize("gamma", [0.0, 2.0], ids=["ce", "focal"])
+def test_a_mixed_target_costs_the_mix_of_the_two_weighted_losses(kind, gamma):
+    """Mixup's loss: lam L(y1) + (1 - lam) L(y2), class weights and focal loss included."""
+    torch.manual_seed(1)
+    lam = 0.3
+    if kind == "multiclass":
+        task, logits, weights = Task(kind, ["a", "b", "c"]), torch.randn(6, 3), torch.tensor([0.5, 2.0, 1.0])
+        y1, y2 = torch.tensor([0, 1, 2, 0, 1, 2]), torch.tensor([1, 1, 0, 2, 2, 0])
+        soft = lam * F.one_hot(y1, 3).float() + (1 - lam) * F.one_hot(y2, 3).float()
+    else:
+        shape = (6,) if kind == "binary" else (6, 2)
+        task = Task(kind, ["n", "p"] if kind == "binary" else ["x", "y"])
+        logits, weights = torch.randn(*shape), torch.tensor([0.5, 2.0])
+        y1, y2 = torch.randint(0, 2, shape).float(), torch.randint(0, 2, shape).float()
+        soft = lam * y1 + (1 - lam) * y2
+    loss = make_loss(task, weights, gamma)
+    assert loss(logits, soft).item() == pytest.approx(lam * loss(logits, y1).item() + (1 - lam) * loss(logits, y2).item())

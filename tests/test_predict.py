@@ -89,7 +89,7 @@ def test_tta_and_threshold(cli, trained):
 def test_classifier_averages_the_mirror_in_probability(trained):
     clf = Classifier(str(trained["ckpt"]), "cpu")
     x = torch.randint(0, 255, (4, 1, 32, 32), dtype=torch.uint8)
-    both = clf.scores(x, ("hflip",))
+    both = clf.scores(x, "hflip")
     expected = (clf.scores(x) + clf.scores(torch.flip(x, dims=(-1,)))) / 2
     assert both == pytest.approx(expected, abs=1e-6)
 
@@ -228,6 +228,7 @@ def test_a_duplicate_id_is_an_error_at_its_line(cli, trained, tmp_path, command)
     pytest.param("normalization", {"mean": [0.5], "std": [0.0]}, "normalization {'mean': [0.5], 'std': [0.0]}",
                  id="std-0"),
     pytest.param("task", {"kind": "binary", "names": ["only"]}, "task {'kind': 'binary'", id="one-class"),
+    pytest.param("tta", "rotate", "tta 'rotate'", id="unknown-tta"),
 ])
 def test_crafted_checkpoint_fields_are_refused_on_load(cli, trained, tmp_path, field, value, shown):
     """A checkpoint from elsewhere is data: no 5 GB allocation, no all-negative predictions."""

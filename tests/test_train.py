@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 from conftest import needs_commands, write_jsonl
@@ -39,7 +40,7 @@ def metrics_rows(run_dir):
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-def finished(result, run_dir, epochs, task=BINARY, monitor="val_loss"):
+def finished(result, run_dir, epochs, task=BINARY, monitor="val_loss", keys=ROW_KEYS):
     """A run that ended well: best.pt's path printed, the run directory whole, one metrics row per
     epoch, last.pt at the last epoch, best.pt at the best one and a classifier that scores a batch.
     Returns best.pt's contents."""
@@ -49,7 +50,7 @@ def finished(result, run_dir, epochs, task=BINARY, monitor="val_loss"):
     rows = metrics_rows(run_dir)
     assert [r["epoch"] for r in rows] == list(range(1, epochs + 1))
     for r in rows:
-        assert r.keys() == ROW_KEYS and math.isfinite(r["train_loss"]) and math.isfinite(r["val_loss"])
+        assert r.keys() == keys and math.isfinite(r["train_loss"]) and math.isfinite(r["val_loss"])
     assert load(str(run_dir / "last.pt"))["epoch"] == epochs - 1
     best = load(str(run_dir / "best.pt"))
     values = [r[monitor] for r in rows]
@@ -385,6 +386,7 @@ def test_a_finished_run_is_not_overwritten_without_force(cli, manifests, tmp_pat
 @pytest.mark.parametrize("change, message", [
     pytest.param(["--model", "cnn"], "--model dense, not cnn", id="model"),
     pytest.param(["--arch", "dropout=0.2"], "--arch {}, not {'dropout': 0.2}", id="arch"),
+    pytest.param(["--ema", "0.9"], "--ema none, not 0.9", id="ema"),
     pytest.param(["other-manifest"], "the manifest (sha256) ", id="manifest"),
 ])
 def test_resume_refuses_another_manifest_or_model_unless_forced(cli, manifests, tmp_path, change, message):
@@ -643,3 +645,90 @@ def test_a_nan_loss_stops_the_run_naming_the_last_good_checkpoint(cli, manifests
     if good:
         last = load(str(run / "last.pt"))
         assert last["epoch"] == len(rows) - 1 and all(torch.isfinite(t).all() for t in last["model"].values())
+
+
+# Every training lever at once, on a network that pools adaptively (it takes the smaller images).
+LEVERS = {"--ema": 0.9, "--ema-warmup": True, "--label-smoothing": 0.1, "--mixup": 0.4, "--cutmix": 1.0,
+          "--mix-prob": 0.8, "--mix-switch": 0.3, "--progressive": 16, "--progressive-until": 1.0, "--tta": "hflip"}
+LEVER_ARGS = [str(a) for option, value in LEVERS.items() for a in ((option,) if value is True else (option, value))]
+LEVER_RUN = ["--model", "cnn", "--arch", "layers=2", "--arch", "batch_norm=true", "--batch-size", "16", "--augment",
+             *LEVER_ARGS]
+
+
+@pytest.fixture(scope="module")
+def levers(manifests, tmp_path_factory):
+    """{"straight": a 3-epoch run with every lever, "resumed": the same stopped after 1 epoch and resumed}."""
+    from conftest import checked
+
+    tmp = tmp_path_factory.mktemp("levers")
+    checked(main, str(manifests[0]), "--run-dir", str(tmp / "straight"), "--epochs", "3", *LEVER_RUN, "-q")
+    checked(main, str(manifests[0]), "--run-dir", str(tmp / "resumed"), "--epochs", "1", *LEVER_RUN, "-q")
+    checked(main, str(manifests[0]), "--run-dir", str(tmp / "resumed"), "--epochs", "3", *LEVER_RUN, "--resume", "-q")
+    return {"straight": tmp / "straight", "resumed": tmp / "resumed"}
+
+
+def test_every_lever_reaches_the_config_and_the_metrics_say_what_they_mean(levers):
+    run = levers["straight"]
+    best = load(str(run / "best.pt"))
+    for options in (json.loads((run / "config.json").read_text())["options"], best["config"]["options"]):
+        assert {option: options[option[2:].replace("-", "_")] for option in LEVERS} == LEVERS
+    assert best["tta"] == "hflip"
+    rows = metrics_rows(run)
+    assert [r["train_size"] for r in rows] == [16, 24, 32]          # START, rising to the data's 32 px
+    for r in rows:              # mixed images have no one label: train metrics are null, the loss a number
+        assert r["train_accuracy"] is r["train_auc"] is r["train_kappa"] is r["train_f1"] is None
+        assert math.isfinite(r["train_loss"]) and r["val_auc"] is not None
+
+
+def test_resume_with_every_lever_continues_exactly(levers):
+    """The weight average, its update count, the mixing draws and each epoch's size continue where
+    last.pt left them: the resumed run's metrics and weights are the unbroken run's."""
+    strip = [[{k: v for k, v in r.items() if "seconds" not in k} for r in metrics_rows(levers[name])]
+             for name in ("straight", "resumed")]
+    assert strip[0] == strip[1]
+    straight, resumed = (load(str(levers[name] / "last.pt")) for name in ("straight", "resumed"))
+    train_records = json.loads((levers["straight"] / "config.json").read_text())["train_records"]
+    assert straight["ema"]["updates"] == resumed["ema"]["updates"] == 3 * math.ceil(train_records / 16)
+    for weights in (lambda s: s["model"], lambda s: s["ema"]["raw"]):
+        a, b = weights(straight), weights(resumed)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(straight["model"]["head.1.weight"], straight["ema"]["raw"]["head.1.weight"])
+
+
+def test_validation_with_ema_and_tta_is_what_xr_predict_scores(cli, manifests, levers):
+    """best.pt's `model` is the weight average validation scored, and xr-predict scores with the TTA the
+    stored threshold was chosen with unless told otherwise, which it warns of."""
+    from xrtools.predict import main as predict
+
+    from libxr.judging.metrics import metrics
+    from libxr.judging.thresholds import choose
+
+    best_pt = levers["straight"] / "best.pt"
+    best = load(str(best_pt))
+    scored = cli(predict, "-m", best_pt, manifests[0])
+    assert scored.exit_code == 0 and "warning" not in scored.stderr
+    val = [r for r in scored.records if r["split"] == "val"]
+    truth, p = np.array([r["label"] == "PNEUMONIA" for r in val]), np.array([r["scores"]["PNEUMONIA"] for r in val])
+    assert metrics(BINARY, truth.astype(float), p, detail=False)["auc"] == pytest.approx(best["metrics"]["val_auc"])
+    assert best["threshold"] == pytest.approx(choose("youden", truth, p), abs=1e-5)
+    plain = cli(predict, "-m", best_pt, manifests[0], "--tta", "none")
+    assert plain.exit_code == 0 and plain.stderr.count("warning") == 1
+    assert f"warning: --tta none: {best_pt}'s threshold was chosen on validation scores with --tta hflip" in plain.stderr
+    assert [r["scores"] for r in plain.records] != [r["scores"] for r in scored.records]
+
+
+@pytest.mark.parametrize("args, message", [
+    pytest.param(["--mix-prob", "0.5"], "--mix-prob takes effect only with --mixup or --cutmix", id="mix-prob-alone"),
+    pytest.param(["--mixup", "0.2", "--mix-switch", "0.2"], "--mix-switch takes effect only with both --mixup and "
+                 "--cutmix", id="switch-without-both"),
+    pytest.param(["--ema-warmup"], "--ema-warmup takes effect only with --ema", id="ema-warmup-alone"),
+    pytest.param(["--progressive-until", "0.3"], "--progressive-until takes effect only with --progressive",
+                 id="until-alone"),
+    pytest.param(["--progressive", "16"], "--progressive 16: dense cannot take 16 px images (", id="flattening-model"),
+    pytest.param(["--progressive", "32"], "--progressive 32: the images are 32 px; START must be smaller",
+                 id="start-not-smaller"),
+    pytest.param(["--ema", "1"], "Invalid value for '--ema': 1.0 is not in the range 0<x<1", id="ema-of-1"),
+])
+def test_a_lever_that_cannot_take_effect_is_a_usage_error(cli, manifests, tmp_path, args, message):
+    result = cli(main, manifests[0], "--run-dir", tmp_path / "run", *FAST, "--epochs", 1, *args)
+    assert result.exit_code == 2 and message in result.stderr and not (tmp_path / "run").exists()

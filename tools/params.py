@@ -3,12 +3,13 @@
 Values arrive parsed and checked (a bad one is a usage error, exit 2), so a
 command never splits strings itself: ``A,B,C`` lists, ``KEY=VALUE`` pairs
 (composable: ``train=0.8,test=0.2`` is a list of pairs), ``I/N`` shards,
-channel specs, the one ``--size/--fit/--channels`` group, and ``--max-pixels``.
+channel specs, the one ``--size/--fit/--channels`` group, ``--max-pixels`` and ``--tta``.
 """
 
 import click
 
 from libxr.errors import UsageError
+from libxr.learning.tta import TTA
 from libxr.pixels.enhance import parse_channels
 from libxr.pixels.files import MAX_PIXELS
 from libxr.pixels.fit import FITS
@@ -153,6 +154,12 @@ def max_pixels_option(what=""):
     return click.option("--max-pixels", type=click.IntRange(1), default=MAX_PIXELS, show_default=True,
                         metavar="N", help=f"{what}An image of more pixels (width x height, read from its header) "
                                           "is unreadable and never decoded (decompression bombs).")
+
+
+def tta_option(default, help):
+    """``--tta none|hflip``: xr-train validates with it, xr-predict scores with it (libxr.learning.tta)."""
+    return click.option("--tta", type=click.Choice(TTA), default=default, show_default=default is not None,
+                        help=help)
 
 
 class WordOr(click.ParamType):

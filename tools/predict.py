@@ -3,7 +3,7 @@
 import click
 from xrtools.cli import command, device_option, manifest_input, open_input, output_option, workers_option
 from xrtools.console import report
-from xrtools.params import max_pixels_option
+from xrtools.params import max_pixels_option, tta_option
 
 from libxr.atomic import atomic_output
 from libxr.errors import XRError
@@ -19,8 +19,8 @@ xr-predict -m best.pt m.jsonl --threshold 0.3 --batch-size 128 --workers 4 -o sc
 @click.option("-m", "--model", "checkpoint", required=True, type=click.Path(dir_okay=False),
               help="An xr-train checkpoint (best.pt); read without running pickled code.")
 @click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
-@click.option("--tta", type=click.Choice(("none", "hflip")), default="none", show_default=True,
-              help="Test-time augmentation: hflip averages the image's and its mirror's probabilities.")
+@tta_option(None, "Test-time augmentation: hflip averages the image's and its mirror's probabilities "
+                  "(default: the checkpoint's, what its threshold was chosen with; see xr-train --tta).")
 @click.option("--threshold", type=click.FloatRange(0, 1),
               help="Binary and multi-label decisions: positive at or above this probability "
                    "(default: the checkpoint's — Youden's on validation — else 0.5).")
@@ -43,6 +43,10 @@ def main(manifest, checkpoint, batch_size, tta, threshold, strict, max_pixels, d
     from libxr.predicting.predict import predict
 
     clf = Classifier(checkpoint, device)
+    tta = tta or clf.tta
+    if tta != clf.tta and threshold is None and clf.task.kind != "multiclass":
+        report.warn(f"--tta {tta}: {checkpoint}'s threshold was chosen on validation scores with --tta {clf.tta}; "
+                    "these scores are not those (--threshold sets one)")
     stream, name = open_input(manifest)
     with stream:
         records = list(read_records(stream, name, unique=True))
@@ -52,13 +56,13 @@ def main(manifest, checkpoint, batch_size, tta, threshold, strict, max_pixels, d
         report.warn(note)
     failed = []
     with atomic_output(output) as out, report.bar("scoring", unit="images", total=len(records)) as tick:
-        scored = predict(records, clf, batch_size, () if tta == "none" else (tta,), threshold, workers, strict,
-                         tick, failed.append, max_pixels)
+        scored = predict(records, clf, batch_size, tta, threshold, workers, strict, tick, failed.append, max_pixels)
         n = write_records(scored, out)
     cut = threshold if threshold is not None else clf.threshold
     shown = f"{cut:.3f}" if isinstance(cut, float) else ", ".join(f"{c:.3f}" for c in cut)
     report.info(f"scored {n - len(failed) - sum('error' in r for r in records)} of {n} records with "
                 f"{checkpoint} ({clf.task.kind}: {', '.join(clf.task.names)}"
-                f"{'' if clf.task.kind == 'multiclass' else '; threshold ' + shown})")
+                f"{'' if clf.task.kind == 'multiclass' else '; threshold ' + shown}"
+                f"{'' if tta == 'none' else '; tta ' + tta})")
     if failed:
         report.warn(f"{len(failed)} images could not be read and have an `error` field; the first: {failed[0]}")

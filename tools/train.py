@@ -7,7 +7,7 @@ import sys
 import click
 from xrtools.cli import command, device_option, manifest_input, open_input, seed_option, workers_option
 from xrtools.console import report
-from xrtools.params import CommaList, KeyValue, WordOr, max_pixels_option, pixel_options, typed
+from xrtools.params import CommaList, KeyValue, WordOr, max_pixels_option, pixel_options, tta_option, typed
 
 from libxr.errors import UsageError
 from libxr.learning.options import (
@@ -27,6 +27,7 @@ xr-train manifest.jsonl --model resnet18 --epochs 10 --augment > best.txt
 xr-train m.jsonl --model cnn --arch layers=5 --arch kernel_growth=funnel_in --class-weights balanced
 xr-train m.jsonl --model densenet121 --weights imagenet --freeze backbone --head mlp:1024,512
 xr-train m.jsonl --run-dir runs/r1 --resume          # continue after a stop (exit 75)
+xr-train m.jsonl --model resnet18 --ema 0.999 --label-smoothing 0.1 --mixup 0.2 --cutmix 1 --progressive 96
 torchrun --nproc_per_node=4 --no-python xr-train m.jsonl --batch-size 16   # DDP: 16 per process
 """)
 @manifest_input
@@ -62,6 +63,25 @@ torchrun --nproc_per_node=4 --no-python xr-train m.jsonl --batch-size 16   # DDP
 @click.option("--focal-gamma", type=click.FloatRange(0), default=0.0, show_default=True,
               help="Focal loss exponent (0: plain cross-entropy).")
 @click.option("--augment", is_flag=True, help="Rotation ±10°, flip, random resized crop, jitter (report 004).")
+@click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+              metavar="EPS", help="Targets toward uniform: 1/K per class, 0.5 per binary label.")
+@click.option("--mixup", type=click.FloatRange(0), default=0.0, show_default=True, metavar="ALPHA",
+              help="Blend each batch with itself reversed, share ~ Beta(ALPHA, ALPHA); targets mixed alike.")
+@click.option("--cutmix", type=click.FloatRange(0), default=0.0, show_default=True, metavar="ALPHA",
+              help="Paste a box of the reversed batch, area ~ Beta(ALPHA, ALPHA); targets mixed by area.")
+@click.option("--mix-prob", type=click.FloatRange(0, 1), default=1.0, show_default=True,
+              help="Probability that a batch is mixed at all.")
+@click.option("--mix-switch", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="With both --mixup and --cutmix: probability of cutmix for a mixed batch.")
+@click.option("--ema", type=click.FloatRange(0, 1, min_open=True, max_open=True), metavar="DECAY",
+              help="Validate and keep an exponential moving average of the weights (0.999, 0.9998).")
+@click.option("--ema-warmup", is_flag=True, help="Ramp the EMA decay up over the first steps (timm's warm-up).")
+@click.option("--progressive", type=click.IntRange(8), metavar="START",
+              help="Train at START px in the first epoch, rising to the data's size (progressive resizing).")
+@click.option("--progressive-until", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
+              help="Fraction of --epochs by which --progressive reaches the data's size.")
+@tta_option("none", "Validate (metrics, threshold, best.pt) with test-time augmentation, as xr-predict scores "
+                    "with it: hflip averages each image's and its mirror's probabilities.")
 @click.option("--early-stop", type=click.Choice(EARLY_STOP),
               help="Stop when this metric stops improving; the best checkpoint is kept.")
 @click.option("--patience", type=click.IntRange(1), default=5, show_default=True)

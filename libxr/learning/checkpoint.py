@@ -46,12 +46,14 @@ def load(path):
 _RUN = {"the manifest (sha256)": lambda s: (s.get("config") or {}).get("manifest_sha256"),
         "--model": lambda s: s.get("model_name"), "--arch": lambda s: s.get("arch"),
         "the classes": lambda s: (s.get("task") or {}).get("names"), "the image size": lambda s: s.get("size"),
-        "the channels": lambda s: s.get("in_channels")}
+        "the channels": lambda s: s.get("in_channels"),
+        # the weight average's state is in the checkpoint only when it was trained with one
+        "--ema": lambda s: ((s.get("config") or {}).get("options") or {}).get("ema") or "none"}
 
 
 def differences(state, meta):
     """What checkpoint ``state`` was trained with that the run described by ``meta`` (the same
-    fields, without the weights) is not: manifest, model, classes, input."""
+    fields, without the weights) is not: manifest, model, classes, input, weight average."""
     return [f"{name} {_short(get(state))}, not {_short(get(meta))}" for name, get in _RUN.items()
             if get(state) != get(meta)]
 

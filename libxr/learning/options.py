@@ -10,6 +10,7 @@ import dataclasses
 from libxr.learning.epoch_metrics import EPOCH
 from libxr.learning.optim import OPTIMIZERS, SCHEDULERS
 from libxr.learning.sampling import SAMPLINGS
+from libxr.learning.tta import TTA
 from libxr.pixels.files import MAX_PIXELS
 from libxr.pixels.fit import FITS
 from libxr.records.tasks import KINDS, UNCERTAIN
@@ -18,8 +19,8 @@ EARLY_STOP = tuple(f"val_{name}" for name in EPOCH) + ("val_loss",)
 OWN_MODELS = ("cnn", "vgg5", "resnet10", "dense")
 """xr's own networks (libxr.models.OWN), named here so the command line needs no torch."""
 
-__all__ = ["EARLY_STOP", "FITS", "KINDS", "OPTIMIZERS", "SAMPLINGS", "SCHEDULERS", "UNCERTAIN", "TrainOptions",
-           "run_name"]
+__all__ = ["EARLY_STOP", "FITS", "KINDS", "OPTIMIZERS", "SAMPLINGS", "SCHEDULERS", "TTA", "UNCERTAIN",
+           "TrainOptions", "run_name"]
 
 
 @dataclasses.dataclass
@@ -49,6 +50,16 @@ class TrainOptions:
     sampling: str = "none"
     focal_gamma: float = 0.0
     augment: bool = False
+    label_smoothing: float = 0.0
+    mixup: float = 0.0               # Beta(alpha, alpha); 0: off
+    cutmix: float = 0.0
+    mix_prob: float = 1.0            # of mixing a batch at all
+    mix_switch: float = 0.5          # of cutmix rather than mixup, when both are on
+    ema: float = None                # the decay of the weight average; None: off
+    ema_warmup: bool = False
+    progressive: int = None          # the first epoch's training size; None: the data's throughout
+    progressive_until: float = 0.5   # the fraction of the run by which the data's size is reached
+    tta: str = "none"                # validation's test-time augmentation
     early_stop: str = None
     patience: int = 5
     min_delta: float = 0.0
@@ -64,9 +75,21 @@ class TrainOptions:
 
         for name, value, allowed in (("--optimizer", self.optimizer, OPTIMIZERS),
                                      ("--scheduler", self.scheduler, SCHEDULERS),
-                                     ("--early-stop", self.early_stop, EARLY_STOP + (None,))):
+                                     ("--early-stop", self.early_stop, EARLY_STOP + (None,)),
+                                     ("--tta", self.tta, TTA)):
             if value not in allowed:
                 raise UsageError(f"{name} {value!r}: use {', '.join(a for a in allowed if a)}")
+        if not 0 <= self.label_smoothing < 1:
+            raise UsageError(f"--label-smoothing {self.label_smoothing}: from 0 to below 1")
+        if self.ema is not None and not 0 < self.ema < 1:
+            raise UsageError(f"--ema {self.ema}: a decay between 0 and 1 (0.999, 0.9998)")
+        for option, default, needs, given in (
+                ("--mix-prob", 1.0, "--mixup or --cutmix", self.mixup or self.cutmix),
+                ("--mix-switch", 0.5, "both --mixup and --cutmix", self.mixup and self.cutmix),
+                ("--ema-warmup", False, "--ema", self.ema),
+                ("--progressive-until", 0.5, "--progressive", self.progressive)):
+            if getattr(self, option[2:].replace("-", "_")) != default and not given:
+                raise UsageError(f"{option} takes effect only with {needs}")
         if self.model in OWN_MODELS:     # options of torchvision models, never silently ignored
             given = [f"--{name}" for name, default in (("weights", "none"), ("head", "linear"), ("dropout", 0.0),
                                                       ("freeze", None)) if getattr(self, name) != default]

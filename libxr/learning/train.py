@@ -19,11 +19,13 @@ import torch
 from libxr import __version__
 from libxr.errors import UsageError, XRError
 from libxr.judging import thresholds
+from libxr.learning import ema
 from libxr.learning.data import Data
 from libxr.learning.distributed import World
-from libxr.learning.epoch_metrics import epoch_metrics
+from libxr.learning.epoch_metrics import EPOCH, epoch_metrics
 from libxr.learning.loop import Learner, train_one_epoch, validate
 from libxr.learning.losses import make_loss
+from libxr.learning.mixing import Mixing
 from libxr.learning.optim import Schedule, make_optimizer
 from libxr.learning.options import run_name
 from libxr.learning.rundir import RunDir, plain
@@ -32,6 +34,7 @@ from libxr.learning.signals import STOPPED, StopSignals
 from libxr.learning.stopping import EarlyStopping
 from libxr.models import OWN, build_model, check_arch
 from libxr.pixels.augment import AugmentOptions, BatchTransform
+from libxr.pixels.resizing import check_sizes, progressive_size
 from libxr.pixels.sources import changed_sources
 from libxr.records.tasks import class_weights, guessed_positive
 
@@ -85,8 +88,9 @@ def _prepare(data, opts, arch, world, provenance, warn):
     core = build_model(opts.model, data.in_channels, task.outputs, data.size, **arch).to(device)
     if device.type == "cuda":
         core = core.to(memory_format=torch.channels_last)
+    if opts.progressive:
+        check_sizes(core, data.in_channels, opts.progressive, data.size, opts.model)
     weights = class_weights(data.y_train, task, opts.class_weights)
-    loss_fn = make_loss(task, weights, opts.focal_gamma)
     optimizer = make_optimizer(opts, [p for p in core.parameters() if p.requires_grad])
     model = world.wrap(core)
     steps = math.ceil(len(epoch_order(data.y_train, opts.seed, 0, opts.sampling, task, world.rank, world.size))
@@ -96,14 +100,18 @@ def _prepare(data, opts, arch, world, provenance, warn):
     augment = AugmentOptions.reference() if opts.augment else AugmentOptions()
     transform = BatchTransform(data.mean, data.std, augment, seed=opts.seed + 7919 * world.rank)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
-    learner = Learner(model, core, transform, loss_fn, optimizer, schedule, scaler, world, steps)
+    loss_fn = make_loss(task, weights, opts.focal_gamma, opts.label_smoothing)
+    average = ema.weight_average(core, opts.ema, opts.ema_warmup) if opts.ema else None
+    mixing = Mixing(task, opts.mixup, opts.cutmix, opts.mix_prob, opts.mix_switch) if opts.mixup or opts.cutmix else None
+    learner = Learner(model, core, transform, loss_fn, make_loss(task, weights, opts.focal_gamma), optimizer, schedule,
+                      scaler, world, steps, average, mixing)
     config = {"options": vars(opts), **provenance, "xr_version": __version__, "torch": torch.__version__,
               "python": platform.python_version(), "device": str(device), "processes": world.size,
               "task": task.to_dict(), "train_records": len(data.train), "val_records": len(data.val),
               "class_weights": None if weights is None else [float(w) for w in weights]}
     meta = {"task": task.to_dict(), "normalization": {"mean": data.mean, "std": data.std},
             "preprocess": data.preprocess, "model_name": opts.model, "arch": plain(arch),
-            "in_channels": data.in_channels, "size": data.size, "config": plain(config)}
+            "in_channels": data.in_channels, "size": data.size, "tta": opts.tta, "config": plain(config)}
     return learner, meta
 
 
@@ -128,7 +136,7 @@ def _start(run, learner, monitor, meta, resume, force, log, warn):
     if differences:
         warn(f"--force: continuing {run.last} although it was trained with {'; '.join(differences)}")
     try:
-        learner.core.load_state_dict(state["model"])
+        ema.restore(learner.core, learner.ema, state)
         learner.optimizer.load_state_dict(state["optimizer"])
         learner.schedule.load_state_dict(state["schedule"])
         monitor.load_state_dict(state["stopping"])
@@ -153,7 +161,8 @@ def _epochs(data, opts, learner, monitor, run, meta, start, log, warn, tick):
         for epoch in range(start, opts.epochs):
             began = time.perf_counter()
             order = epoch_order(data.y_train, opts.seed, epoch, opts.sampling, task, world.rank, world.size)
-            outcome = train_one_epoch(learner, data.train_set, order, opts, signals, tick)
+            size = progressive_size(epoch, opts.epochs, opts.progressive, data.size, opts.progressive_until)
+            outcome = train_one_epoch(learner, data.train_set, order, opts, signals, tick, size)
             if outcome == "stopped":
                 warn(f"stopped by signal during epoch {epoch + 1}; it is discarded and "
                      f"{'last.pt holds epoch ' + str(epoch) if epoch else 'no epoch was finished'} "
@@ -164,8 +173,12 @@ def _epochs(data, opts, learner, monitor, run, meta, start, log, warn, tick):
             train_loss, y_seen, logits_seen = outcome
             row = {"epoch": epoch + 1, "lr": learner.optimizer.param_groups[0]["lr"], "train_loss": train_loss,
                    "train_seconds": round(time.perf_counter() - began, 3)}
-            row.update({f"train_{k}": v for k, v in epoch_metrics(task, y_seen, task.probabilities(logits_seen))
-                        .items()})
+            # mixed images have no one label to score against: null, not a number that looks right
+            seen = dict.fromkeys(EPOCH) if learner.mixing else epoch_metrics(task, y_seen,
+                                                                              task.probabilities(logits_seen))
+            row.update({f"train_{k}": v for k, v in seen.items()})
+            if opts.progressive:
+                row["train_size"] = size
             val_loss, val_scores = validate(learner, data.val_set, opts, task)
             if not math.isfinite(val_loss):      # the epoch's last steps broke the weights
                 raise _diverged("validation", epoch, run)
@@ -176,7 +189,7 @@ def _epochs(data, opts, learner, monitor, run, meta, start, log, warn, tick):
             best = monitor.update(epoch + 1, row)
             rng = world.gather({"torch": torch.get_rng_state(),
                                 "augment": learner.transform.generator(world.device).get_state()})
-            state = {**meta, "model": learner.core.state_dict(), "optimizer": learner.optimizer.state_dict(),
+            state = {**meta, **ema.saved(learner.core, learner.ema), "optimizer": learner.optimizer.state_dict(),
                      "schedule": learner.schedule.state_dict(), "stopping": monitor.state_dict(),
                      "epoch": epoch, "best": monitor.best, "rng": {"ranks": rng},
                      # timings stay in metrics.jsonl: the same inputs give the same checkpoint bytes

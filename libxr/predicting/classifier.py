@@ -13,6 +13,7 @@ import torch
 from libxr.errors import XRError
 from libxr.learning import checkpoint
 from libxr.learning.distributed import pick_device
+from libxr.learning.tta import TTA, mean_logits, views
 from libxr.models import build_model
 from libxr.pixels.augment import BatchTransform
 from libxr.records.tasks import Task
@@ -31,6 +32,7 @@ class Classifier:
         self.preprocess = state["preprocess"]
         self.size, self.in_channels = state["size"], state["in_channels"]
         self.threshold = state.get("threshold")
+        self.tta = state.get("tta", "none")     # what validation scored with: the threshold fits it
         if self.threshold is None:
             self.threshold = 0.5
         arch = dict(state.get("arch") or {})
@@ -58,18 +60,16 @@ class Classifier:
                               "re-run xr-preprocess with the training settings, or predict from the raw images")
 
     @torch.no_grad()
-    def logits(self, pixels, tta=()):
-        """Logits for a uint8 (B, C, H, W) batch; ``tta`` averages over flipped copies in probability."""
+    def logits(self, pixels, tta="none"):
+        """Logits for a uint8 (B, C, H, W) batch; under ``tta`` those of the views' mean probability."""
         x = self.transform(pixels.to(self.device, non_blocking=True))
-        views = [x] + [torch.flip(x, dims=(-1,)) for t in tta if t == "hflip"]
         with torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
-            outs = [self.model(v).float() for v in views]
-        return torch.stack(outs).cpu().numpy()
+            outs = torch.stack([self.model(v).float() for v in views(x, tta)])
+        return mean_logits(self.task, outs).cpu().numpy()
 
-    def scores(self, pixels, tta=()):
+    def scores(self, pixels, tta="none"):
         """Per-record probabilities: (B,) positive-class for binary, (B, K) otherwise."""
-        views = self.logits(pixels, tta)
-        return np.mean([self.task.probabilities(v) for v in views], axis=0)
+        return self.task.probabilities(self.logits(pixels, tta))
 
 
 def _check_fields(state, path):
@@ -84,7 +84,7 @@ def _check_fields(state, path):
             return False
         return array.size > 0 and bool(np.isfinite(array).all() and (array >= low).all() and (array <= high).all())
 
-    task, norm, threshold = state["task"], state["normalization"], state.get("threshold")
+    task, norm, threshold, tta = state["task"], state["normalization"], state.get("threshold"), state.get("tta")
     problems = [
         not (isinstance(state["size"], int) and 8 <= state["size"] <= 4096) and f"size {state['size']!r}",
         not (isinstance(state["in_channels"], int) and 1 <= state["in_channels"] <= 16)
@@ -92,6 +92,7 @@ def _check_fields(state, path):
         not (isinstance(task, dict) and task.get("kind") in KINDS and isinstance(task.get("names"), list)
              and len(task["names"]) >= 2 - (task.get("kind") == "multilabel")) and f"task {task!r}",
         threshold is not None and not finite(threshold, 0, 1) and f"threshold {threshold!r}",
+        tta is not None and tta not in TTA and f"tta {tta!r}",
         not (isinstance(norm, dict) and finite(norm.get("mean")) and finite(norm.get("std"), 1e-6))
         and f"normalization {norm!r}",
     ]

@@ -13,7 +13,7 @@ from libxr.pixels.datasets import RecordPixels
 from libxr.pixels.files import MAX_PIXELS
 
 
-def predict(records, clf, batch_size=64, tta=(), threshold=None, workers=0, strict=False, tick=lambda n: None,
+def predict(records, clf, batch_size=64, tta="none", threshold=None, workers=0, strict=False, tick=lambda n: None,
             on_error=lambda reason: None, max_pixels=MAX_PIXELS):
     """Yield every record, in order, scored (or with an `error`; raw images over ``max_pixels`` too)."""
     from torch.utils.data import BatchSampler, DataLoader

@@ -135,6 +135,8 @@ def test_raw_images_without_hdf5(cli, manifests, tmp_path):
     pytest.param(["--sampling", "balanced"], id="balanced-sampling"),
     pytest.param(["--sampling", "over"], id="over-sampling"),
     pytest.param(["--sampling", "under"], id="under-sampling"),
+    pytest.param(["--ema", "0.9"], id="weight-average"),
+    pytest.param(["--mixup", "0.2", "--cutmix", "1.0", "--label-smoothing", "0.1"], id="mixing-and-smoothing"),
 ])
 def test_every_optimiser_schedule_loss_and_sampling_learns(cli, manifests, tmp_path, args):
     # VGG-5 learns the synthetic finding in 3 epochs; the 4 × 200 dense net is too noisy to tell.

@@ -57,8 +57,9 @@ def train_one_epoch(learner, dataset, order, opts, signals, tick):
 
 
 @torch.no_grad()
-def validate(learner, dataset, opts, task):
-    """(mean loss, scores) over ``dataset``, in order, without augmentation, on this process."""
+def validate(learner, dataset, opts):
+    """(mean loss, logits) over ``dataset``, in order, without augmentation, on this process — logits,
+    not probabilities, so that a temperature can be fitted on them (libxr.judging.calibration)."""
     model, device = learner.core, learner.world.device
     model.eval()
     losses, outs, n = 0.0, [], 0
@@ -69,4 +70,4 @@ def validate(learner, dataset, opts, task):
         losses += learner.loss_fn(logits, y).item() * len(x)
         n += len(x)
         outs.append(logits.cpu().numpy())
-    return losses / max(n, 1), task.probabilities(np.concatenate(outs))
+    return losses / max(n, 1), np.concatenate(outs)

@@ -59,7 +59,7 @@ def _temperature(value):
     """One temperature, or the range of the per-label ones."""
     if isinstance(value, dict):
         return f"{min(value.values()):.3f}–{max(value.values()):.3f} per label"
-    return _fmt(value) if value is not None else "several"
+    return _fmt(float(value)) if value is not None else "several"
 
 
 def _support(row):

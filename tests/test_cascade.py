@@ -166,6 +166,24 @@ def test_unscored_records_stay_unscored(cli, tmp_path, mode):
         assert out[i]["pred"] in ("NORMAL", "PNEUMONIA")
 
 
+@pytest.mark.parametrize("mode", ["mean", "vote", "stack", "chain", "route"])
+def test_combined_scores_drop_the_models_temperature_and_a_routed_record_keeps_its_experts(cli, tmp_path, mode):
+    """xr-eval undoes a record's `temperature`: combined scores are no longer one model's, so they carry none."""
+    rows = [("r1", "NORMAL", [0.6, 0.4], "NORMAL"), ("r2", "PNEUMONIA", [0.2, 0.8], "PNEUMONIA"),
+            ("r3", "NORMAL", [0.8, 0.2], "NORMAL"), ("r4", "PNEUMONIA", [0.4, 0.6], "PNEUMONIA")]
+    a = preds(tmp_path, "a", rows, split="val", group="XR_HAND", temperature=1.5)
+    if mode == "chain":                    # stage 2 refines PNEUMONIA into two kinds
+        b = preds(tmp_path, "b", [(i, label, [0.3, 0.7], "virus") for i, label, _, _ in rows], ("bacteria", "virus"),
+                  temperature=0.7)
+    else:
+        b = preds(tmp_path, "b", rows[::-1], split="val", group="XR_HAND", temperature=0.7)
+    args = {"chain": ["--stage", a, "--stage", b, "--gate", "PNEUMONIA"],
+            "route": ["--expert", f"XR_HAND={b}"]}.get(mode, [a, b])
+    out = run(cli, mode, *args)
+    assert len(out) == 4 and all("scores" in r for r in out.values())
+    assert [r.get("temperature") for r in out.values()] == [0.7 if mode == "route" else None] * 4
+
+
 def test_a_cascade_through_pipes(tmp_path):
     needs_commands()
     s1 = preds(tmp_path, "s1", [("a", "Covid", [0.2, 0.8], "infected")], ("Normal", "infected"))

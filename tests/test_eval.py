@@ -134,6 +134,63 @@ def test_multiclass_and_multilabel_predictions(cli, tmp_path):
     assert section["per_label"]["Edema"]["auc"] == 1.0
 
 
+def test_ece_and_brier_before_and_after_the_records_temperature_by_hand(cli, tmp_path):
+    """Scores calibrated with T = 2: the raw ones are p² / (p² + (1 − p)²). ECE in 15 equal-width bins of
+    the positive-class probability (10 would put 0.12 and 0.18 together and give 0.252 after)."""
+    p, y = [0.12, 0.18, 0.9, 0.9, 0.55], [1, 0, 1, 1, 0]
+    recs = [{"id": str(i), "label": ["NORMAL", "PNEUMONIA"][t], "scores": {"NORMAL": 1 - q, "PNEUMONIA": q},
+             "temperature": 2} for i, (q, t) in enumerate(zip(p, y))]
+    section = evaluate(cli, tmp_path, recs)[0]["sections"]["all"]
+    # after: bins 1, 2, 13, 8 — 1/5·|1 − .12| + 1/5·|0 − .18| + 2/5·|1 − .9| + 1/5·|0 − .55|
+    assert section["ece"] == pytest.approx(0.176 + 0.036 + 0.04 + 0.11)
+    assert section["brier"] == pytest.approx(m.brier_score_loss(y, p)) == pytest.approx(0.22586)
+    raw = np.array(p) ** 2 / (np.array(p) ** 2 + (1 - np.array(p)) ** 2)    # .0183 .0460 .9878 .9878 .5990
+    # before: bins 0, 0, 14, 8 — 2/5·|½ − (.0183 + .0460)/2| + 2/5·|1 − .9878| + 1/5·|0 − .5990|
+    assert section["ece_raw"] == pytest.approx(0.4 * (0.5 - raw[:2].mean()) + 0.4 * (1 - raw[2]) + 0.2 * raw[4])
+    assert section["ece_raw"] == pytest.approx(0.311835, abs=1e-6)
+    assert section["brier_raw"] == pytest.approx(m.brier_score_loss(y, raw))
+    assert section["log_loss_raw"] == pytest.approx(m.log_loss(y, raw))
+    assert section["temperature"] == 2
+    table = cli(main, tmp_path / "p.jsonl", "--format", "md").stdout
+    assert "| ece | 0.362 |" in table and "| ece_raw | 0.312 |" in table and "| temperature | 2.000 |" in table
+
+
+def test_multilabel_records_are_undone_per_label(cli, tmp_path):
+    t = {"Edema": 2.0, "Effusion": 0.5}
+    recs = [{"id": str(i), "labels": {"Edema": i % 2, "Effusion": -1 if i % 5 == 0 else (i // 2) % 2},
+             "scores": {"Edema": round(0.3 + 0.4 * (i % 2) + 0.01 * (i % 7), 6),
+                        "Effusion": round(float(rng.random()), 6)}, "temperature": t} for i in range(60)]
+    section = evaluate(cli, tmp_path, recs)[0]["sections"]["all"]
+    briers = []
+    for label, temperature in t.items():
+        stated = [r for r in recs if r["labels"][label] in (0, 1)]
+        q = np.array([r["scores"][label] for r in stated])
+        raw = q ** temperature / (q ** temperature + (1 - q) ** temperature)
+        briers.append(m.brier_score_loss([r["labels"][label] for r in stated], raw))
+    assert section["brier_raw"] == pytest.approx(np.mean(briers)) and section["temperature"] == t
+    assert section["brier_raw"] != pytest.approx(section["brier"])
+    recs[2]["temperature"] = {"Edema": 2.0}
+    result = cli(main, write_jsonl(tmp_path / "p.jsonl", recs))
+    assert result.exit_code == 1 and "p.jsonl:3: temperature {'Edema': 2.0} is not one positive number per label " \
+        "(Edema, Effusion)" in result.stderr
+
+
+def test_the_reliability_diagram_draws_before_and_after_with_each_ece(cli, tmp_path, monkeypatch):
+    from matplotlib.axes import Axes
+
+    drawn = {}          # each figure's title and the curves on it, when its legend is drawn
+    legend = Axes.legend
+    monkeypatch.setattr(Axes, "legend", lambda ax, *a, **k: drawn.update(
+        {ax.get_title(): [line.get_label() for line in ax.get_lines()]}) or legend(ax, *a, **k))
+    report, _ = evaluate(cli, tmp_path, binary_records(temperature=1.7), "--plots", tmp_path / "plots")
+    assert (tmp_path / "plots" / "val-calibration.png").read_bytes()[:4] == b"\x89PNG"
+    for split, section in report["sections"].items():
+        assert drawn[f"Reliability — {split}"] == [f"before calibration (ECE {section['ece_raw']:.3f})",
+                                                   f"calibrated (ECE {section['ece']:.3f})", "perfect"]
+    report, _ = evaluate(cli, tmp_path, binary_records(), "--plots", tmp_path / "raw")     # raw scores: one curve
+    assert drawn["Reliability — val"] == [f"scores (ECE {report['sections']['val']['ece']:.3f})", "perfect"]
+
+
 def test_rounded_class_scores_are_rescaled_and_wrong_sums_named(cli, tmp_path):
     """Scores rounded in the file (rows sum to 0.9999) are scored as the rescaled probabilities;
     rows that are not one probability per class are an error naming the line."""
@@ -217,6 +274,14 @@ def test_leaderboard_ranks_runs(cli, tmp_path):
                  "the score of 'PNEUMONIA' is not a number (True)", id="score-a-boolean"),
     pytest.param(lambda rs: rs[4]["scores"].update(NORMAL=None), 5,
                  "the score of 'NORMAL' is not a number (None)", id="score-null"),
+    pytest.param(lambda rs: rs[3].update(temperature=0), 4, "temperature 0 is not a positive number",
+                 id="temperature-0"),
+    pytest.param(lambda rs: rs[3].update(temperature="2"), 4, "temperature '2' is not a positive number",
+                 id="temperature-a-string"),
+    pytest.param(lambda rs: rs[3].update(temperature=True), 4, "temperature True is not a positive number",
+                 id="temperature-a-boolean"),
+    pytest.param(lambda rs: rs[3].update(temperature={"PNEUMONIA": 2}), 4,
+                 "temperature {'PNEUMONIA': 2} is not a positive number", id="temperature-per-label-on-binary"),
 ])
 def test_bad_prediction_records_name_the_line(cli, tmp_path, edit, line, message):
     recs = binary_records(20)

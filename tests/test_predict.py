@@ -75,6 +75,54 @@ def test_the_checkpoints_threshold_is_youdens_on_validation(cli, trained):
     assert torch.load(trained["ckpt"], weights_only=True)["threshold"] == pytest.approx(cut, abs=1e-5)
 
 
+def _pneumonia(scored, split=None):
+    return np.array([r["scores"]["PNEUMONIA"] for r in scored if split in (None, r["split"])])
+
+
+def test_scores_are_calibrated_with_the_checkpoints_temperature_and_no_calibrate_undoes_it(cli, trained, tmp_path):
+    state = torch.load(trained["ckpt"], weights_only=True)
+    t = state["temperature"]
+    assert abs(np.log(t)) > 0.1                      # the test needs a temperature that changes the scores
+    cal = cli(main, "-m", trained["ckpt"], trained["h5"])
+    raw = cli(main, "-m", trained["ckpt"], trained["h5"], "--no-calibrate")
+    assert cal.exit_code == raw.exit_code == 0
+    assert all(r["temperature"] == round(t, 6) for r in cal.records)
+    assert not any("temperature" in r for r in raw.records)
+    p_cal, p_raw = _pneumonia(cal.records), _pneumonia(raw.records)
+    inside = (p_raw > 0.01) & (p_raw < 0.99)         # away from 0 and 1, where 6 decimals are exact enough
+    assert inside.sum() > 50
+    logit = np.log(p_raw[inside]) - np.log1p(-p_raw[inside])
+    assert p_cal[inside] == pytest.approx(1 / (1 + np.exp(-logit / t)), abs=2e-5)
+    # each threshold was chosen on its own scores: the same decisions, the same point of the ROC curve
+    assert [r["pred"] for r in cal.records] == [r["pred"] for r in raw.records]
+    assert f"threshold {state['threshold']:.3f}; temperature {t:.3f})" in cal.stderr
+    assert f"threshold {state['threshold_raw']:.3f}; raw scores)" in raw.stderr
+    again = cli(main, "-m", trained["ckpt"], write_jsonl(tmp_path / "scored.jsonl", cal.records), "--no-calibrate")
+    assert again.records == raw.records               # a temperature brought in is not carried over
+
+
+def test_the_raw_threshold_is_youdens_on_the_raw_validation_scores(cli, trained):
+    from libxr.judging.thresholds import choose
+
+    raw = cli(main, "-m", trained["ckpt"], trained["h5"], "--no-calibrate").records
+    val = [r for r in raw if r["split"] == "val"]
+    cut = choose("youden", [r["label"] == "PNEUMONIA" for r in val], _pneumonia(val))
+    assert torch.load(trained["ckpt"], weights_only=True)["threshold_raw"] == pytest.approx(cut, abs=1e-5)
+
+
+def test_a_checkpoint_without_a_temperature_gives_raw_scores_and_says_so_once(cli, trained, tmp_path):
+    """A checkpoint from before xr-train calibrated: one threshold, chosen on raw scores, no temperature."""
+    state = torch.load(trained["ckpt"], weights_only=True)
+    state["threshold"] = state.pop("threshold_raw")
+    del state["temperature"]
+    old = tmp_path / "old.pt"
+    torch.save(state, old)
+    result = cli(main, "-m", old, trained["h5"])
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.count(f"{old} has no temperature") == 1 and "T = 1" in result.stderr
+    assert result.records == cli(main, "-m", trained["ckpt"], trained["h5"], "--no-calibrate").records
+
+
 def test_tta_and_threshold(cli, trained):
     plain = cli(main, "-m", trained["ckpt"], trained["h5"]).records
     flipped = cli(main, "-m", trained["ckpt"], trained["h5"], "--tta", "hflip").records
@@ -87,7 +135,8 @@ def test_tta_and_threshold(cli, trained):
 
 
 def test_classifier_averages_the_mirror_in_probability(trained):
-    clf = Classifier(str(trained["ckpt"]), "cpu")
+    """Raw scores: the views' probabilities are averaged before any temperature applies."""
+    clf = Classifier(str(trained["ckpt"]), "cpu", calibrate=False)
     x = torch.randint(0, 255, (4, 1, 32, 32), dtype=torch.uint8)
     both = clf.scores(x, "hflip")
     expected = (clf.scores(x) + clf.scores(torch.flip(x, dims=(-1,)))) / 2
@@ -158,8 +207,15 @@ def test_through_a_pipe_into_xr_eval(trained, tmp_path):
     result = sh(f"xr-predict -m {copy} {trained['h5']} | xr-eval --split test --format json")
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["sections"]["test"]["n"] == sum(r["split"] == "test" for r in records(trained["h5"]))
-    assert report["sections"]["test"]["auc"] > 0.8
+    test = report["sections"]["test"]
+    assert test["n"] == sum(r["split"] == "test" for r in records(trained["h5"]))
+    assert test["auc"] > 0.8
+    assert test["temperature"] == round(torch.load(copy, weights_only=True)["temperature"], 6)
+    raw = json.loads(sh(f"xr-predict -m {copy} {trained['h5']} --no-calibrate | xr-eval --split test --format json")
+                     .stdout)["sections"]["test"]
+    for key in ("ece", "brier", "log_loss"):          # xr-eval undid the temperature the records carry
+        assert test[f"{key}_raw"] == pytest.approx(raw[key], abs=1e-5)
+    assert "ece_raw" not in raw and "temperature" not in raw
 
 
 @pytest.mark.parametrize("row", [
@@ -229,6 +285,12 @@ def test_a_duplicate_id_is_an_error_at_its_line(cli, trained, tmp_path, command)
                  id="std-0"),
     pytest.param("task", {"kind": "binary", "names": ["only"]}, "task {'kind': 'binary'", id="one-class"),
     pytest.param("tta", "rotate", "tta 'rotate'", id="unknown-tta"),
+    pytest.param("threshold_raw", -0.1, "threshold_raw -0.1", id="raw-threshold-below-0"),
+    pytest.param("temperature", float("nan"), "temperature nan", id="nan-temperature"),
+    pytest.param("temperature", 0.0, "temperature 0.0", id="temperature-0"),
+    pytest.param("temperature", 1e9, "temperature 1000000000.0", id="temperature-1e9"),
+    pytest.param("temperature", [1.0, 2.0], "temperature [1.0, 2.0]", id="per-label-temperatures-on-binary"),
+    pytest.param("temperature", "hot", "temperature 'hot'", id="temperature-a-string"),
 ])
 def test_crafted_checkpoint_fields_are_refused_on_load(cli, trained, tmp_path, field, value, shown):
     """A checkpoint from elsewhere is data: no 5 GB allocation, no all-negative predictions."""

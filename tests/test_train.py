@@ -14,9 +14,11 @@ import pytest
 import torch
 from conftest import needs_commands, write_jsonl
 from xrtools.index import main as index
+from xrtools.predict import main as predict
 from xrtools.split import main as split
 from xrtools.train import main
 
+from libxr.judging.calibration import BOUNDS
 from libxr.learning.checkpoint import load
 from libxr.predicting.classifier import Classifier
 from libxr.records.tasks import Task
@@ -25,7 +27,8 @@ FAST = ["--model", "dense", "--batch-size", "16", "--lr", "3e-3"]
 BINARY = Task("binary", ["NORMAL", "PNEUMONIA"])
 RUN_FILES = ["best.pt", "config.json", "curves.png", "last.pt", "metrics.jsonl"]
 ROW_KEYS = {"epoch", "lr", "train_loss", "train_seconds", "train_accuracy", "train_auc", "train_kappa",
-            "train_f1", "val_loss", "val_accuracy", "val_auc", "val_kappa", "val_f1", "seconds"}
+            "train_f1", "val_loss", "val_accuracy", "val_auc", "val_kappa", "val_f1", "val_ece_raw", "val_ece",
+            "val_brier_raw", "val_brier", "seconds"}
 
 
 def train_run(cli, manifest, run_dir, *args):
@@ -49,8 +52,10 @@ def finished(result, run_dir, epochs, task=BINARY, monitor="val_loss", keys=ROW_
     assert sorted(p.name for p in run_dir.iterdir()) == RUN_FILES
     rows = metrics_rows(run_dir)
     assert [r["epoch"] for r in rows] == list(range(1, epochs + 1))
+    one_temperature = task.kind != "multilabel"         # per-label ones are in the checkpoint only
     for r in rows:
-        assert r.keys() == keys and math.isfinite(r["train_loss"]) and math.isfinite(r["val_loss"])
+        assert r.keys() == keys | ({"temperature"} if one_temperature else set())
+        assert math.isfinite(r["train_loss"]) and math.isfinite(r["val_loss"])
     assert load(str(run_dir / "last.pt"))["epoch"] == epochs - 1
     best = load(str(run_dir / "best.pt"))
     values = [r[monitor] for r in rows]
@@ -58,6 +63,9 @@ def finished(result, run_dir, epochs, task=BINARY, monitor="val_loss", keys=ROW_
     assert best["best"] == {"epoch": first_best + 1, "value": values[first_best], "metric": monitor}
     timeless = {k: v for k, v in rows[first_best].items() if not k.endswith("seconds")}   # timings: metrics.jsonl
     assert best["epoch"] == first_best and best["metrics"] == timeless
+    temperatures = [best["temperature"]] if one_temperature else best["temperature"]
+    assert len(temperatures) == (1 if one_temperature else len(task.names))
+    assert all(BOUNDS[0] <= t <= BOUNDS[1] for t in temperatures) and "threshold_raw" in best
     assert json.loads((run_dir / "config.json").read_text())["task"] == task.to_dict()
     clf = Classifier(str(run_dir / "best.pt"), device="cpu")
     assert clf.task == task and clf.epoch == first_best + 1
@@ -85,6 +93,29 @@ def test_run_directory_and_learning(cli, manifests, tmp_path):
     assert state["task"]["names"] == ["NORMAL", "PNEUMONIA"] and len(state["normalization"]["mean"]) == 1
     assert state["preprocess"]["size"] == 32
     finished(result, tmp_path / "run", 6)
+
+
+def test_each_checkpoint_carries_the_temperature_fitted_on_its_val_logits(trained):
+    """best.pt's temperature, thresholds and calibration metrics, found again from the model's val logits."""
+    from libxr.judging.calibration import calibrated, fit_temperature
+    from libxr.judging.metrics import metrics
+    from libxr.judging.thresholds import choose
+    from libxr.pixels.datasets import RecordPixels
+
+    best = load(str(trained["ckpt"]))
+    clf = Classifier(str(trained["ckpt"]), "cpu", calibrate=False)
+    val = [r for r in map(json.loads, trained["h5"].read_text().splitlines()) if r["split"] == "val"]
+    logits = clf.logits(RecordPixels(val, clf.preprocess)[list(range(len(val)))].pixels)[0]
+    y = [float(r["label"] == "PNEUMONIA") for r in val]
+    t = fit_temperature(BINARY, logits, y)
+    assert best["temperature"] == pytest.approx(t, rel=1e-4)
+    raw, scores = BINARY.probabilities(logits), calibrated(BINARY, logits, t)
+    assert best["threshold"] == pytest.approx(choose("youden", y, scores), abs=1e-5)
+    assert best["threshold_raw"] == pytest.approx(choose("youden", y, raw), abs=1e-5)
+    for key, p in (("ece_raw", raw), ("ece", scores), ("brier_raw", raw), ("brier", scores)):
+        assert best["metrics"][f"val_{key}"] == pytest.approx(metrics(BINARY, y, p)[key.removesuffix("_raw")],
+                                                              abs=1e-5)
+    assert best["metrics"]["temperature"] == best["temperature"]
 
 
 def test_same_seed_same_metrics(cli, manifests, tmp_path):
@@ -187,6 +218,10 @@ def test_multilabel_training(cli, synth, tmp_path):
     names = sorted({label for r in records for label in r.get("labels") or {}})
     best = finished(result, tmp_path / "run", 8, Task("multilabel", names))
     assert len(names) > 1 and len(best["threshold"]) == len(names)      # one Youden cut per label
+    assert len(set(best["temperature"])) > len(names) // 2               # and one temperature per label
+    scored = cli(predict, "-m", tmp_path / "run" / "best.pt", manifest).records
+    assert all(r["temperature"] == dict(zip(names, (round(t, 6) for t in best["temperature"])))
+               for r in scored if "scores" in r)
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]
 
 

@@ -37,7 +37,7 @@ xr-eval --leaderboard runs/*/eval.json --rank-by kappa > leaderboard.csv
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), metavar="FILE",
               help="Also write the report as JSON (for --leaderboard).")
 @click.option("--plots", type=click.Path(file_okay=False), metavar="DIR",
-              help="Write ROC, precision-recall, confusion and calibration PNGs per split here.")
+              help="Write ROC, precision-recall, confusion and reliability (calibration) PNGs per split here.")
 @click.option("--run", type=click.Path(file_okay=False, exists=True), metavar="DIR",
               help="The xr-train run directory: names the report and adds its training curves to --plots.")
 @click.option("--name", help="The report's name in a leaderboard (default: the --run folder or the file).")
@@ -52,6 +52,7 @@ def main(files, threshold, tune_on, splits, by, aggregate, positive, bootstrap, 
     Reports accuracy, balanced accuracy, sensitivity, specificity, precision, NPV,
     F1 (per class; macro, micro, weighted; samples), Cohen's kappa, ROC-AUC and
     PR-AUC (per class, macro, micro), log loss, Brier score, calibration error
+    (before and after calibration when records carry xr-predict's `temperature`)
     and confusion matrices — one column per split.
     """
     if leaderboard:

@@ -67,7 +67,7 @@ def main(inputs, checkpoint, out_dir, maps, cam, sheet, count, sheet_size, layer
         from libxr.pixels.sources import changed_sources
         from libxr.predicting.classifier import Classifier
 
-        clf = Classifier(checkpoint, device)
+        clf = Classifier(checkpoint, device, log=report.info)
         for note in changed_sources(chosen):
             report.warn(note)
         if maps:

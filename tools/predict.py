@@ -24,25 +24,29 @@ xr-predict -m best.pt m.jsonl --threshold 0.3 --batch-size 128 --workers 4 -o sc
 @click.option("--threshold", type=click.FloatRange(0, 1),
               help="Binary and multi-label decisions: positive at or above this probability "
                    "(default: the checkpoint's — Youden's on validation — else 0.5).")
+@click.option("--no-calibrate", is_flag=True,
+              help="Raw scores: without the checkpoint's temperature (and with the threshold chosen on raw scores).")
 @click.option("--strict", is_flag=True, help="Stop with exit 1 at the first unreadable image.")
 @max_pixels_option("Raw images: ")
 @device_option
 @workers_option
 @output_option
-def main(manifest, checkpoint, batch_size, tta, threshold, strict, max_pixels, device, workers, output, quiet,
-         verbose):
+def main(manifest, checkpoint, batch_size, tta, threshold, no_calibrate, strict, max_pixels, device, workers, output,
+         quiet, verbose):
     """Add `scores` (per-class probabilities) and `pred` to every record of MANIFEST.
 
     HDF5-backed records are read from their file (it must have been made with
     the training settings); other records are decoded from `path` with the
-    checkpoint's preprocessing. An unreadable image gives its record an `error`
-    field and no scores, and the run goes on. Records keep their order and fields.
+    checkpoint's preprocessing. Scores are calibrated with the checkpoint's
+    temperature, which each record carries in `temperature`. An unreadable image
+    gives its record an `error` field and no scores, and the run goes on. Records
+    keep their order and fields.
     """
     from libxr.pixels.sources import changed_sources
     from libxr.predicting.classifier import Classifier
     from libxr.predicting.predict import predict
 
-    clf = Classifier(checkpoint, device)
+    clf = Classifier(checkpoint, device, calibrate=not no_calibrate, log=report.info)
     tta = tta or clf.tta
     if tta != clf.tta and threshold is None and clf.task.kind != "multiclass":
         report.warn(f"--tta {tta}: {checkpoint}'s threshold was chosen on validation scores with --tta {clf.tta}; "
@@ -59,10 +63,15 @@ def main(manifest, checkpoint, batch_size, tta, threshold, strict, max_pixels, d
         scored = predict(records, clf, batch_size, tta, threshold, workers, strict, tick, failed.append, max_pixels)
         n = write_records(scored, out)
     cut = threshold if threshold is not None else clf.threshold
-    shown = f"{cut:.3f}" if isinstance(cut, float) else ", ".join(f"{c:.3f}" for c in cut)
     report.info(f"scored {n - len(failed) - sum('error' in r for r in records)} of {n} records with "
                 f"{checkpoint} ({clf.task.kind}: {', '.join(clf.task.names)}"
-                f"{'' if clf.task.kind == 'multiclass' else '; threshold ' + shown}"
+                f"{'' if clf.task.kind == 'multiclass' else '; threshold ' + _shown(cut)}; "
+                f"{'raw scores' if clf.temperature is None else 'temperature ' + _shown(clf.temperature)}"
                 f"{'' if tta == 'none' else '; tta ' + tta})")
     if failed:
         report.warn(f"{len(failed)} images could not be read and have an `error` field; the first: {failed[0]}")
+
+
+def _shown(value):
+    """A number, or one per label, to 3 decimals."""
+    return f"{value:.3f}" if isinstance(value, (int, float)) else ", ".join(f"{v:.3f}" for v in value)

@@ -72,5 +72,6 @@ def same_ids(files):
 
 
 def base(record):
-    """A record without the fields a combination replaces."""
-    return {k: v for k, v in record.items() if k not in ("scores", "pred", "error", "stages")}
+    """A record without the fields a combination replaces — its `temperature` too: combined scores
+    are no longer one model's calibrated ones, which xr-eval could undo."""
+    return {k: v for k, v in record.items() if k not in ("scores", "pred", "error", "stages", "temperature")}

@@ -3,20 +3,26 @@ validation, per-group metrics, study-level aggregation and patient bootstrap.
 
 Prediction records are any manifest records with truth (`label`, or `labels`)
 and `scores` (probability per class or label) — from xr-predict or from any
-other tool. The report is a plain dict (written as JSON, rendered as tables).
+other tool. When records carry the `temperature` their scores were calibrated
+with, the raw scores are recovered too, and each section reports the calibration
+metrics before (``ece_raw``, ``brier_raw``, ``log_loss_raw``) beside after. The
+report is a plain dict (written as JSON, rendered as tables).
 """
 
 import collections
 import dataclasses
+import json
 
 import numpy as np
 
 from libxr.errors import ManifestError, XRError
-from libxr.judging import thresholds
+from libxr.judging import calibration, thresholds
 from libxr.judging.metrics import HEADLINE, metrics
 from libxr.records.tasks import Task, guessed_positive, record_scores, task_from_scores
 
 SECTION_ORDER = ("train", "val", "test")
+CALIBRATION = ("ece", "brier", "log_loss")
+"""The metrics a temperature changes, reported before it (``ece_raw``) as well as after."""
 CI_LEVEL = 0.95
 
 
@@ -26,18 +32,22 @@ class Predictions:
     y: np.ndarray
     p: np.ndarray
     records: list
+    raw: np.ndarray = None      # like p, before the records' temperatures; None when no record has one
 
     def take(self, index):
         index = np.asarray(index, np.int64)
-        return Predictions(self.task, self.y[index], self.p[index], [self.records[i] for i in index])
+        return Predictions(self.task, self.y[index], self.p[index], [self.records[i] for i in index],
+                           None if self.raw is None else self.raw[index])
 
     def join(self, other, source):
         """These predictions followed by ``other``'s (read from ``source``)."""
         if other.task != self.task:
             raise XRError(f"{source}: scores for {', '.join(other.task.names)}, the files before had "
                           f"{', '.join(self.task.names)}")
+        raw = None if self.raw is None and other.raw is None else np.concatenate([
+            a.p if a.raw is None else a.raw for a in (self, other)])
         return Predictions(self.task, np.concatenate([self.y, other.y]), np.concatenate([self.p, other.p]),
-                           self.records + other.records)
+                           self.records + other.records, raw)
 
     def split(self, name):
         """The predictions of records whose split is ``name`` (``all``: records without one)."""
@@ -82,14 +92,23 @@ def _arrays(task, rows, name):
             for label, value in rec["labels"].items():
                 if label in index and value in (0, 1):      # -1 (uncertain) and null are not stated
                     y[i, index[label]] = value
-        return Predictions(task, y, p, records)
+        return Predictions(task, y, p, records, _raw(task, p, rows, name))
     index = {n: j for j, n in enumerate(task.names)}
     for line, rec in rows:
         if str(rec["label"]) not in index:
             raise ManifestError(name, line, f"label {rec['label']!r} is not one of the scored classes "
                                             f"({', '.join(task.names)})")
     y = np.array([index[str(rec["label"])] for rec in records])
-    return Predictions(task, y, p[:, 1] if task.kind == "binary" else p, records)
+    p = p[:, 1] if task.kind == "binary" else p
+    return Predictions(task, y, p, records, _raw(task, p, rows, name))
+
+
+def _raw(task, p, rows, name):
+    """The scores before each record's `temperature` (a record without one is raw already), or None."""
+    temperatures = [calibration.read_field(rec, task, name, line) for line, rec in rows]
+    if all(t is None for t in temperatures):
+        return None
+    return calibration.uncalibrated(task, p, [1.0 if t is None else t for t in temperatures])
 
 
 def _one_per_record(p, rows, name):
@@ -110,17 +129,18 @@ def aggregate(preds, field):
         if rec.get(field) is None:
             raise XRError(f"record {rec['id']!r} has no `{field}` to aggregate by")
         groups[rec[field]].append(i)
-    keep, y, p = [], [], []
+    keep, y, p, raw = [], [], [], []
     for key, members in groups.items():
         truth = preds.y[members]
         if not np.array_equal(truth, truth[:1].repeat(len(members), 0), equal_nan=True):
             raise XRError(f"{field} {key!r}: its records disagree on the truth")
         first = preds.records[members[0]]
-        keep.append({**{k: first.get(k) for k in ("patient", "group", "split", "view")}, "id": str(key),
-                     field: key, "images": len(members)})
+        keep.append({**{k: first.get(k) for k in ("patient", "group", "split", "view", "temperature")},
+                     "id": str(key), field: key, "images": len(members)})
         y.append(truth[0])
         p.append(preds.p[members].mean(0))
-    return Predictions(preds.task, np.array(y), np.array(p), keep)
+        raw.append(None if preds.raw is None else preds.raw[members].mean(0))
+    return Predictions(preds.task, np.array(y), np.array(p), keep, None if preds.raw is None else np.array(raw))
 
 
 @dataclasses.dataclass
@@ -154,6 +174,8 @@ def evaluate(preds, opts, warn=print, tick=lambda n, total=None: None):
     for name in names:
         part = preds.split(name)
         section = metrics(task, part.y, part.p, cut)
+        if part.raw is not None:
+            section.update(_before_calibration(part, cut))
         _warn_undefined(section, name, task, warn)
         if opts.bootstrap:
             section["ci"] = bootstrap(part, cut, opts.bootstrap, opts.seed, tick)
@@ -179,6 +201,15 @@ def _thresholds(preds, rule, tune_on, warn):
     if cut is None:
         raise XRError(f"cannot choose a {rule} threshold on split {source!r}: it has one class only")
     return cut, source
+
+
+def _before_calibration(part, cut):
+    """The calibration metrics of the raw scores, and the temperature the section's records share
+    (None when they differ)."""
+    before = metrics(part.task, part.y, part.raw, cut, detail=False)
+    shared = {json.dumps(r.get("temperature", 1.0), sort_keys=True) for r in part.records}   # none: raw
+    return {**{f"{k}_raw": before[k] for k in CALIBRATION},
+            "temperature": json.loads(shared.pop()) if len(shared) == 1 else None}
 
 
 def _warn_undefined(section, name, task, warn):

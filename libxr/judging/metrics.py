@@ -20,9 +20,10 @@ HEADLINE = {
                    "ece"),
     "multilabel": ("accuracy", "sensitivity_macro", "specificity_macro", "f1_macro", "f1_micro", "f1_samples",
                    "precision_micro", "recall_micro", "kappa_macro", "auc_macro", "auc_micro", "pr_auc_macro",
-                   "log_loss", "brier"),
+                   "log_loss", "brier", "ece"),
 }
-ECE_BINS = 10
+ECE_BINS = 15
+"""Equal-width confidence bins of the expected calibration error (Guo et al. 2017's 15)."""
 
 
 def metrics(task, y, p, threshold=0.5, detail=True):
@@ -163,14 +164,18 @@ def _multilabel(y, p, threshold, names, detail):
            "recall_micro": m.recall_score(truth, pred[stated], zero_division=0),
            "kappa_macro": mean("kappa"), "auc_macro": mean("auc"),
            "auc_micro": m.roc_auc_score(truth, prob) if len(np.unique(truth)) == 2 else None,
-           "pr_auc_macro": mean("pr_auc"), "log_loss": mean("log_loss"), "brier": mean("brier")}
+           "pr_auc_macro": mean("pr_auc"), "log_loss": mean("log_loss"), "brier": mean("brier"),
+           "ece": mean("ece")}
     if detail:
         out["per_label"] = per
     return _plain(out)
 
 
 def expected_calibration_error(hit, confidence, bins=ECE_BINS):
-    """Σ over equal-width confidence bins of |accuracy − confidence| weighted by the bin's share."""
+    """Σ over equal-width confidence bins of |accuracy − confidence| weighted by the bin's share.
+
+    Binary (and each label): ``hit`` the truth and ``confidence`` the positive-class probability;
+    multiclass: whether the top class was right, and its probability (top-label ECE)."""
     hit, confidence = np.asarray(hit, np.float64), np.asarray(confidence, np.float64)
     if not len(hit):
         return None

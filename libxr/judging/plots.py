@@ -10,6 +10,7 @@ import contextlib
 import numpy as np
 
 from libxr.atomic import atomic_output
+from libxr.judging.metrics import ECE_BINS, expected_calibration_error
 
 
 @contextlib.contextmanager
@@ -117,27 +118,34 @@ def plot_confusion(section, png, title):
                 ax.text(j, i, str(v), ha="center", va="center", color="white" if v > m.max() / 2 else "black")
 
 
-def plot_calibration(task, y, p, png, title, bins=10):
-    """Reliability diagram: observed frequency against predicted probability, with counts."""
+def plot_calibration(task, y, p, png, title, raw=None):
+    """Reliability diagram: observed frequency against predicted probability in libxr.judging.metrics's
+    ECE bins — top class for multiclass, every label pooled for multi-label —, of the scores and,
+    when given, of the ``raw`` scores before calibration, with each one's ECE."""
     from sklearn.calibration import calibration_curve
 
+    curves = [("scores", p, "-")] if raw is None else [("before calibration", raw, "--"), ("calibrated", p, "-")]
+    pooled = " pooled over labels" if task.kind == "multilabel" else ""
     with figure(png) as (_, (ax,)):
-        if task.kind == "multiclass":
-            pairs = [("top class", (p.argmax(1) == y).astype(int), p.max(1))]
-        else:
-            pairs = _curves(task, y, p)
-            if task.kind == "multilabel":
-                pairs = [("all labels", np.concatenate([t for _, t, _ in pairs]),
-                          np.concatenate([q for _, _, q in pairs]))]
-        for name, truth, prob in pairs:
+        for name, scores, style in curves:
+            truth, prob = _reliability_pairs(task, y, scores)
             if len(truth):
-                observed, predicted = calibration_curve(truth, prob, n_bins=bins, strategy="uniform")
-                ax.plot(predicted, observed, marker="o", label=name)
+                observed, predicted = calibration_curve(truth, prob, n_bins=ECE_BINS, strategy="uniform")
+                ece = expected_calibration_error(truth, prob)
+                ax.plot(predicted, observed, style, marker="o", label=f"{name} (ECE {ece:.3f}{pooled})")
         ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="perfect")
-        ax.set(xlabel="predicted probability", ylabel="observed frequency", title=f"Calibration — {title}",
+        ax.set(xlabel="predicted probability", ylabel="observed frequency", title=f"Reliability — {title}",
                xlim=(0, 1), ylim=(0, 1))
         ax.legend(loc="upper left", fontsize="small")
         ax.grid(alpha=0.3)
+
+
+def _reliability_pairs(task, y, p):
+    """(0/1 truth, probability) the reliability diagram and ECE are drawn from."""
+    if task.kind == "multiclass":
+        return (p.argmax(1) == y).astype(int), p.max(1)
+    pairs = _curves(task, y, p)
+    return np.concatenate([t for _, t, _ in pairs]), np.concatenate([q for _, _, q in pairs])
 
 
 def report_plots(preds, report, folder, history=None):
@@ -152,7 +160,7 @@ def report_plots(preds, report, folder, history=None):
         name = os.path.join(folder, split)
         plot_roc(preds.task, part.y, part.p, f"{name}-roc.png", split, section.get("threshold"))
         plot_pr(preds.task, part.y, part.p, f"{name}-pr.png", split)
-        plot_calibration(preds.task, part.y, part.p, f"{name}-calibration.png", split)
+        plot_calibration(preds.task, part.y, part.p, f"{name}-calibration.png", split, part.raw)
         plot_confusion(section, f"{name}-confusion.png", split)
         written += [f"{name}-{kind}.png" for kind in ("roc", "pr", "calibration", "confusion")]
     if history:

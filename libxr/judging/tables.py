@@ -1,6 +1,7 @@
 """xr-eval's report as tables — built once as (title, header, rows), then drawn
 with rich on stderr or as Markdown on stdout."""
 
+from libxr.judging.evaluation import CALIBRATION
 from libxr.judging.metrics import HEADLINE
 
 PER_CLASS = ("support", "sensitivity", "specificity", "precision", "f1", "auc", "pr_auc")
@@ -33,6 +34,9 @@ def tables(report):
         rows.append(["threshold", *[_fmt(sections[n]["threshold"]) for n in names]])
     for key in HEADLINE[kind]:
         rows.append([key, *[_fmt(sections[n].get(key), sections[n].get("ci", {}).get(key)) for n in names]])
+    if any("temperature" in sections[n] for n in names):      # scores calibrated: the raw ones' too
+        rows += [[f"{key}_raw", *[_fmt(sections[n].get(f"{key}_raw")) for n in names]] for key in CALIBRATION]
+        rows.append(["temperature", *[_temperature(sections[n].get("temperature")) for n in names]])
     out.append((title, ["metric", *names], rows))
     for name in names:
         section = sections[name]
@@ -49,6 +53,13 @@ def tables(report):
             out.append((f"{name}: by {field}", [field, "n", *BY[kind]],
                         [[value, str(r["n"]), *[_fmt(r.get(k)) for k in BY[kind]]] for value, r in groups.items()]))
     return out
+
+
+def _temperature(value):
+    """One temperature, or the range of the per-label ones."""
+    if isinstance(value, dict):
+        return f"{min(value.values()):.3f}–{max(value.values()):.3f} per label"
+    return _fmt(float(value)) if value is not None else "several"
 
 
 def _support(row):

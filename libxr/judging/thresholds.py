@@ -53,11 +53,17 @@ def for_task(rule, task, y, p, warn=lambda message: None):
         return None
     if task.kind == "binary":
         return choose(rule, y, p)
-    cuts = []
+    return per_label(task, y, p, lambda truth, prob: choose(rule, truth, prob), 0.5, "threshold", warn)
+
+
+def per_label(task, y, values, fit, fallback, what, warn):
+    """``fit(truth, values)`` for each label of a multi-label task, over the records that state it;
+    ``fallback`` where it gives None (one class only), which ``warn`` hears of as the label's ``what``."""
+    out = []
     for j, label in enumerate(task.names):
         known = ~np.isnan(y[:, j])
-        cut = choose(rule, y[known, j], p[known, j])
-        if cut is None:
-            warn(f"label {label}: one class only; its threshold stays 0.5")
-        cuts.append(0.5 if cut is None else cut)
-    return cuts
+        value = fit(y[known, j], values[known, j])
+        if value is None:
+            warn(f"label {label}: one class only; its {what} stays {fallback}")
+        out.append(fallback if value is None else value)
+    return out

@@ -75,8 +75,9 @@ def train_one_epoch(learner, dataset, order, opts, signals, tick, size=None):
 
 @torch.no_grad()
 def validate(learner, dataset, opts, task):
-    """(mean loss, scores) over ``dataset``, in order, without augmentation but ``opts.tta``'s, on this
-    process, with the weights checkpoints keep."""
+    """(mean loss, logits) over ``dataset``, in order, without augmentation but ``opts.tta``'s, on this
+    process, with the weights checkpoints keep — logits, not probabilities, so that a temperature can be
+    fitted on them (libxr.judging.calibration)."""
     model, device = learner.evaluated, learner.world.device
     model.eval()
     losses, outs, n = 0.0, [], 0
@@ -87,4 +88,4 @@ def validate(learner, dataset, opts, task):
         losses += learner.val_loss_fn(logits, y).item() * len(x)
         n += len(x)
         outs.append(logits.cpu().numpy())
-    return losses / max(n, 1), task.probabilities(np.concatenate(outs))
+    return losses / max(n, 1), np.concatenate(outs)

@@ -19,10 +19,11 @@ import torch
 from libxr import __version__
 from libxr.errors import UsageError, XRError
 from libxr.judging import thresholds
+from libxr.judging.calibration import calibrated, fit_temperature
 from libxr.learning import ema
 from libxr.learning.data import Data
 from libxr.learning.distributed import World
-from libxr.learning.epoch_metrics import EPOCH, epoch_metrics
+from libxr.learning.epoch_metrics import EPOCH, calibration_metrics, epoch_metrics
 from libxr.learning.loop import Learner, train_one_epoch, validate
 from libxr.learning.losses import make_loss
 from libxr.learning.mixing import Mixing
@@ -179,11 +180,15 @@ def _epochs(data, opts, learner, monitor, run, meta, start, log, warn, tick):
             row.update({f"train_{k}": v for k, v in seen.items()})
             if opts.progressive:
                 row["train_size"] = size
-            val_loss, val_scores = validate(learner, data.val_set, opts, task)
+            val_loss, val_logits = validate(learner, data.val_set, opts, task)
             if not math.isfinite(val_loss):      # the epoch's last steps broke the weights
                 raise _diverged("validation", epoch, run)
             row["val_loss"] = val_loss
-            row.update({f"val_{k}": v for k, v in epoch_metrics(task, data.y_val, val_scores).items()})
+            raw, scores, operating = _calibrate(task, data.y_val, val_logits, warn if epoch == start else _quiet)
+            row.update({f"val_{k}": v for k, v in epoch_metrics(task, data.y_val, raw).items()})
+            row.update({f"val_{k}": v for k, v in calibration_metrics(task, data.y_val, raw, scores).items()})
+            if task.kind != "multilabel":       # metrics.jsonl holds numbers; per-label ones are in the checkpoint
+                row["temperature"] = operating["temperature"]
             row["seconds"] = round(time.perf_counter() - began, 3)   # training and validation
             learner.schedule.after_epoch(row)
             best = monitor.update(epoch + 1, row)
@@ -194,8 +199,7 @@ def _epochs(data, opts, learner, monitor, run, meta, start, log, warn, tick):
                      "epoch": epoch, "best": monitor.best, "rng": {"ranks": rng},
                      # timings stay in metrics.jsonl: the same inputs give the same checkpoint bytes
                      "metrics": plain({k: v for k, v in row.items() if not k.endswith("seconds")}),
-                     # xr-predict's default operating point: Youden's on validation
-                     "threshold": thresholds.for_task("youden", task, data.y_val, val_scores)}
+                     **operating}
             run.record(state, row, best)
             log(_describe(row))
             if world.any(signals.received is not None)[0]:
@@ -206,6 +210,17 @@ def _epochs(data, opts, learner, monitor, run, meta, start, log, warn, tick):
                 log(monitor.describe())
                 break
     return 0
+
+
+def _calibrate(task, y, logits, warn):
+    """Validation's raw and calibrated scores, and xr-predict's operating point: the temperature
+    fitted on ``logits``, Youden's threshold on the calibrated scores (the default) and on the raw
+    ones (``xr-predict --no-calibrate``)."""
+    raw = task.probabilities(logits)
+    temperature = fit_temperature(task, logits, y, warn)
+    scores = calibrated(task, logits, temperature)
+    return raw, scores, {"temperature": temperature, "threshold": thresholds.for_task("youden", task, y, scores),
+                         "threshold_raw": thresholds.for_task("youden", task, y, raw)}
 
 
 def _diverged(which, epoch, run):

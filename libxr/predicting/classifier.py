@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from libxr.errors import XRError
+from libxr.judging.calibration import BOUNDS, calibrated
 from libxr.learning import checkpoint
 from libxr.learning.distributed import pick_device
 from libxr.learning.tta import TTA, mean_logits, views
@@ -20,7 +21,11 @@ from libxr.records.tasks import Task
 
 
 class Classifier:
-    def __init__(self, path, device="auto"):
+    """``calibrate``: scores with the checkpoint's temperature and the threshold chosen on them (the
+    default), or raw scores with the threshold chosen on those. ``log`` hears once that a checkpoint
+    from before xr-train calibrated has no temperature."""
+
+    def __init__(self, path, device="auto", calibrate=True, log=lambda message: None):
         state = checkpoint.load(path)
         missing = [k for k in ("task", "normalization", "preprocess", "model_name", "in_channels", "size")
                    if k not in state]
@@ -31,10 +36,10 @@ class Classifier:
         self.task = Task(**state["task"])
         self.preprocess = state["preprocess"]
         self.size, self.in_channels = state["size"], state["in_channels"]
-        self.threshold = state.get("threshold")
+        self.temperature, self.threshold = _operating_point(state, calibrate)
         self.tta = state.get("tta", "none")     # what validation scored with: the threshold fits it
-        if self.threshold is None:
-            self.threshold = 0.5
+        if calibrate and self.temperature is None:
+            log(f"{path} has no temperature (trained before xr-train calibrated): its scores are raw (T = 1)")
         arch = dict(state.get("arch") or {})
         if "weights" in arch:
             arch["weights"] = "none"        # the checkpoint holds them
@@ -68,8 +73,18 @@ class Classifier:
         return mean_logits(self.task, outs).cpu().numpy()
 
     def scores(self, pixels, tta="none"):
-        """Per-record probabilities: (B,) positive-class for binary, (B, K) otherwise."""
-        return self.task.probabilities(self.logits(pixels, tta))
+        """Per-record probabilities: (B,) positive-class for binary, (B, K) otherwise; calibrated
+        unless ``self.temperature`` is None."""
+        return calibrated(self.task, self.logits(pixels, tta), 1.0 if self.temperature is None else self.temperature)
+
+
+def _operating_point(state, calibrate):
+    """(temperature applied — None for none —, decision threshold for those scores). A checkpoint
+    without a temperature has one threshold, chosen on its raw scores; without any, 0.5."""
+    temperature, cut = state.get("temperature"), state.get("threshold")
+    if temperature is not None and not calibrate:
+        temperature, cut = None, state.get("threshold_raw")
+    return temperature, 0.5 if cut is None else cut
 
 
 def _check_fields(state, path):
@@ -84,15 +99,21 @@ def _check_fields(state, path):
             return False
         return array.size > 0 and bool(np.isfinite(array).all() and (array >= low).all() and (array <= high).all())
 
-    task, norm, threshold, tta = state["task"], state["normalization"], state.get("threshold"), state.get("tta")
+    task, norm, tta = state["task"], state["normalization"], state.get("tta")
+    temperature = state.get("temperature")
+    labels = task.get("names") if isinstance(task, dict) and task.get("kind") == "multilabel" else None
+    shape = (len(labels),) if isinstance(labels, list) else ()     # one per label, or one
     problems = [
         not (isinstance(state["size"], int) and 8 <= state["size"] <= 4096) and f"size {state['size']!r}",
         not (isinstance(state["in_channels"], int) and 1 <= state["in_channels"] <= 16)
         and f"in_channels {state['in_channels']!r}",
         not (isinstance(task, dict) and task.get("kind") in KINDS and isinstance(task.get("names"), list)
              and len(task["names"]) >= 2 - (task.get("kind") == "multilabel")) and f"task {task!r}",
-        threshold is not None and not finite(threshold, 0, 1) and f"threshold {threshold!r}",
+        *[state.get(key) is not None and not finite(state[key], 0, 1) and f"{key} {state[key]!r}"
+          for key in ("threshold", "threshold_raw")],
         tta is not None and tta not in TTA and f"tta {tta!r}",
+        temperature is not None and not (finite(temperature, *BOUNDS) and np.shape(temperature) == shape)
+        and f"temperature {temperature!r}",
         not (isinstance(norm, dict) and finite(norm.get("mean")) and finite(norm.get("std"), 1e-6))
         and f"normalization {norm!r}",
     ]

@@ -3,12 +3,15 @@
 HDF5-backed records are read from their file (memory-mapped, as in training);
 the others are decoded from `path` with the checkpoint's preprocessing. An
 image that cannot be read gives its record an `error` and no scores; the run
-goes on (or stops, when strict). Records keep their order and every field.
+goes on (or stops, when strict). Records keep their order and every field, but a
+`temperature` from an earlier scoring: a scored record carries the one its scores
+were calibrated with, or none when they are raw, so xr-eval can undo it.
 """
 
 import numpy as np
 
 from libxr.errors import XRError
+from libxr.judging.calibration import record_field
 from libxr.pixels.datasets import RecordPixels
 from libxr.pixels.files import MAX_PIXELS
 
@@ -23,6 +26,7 @@ def predict(records, clf, batch_size=64, tta="none", threshold=None, workers=0, 
     loader = DataLoader(inputs, batch_size=None, sampler=BatchSampler(range(len(records)), batch_size, False),
                         num_workers=workers, pin_memory=clf.device.type == "cuda",
                         collate_fn=_as_is)
+    applied = {} if clf.temperature is None else {"temperature": record_field(clf.task, clf.temperature)}
     start = 0
     for pixels, _, ok, reasons in loader:
         stop = min(start + batch_size, len(records))
@@ -31,7 +35,8 @@ def predict(records, clf, batch_size=64, tta="none", threshold=None, workers=0, 
         for p in range(start, stop):
             rec = records[p]
             if p in scored:
-                yield {**rec, **decision(clf.task, scores[scored[p]], threshold)}
+                rec = {k: v for k, v in rec.items() if k != "temperature"}
+                yield {**rec, **decision(clf.task, scores[scored[p]], threshold), **applied}
             elif p in reasons:
                 if strict:
                     raise XRError(reasons[p])

@@ -22,6 +22,7 @@ from libxr.judging import thresholds
 from libxr.learning.data import Data
 from libxr.learning.distributed import World
 from libxr.learning.epoch_metrics import epoch_metrics
+from libxr.learning.finetune import Unfreezing, param_groups
 from libxr.learning.loop import Learner, train_one_epoch, validate
 from libxr.learning.losses import make_loss
 from libxr.learning.optim import Schedule, make_optimizer
@@ -31,6 +32,7 @@ from libxr.learning.sampling import epoch_order
 from libxr.learning.signals import STOPPED, StopSignals
 from libxr.learning.stopping import EarlyStopping
 from libxr.models import OWN, build_model, check_arch
+from libxr.models.transfer import load_pretrained
 from libxr.pixels.augment import AugmentOptions, BatchTransform
 from libxr.pixels.sources import changed_sources
 from libxr.records.tasks import class_weights, guessed_positive
@@ -68,6 +70,9 @@ def train(records, opts, run_dir, manifest_sha256=None, argv=None, resume=False,
                                  warn)
         run = RunDir(run_dir, writes=world.main)
         monitor = EarlyStopping(opts.early_stop, opts.patience, opts.min_delta)
+        weights = arch.get("weights", opts.weights)
+        if weights != "none" and not (resume and run.resumable()):     # before writing; a resumed run has its own
+            load_pretrained(learner.core, opts.model, weights, log, warn)
         start = _start(run, learner, monitor, meta, resume, force, log, warn)
         status = _epochs(data, opts, learner, monitor, run, meta, start, log, warn, tick)
         run.finish()
@@ -82,12 +87,13 @@ def _prepare(data, opts, arch, world, provenance, warn):
     device, task = world.device, data.task
     if opts.model not in OWN:
         arch = {"weights": opts.weights, "head": opts.head, "dropout": opts.dropout, "freeze": opts.freeze, **arch}
-    core = build_model(opts.model, data.in_channels, task.outputs, data.size, **arch).to(device)
+    options = {k: v for k, v in arch.items() if k != "weights"}       # loaded once the run is known fresh
+    core = build_model(opts.model, data.in_channels, task.outputs, data.size, **options).to(device)
     if device.type == "cuda":
         core = core.to(memory_format=torch.channels_last)
     weights = class_weights(data.y_train, task, opts.class_weights)
     loss_fn = make_loss(task, weights, opts.focal_gamma)
-    optimizer = make_optimizer(opts, [p for p in core.parameters() if p.requires_grad])
+    optimizer = make_optimizer(opts, param_groups(core, opts.lr, opts.backbone_lr))
     model = world.wrap(core)
     steps = math.ceil(len(epoch_order(data.y_train, opts.seed, 0, opts.sampling, task, world.rank, world.size))
                       / opts.batch_size)
@@ -149,8 +155,12 @@ def _start(run, learner, monitor, meta, resume, force, log, warn):
 def _epochs(data, opts, learner, monitor, run, meta, start, log, warn, tick):
     """Epochs ``start`` .. ``opts.epochs`` - 1, each validated and checkpointed; the exit status."""
     task, world = data.task, learner.world
+    freeze = meta["arch"].get("freeze", opts.freeze)
+    unfreezing = Unfreezing(learner.core, freeze, opts.unfreeze_every) if opts.unfreeze_every else None
     with StopSignals() as signals:
         for epoch in range(start, opts.epochs):
+            if unfreezing and (change := unfreezing.apply(epoch)):
+                log(change)
             began = time.perf_counter()
             order = epoch_order(data.y_train, opts.seed, epoch, opts.sampling, task, world.rank, world.size)
             outcome = train_one_epoch(learner, data.train_set, order, opts, signals, tick)

@@ -76,9 +76,11 @@ def test_imagenet_weights_come_from_the_cache_and_touch_no_network(tmp_path, mon
 
 
 def test_offline_imagenet_is_one_line_naming_the_file_its_url_and_where_to_put_it(manifests, tmp_path):
+    """Offline, the error says which file to put where; put there, the same command trains from it."""
     needs_commands()
-    result = sh(f"{offline_env(tmp_path / 'th')} xr-train {manifests[0]} --model resnet18 --weights imagenet "
-                f"--epochs 1 --run-dir {tmp_path / 'run'}")
+    command = (f"{offline_env(tmp_path / 'th')} xr-train {manifests[0]} --model resnet18 --weights imagenet "
+               f"--epochs 1 --max-steps 1 --run-dir {tmp_path / 'run'}")
+    result = sh(command)
     cache = tmp_path / "th" / "hub" / "checkpoints"
     url = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
     assert result.exit_code == 1, result.stderr
@@ -87,6 +89,11 @@ def test_offline_imagenet_is_one_line_naming_the_file_its_url_and_where_to_put_i
         f"([Errno 111] Connection refused): put resnet18-f37072fd.pth (from {url}) at "
         f"{cache / 'resnet18-f37072fd.pth'}, or pass --weights PATH")
     assert os.listdir(cache) == [] and not (tmp_path / "run").exists()      # no partial file, no run
+    torch.save(torchvision.models.resnet18().state_dict(), cache / "resnet18-f37072fd.pth")
+    result = sh(command)
+    assert result.exit_code == 0, result.stderr
+    assert f"{cache / 'resnet18-f37072fd.pth'}: 120 of resnet18's 122 tensors from torchvision's ImageNet " \
+           "weights" in result.stderr and "downloading" not in result.stderr
 
 
 class _Server(http.server.BaseHTTPRequestHandler):
@@ -326,6 +333,12 @@ def test_xr_train_fine_tunes_yesterdays_own_model(cli, trained, tmp_path):
     assert drift < 1e-4                 # trained at lr 1e-9 from the parent's weights, not from scratch
     child = build_model("vgg5", 1, 1, 32, weights=str(trained["ckpt"]), log=lambda m: None).state_dict()
     assert all(torch.equal(child[k], v) for k, v in parent["model"].items())
+    warned = []                 # other classes: the head's last layer is new, its hidden layer kept
+    child = build_model("vgg5", 1, 3, 32, weights=str(trained["ckpt"]), warn=warned.append).state_dict()
+    assert warned == [(f"{trained['ckpt']}: {count - 2} of vgg5's {count} tensors from an xr checkpoint of vgg5 "
+                      f"(epoch {parent['epoch'] + 1}); head.5 of the head (head) is new (3 outputs; the file's has "
+                      "1 output)")]
+    assert torch.equal(child["head.2.weight"], parent["model"]["head.2.weight"])
 
 
 @pytest.mark.parametrize("model, weights, arch, message", [

@@ -56,8 +56,10 @@ def load_weights(model, name, source, log=print, warn=print):
     said = [f"{source.path}: {len(usable)} of {name}'s {len(own)} tensors from {source.kind}"] + (
         [adapted] if adapted else [])
     if new_head:
-        theirs = _outputs(given, head)
-        said.append(f"the head ({head}) is new ({_count(_outputs(own, head))}; the file's "
+        theirs, kept = _outputs(given, head), [k for k in usable if _under(k, head)]
+        parts = sorted({k.rpartition(".")[0] for k in new_head})
+        what = f"{', '.join(parts)} of the head ({head})" if kept else f"the head ({head})"
+        said.append(f"{what} is new ({_count(_outputs(own, head))}; the file's "
                     + (f"has {_count(theirs)})" if theirs else "is named otherwise)"))
     (warn if new_head and source.model_name else log)("; ".join(said))
 

@@ -288,6 +288,14 @@ def test_pickled_code_never_runs_in_either_reader(tmp_path, obj, zip_format):
     assert not _Boom.marker.exists()
 
 
+def test_a_torchscript_archive_is_never_loaded(tmp_path, monkeypatch):
+    """torch.load hands TorchScript to torch.jit.load, which runs the archive's code: not here."""
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), tmp_path / "script.pt")
+    monkeypatch.setattr(torch.jit, "load", lambda *a, **k: pytest.fail("torch.jit.load ran"))
+    with pytest.raises(XRError, match=f"^{tmp_path / 'script.pt'}: not a loadable weights file"):
+        build_model("resnet18", 1, 2, 32, weights=str(tmp_path / "script.pt"))
+
+
 @pytest.fixture(scope="module")
 def resnet_run(tmp_path_factory, manifests):
     """An xr checkpoint of a one-channel binary resnet18 (xr-train, one short epoch)."""

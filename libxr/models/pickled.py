@@ -6,7 +6,8 @@ torchxrayvision publishes its chest-X-ray DenseNets this way: each file is a pic
 inert stub (an object that only keeps the attributes the pickle gives it), and the only callables
 the pickle may reach are torch's tensor-rebuilding functions and a few plain containers — the same
 functions ``weights_only=True`` allows. The module tree is then walked like
-``nn.Module.state_dict`` walks it.
+``nn.Module.state_dict`` walks it. TorchScript archives are left alone: ``torch.load`` would pass
+them to ``torch.jit.load``, which runs the code they carry.
 """
 
 import _compat_pickle
@@ -14,6 +15,7 @@ import collections
 import pickle
 import types
 import warnings
+import zipfile
 
 import torch
 
@@ -53,6 +55,8 @@ _STUBBING = types.SimpleNamespace(__name__="libxr.models.pickled", Unpickler=_Un
 def module_state(path):
     """(state dict, class name) of the model pickled whole in ``path`` (or under its ``model`` key),
     or None when the file holds no pickled model."""
+    if _torchscript(path):      # torch.load would hand it to torch.jit.load, which runs its code
+        return None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")     # source-changed and non-weights-only warnings
@@ -68,6 +72,15 @@ def module_state(path):
     if not state:
         raise XRError(f"{path}: a pickled model without weights")
     return state, type(obj).__module__.removeprefix("stub:") + "." + type(obj).__name__
+
+
+def _torchscript(path):
+    """Whether ``path`` is a TorchScript archive (a zip with ``constants.pkl``, as torch tells them)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("constants.pkl") for name in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
 
 
 def _is_module(obj):

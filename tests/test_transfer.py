@@ -96,6 +96,21 @@ def test_offline_imagenet_is_one_line_naming_the_file_its_url_and_where_to_put_i
            "weights" in result.stderr and "downloading" not in result.stderr
 
 
+@pytest.mark.parametrize("model, message", [
+    ("resnet9000", "unknown model 'resnet9000'; torchvision has alexnet"),
+    ("txv-densenet121", ("--weights imagenet: txv-densenet121 starts from torchxrayvision's weights (--weights FILE); "
+                        "ImageNet's are densenet121's")),
+    ("vgg5", "--weights imagenet: vgg5 is xr's own network and has no ImageNet weights"),
+])
+def test_imagenet_weights_of_no_torchvision_model_are_a_usage_error(cli, manifests, tmp_path, monkeypatch, model,
+                                                                    message):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("downloaded"))
+    result = cli(train, manifests[0], "--model", model, "--weights", "imagenet", "--run-dir", tmp_path / "run")
+    assert result.exit_code == 2 and result.stderr.startswith(f"xr-train: error: {message}"), result.stderr
+    assert not (tmp_path / "run").exists() and not (tmp_path / "th").exists()
+
+
 class _Server(http.server.BaseHTTPRequestHandler):
     """Serves ``body`` at any path: whole, cut short after half its declared length, or 404."""
     body, how = b"", "whole"

@@ -26,7 +26,7 @@ def source(name):
     import torch
     import torchvision
 
-    if name in zoo.ALIASES:
+    if zoo.architecture(name) != name:
         raise UsageError(f"--weights imagenet: {name} starts from torchxrayvision's weights (--weights FILE); "
                          f"ImageNet's are {zoo.architecture(name)}'s")
     weights = torchvision.models.get_model_weights(name).DEFAULT

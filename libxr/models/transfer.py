@@ -24,7 +24,7 @@ def load_pretrained(model, name, weights, log=print, warn=print, progress=False)
         source = read_weights(imagenet_file(name, log, progress), "torchvision's ImageNet weights")
     else:
         source = read_weights(weights)
-    if source.model_name and zoo.architecture(source.model_name) != zoo.architecture(name):
+    if source.model_name and not zoo.same_network(source.model_name, name):
         raise XRError(f"{source.path}: {source.kind}, not of {name}")
     load_weights(model, name, source, log, warn)
 

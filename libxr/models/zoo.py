@@ -26,8 +26,16 @@ def names():
 
 
 def architecture(name):
-    """The torchvision model ``name`` is built as."""
+    """The torchvision model ``name`` is built as; a usage error naming some when there is none."""
+    known = names()
+    if name not in known:
+        raise UsageError(f"unknown model {name!r}; torchvision has {', '.join(known[:12])}, ...")
     return ALIASES.get(name, name)
+
+
+def same_network(a, b):
+    """Whether models named ``a`` and ``b`` (xr's own or torchvision's) are one network."""
+    return ALIASES.get(a, a) == ALIASES.get(b, b)
 
 
 def _qualified(model, kind):
@@ -43,9 +51,6 @@ def _replace(model, name, module):
 def build(name, in_channels, outputs, head="linear", dropout=0.0, freeze=None):
     import torchvision
 
-    known = names()
-    if name not in known:
-        raise UsageError(f"unknown model {name!r}; torchvision has {', '.join(known[:12])}, ...")
     model = torchvision.models.get_model(architecture(name), weights=None)
     if in_channels != 3:
         _adapt_first_conv(model, in_channels)

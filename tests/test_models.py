@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from libxr.errors import UsageError, XRError
-from libxr.models import OWN, build_model, zoo
+from libxr.models import OWN, build_model
 from libxr.models.cnn import filters, kernels
 
 
@@ -63,23 +63,6 @@ def test_one_channel_conv_equals_rgb_conv_on_gray_copies(tmp_path):
     gray = build_model("resnet18", 1, 2, 32, weights=str(tmp_path / "w.pt"))
     x = torch.randn(2, 1, 32, 32)
     assert torch.allclose(gray.conv1(x), reference.conv1(x.repeat(1, 3, 1, 1)), atol=1e-5)
-
-
-def test_imagenet_weights_come_from_the_local_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    path, url = zoo.cache_file("resnet18")
-    assert path == str(tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth") and url.endswith(".pth")
-    with pytest.raises(XRError, match=f"put resnet18-f37072fd.pth .* at {path}"):
-        build_model("resnet18", 3, 2, 32, weights="imagenet")
-    import torchvision
-
-    weights = torchvision.models.resnet18().state_dict()
-    weights = {k: torch.randn_like(v) if v.is_floating_point() else v for k, v in weights.items()}
-    os.makedirs(os.path.dirname(path))
-    torch.save(weights, path)
-    model = build_model("resnet18", 3, 2, 32, weights="imagenet")
-    assert torch.equal(model.layer1[0].conv1.weight, weights["layer1.0.conv1.weight"])
-    assert model.fc[-1].out_features == 2                       # a new head for our classes
 
 
 def test_xr_checkpoint_fine_tunes_all_but_a_different_head(tmp_path):
@@ -161,7 +144,8 @@ def test_a_cnn_too_deep_for_its_input_is_a_usage_error():
 
 
 @pytest.mark.parametrize("model, args, message", [
-    pytest.param("vgg5", ["--weights", "missing.pt"], "--weights: for torchvision models; vgg5 starts", id="weights"),
+    pytest.param("vgg5", ["--weights", "imagenet"], "--weights imagenet: vgg5 is xr's own network and has no "
+                 "ImageNet weights; --weights FILE starts it from an xr checkpoint of vgg5", id="imagenet-weights"),
     pytest.param("cnn", ["--freeze", "backbone", "--head", "mlp:8"], "--head, --freeze: for torchvision",
                  id="head-freeze"),
     pytest.param("dense", ["--dropout", "0.3"], "--dropout: for torchvision models", id="dropout"),
@@ -170,7 +154,8 @@ def test_a_cnn_too_deep_for_its_input_is_a_usage_error():
     pytest.param("resnet10", ["--size", "8"], "resnet10 halves the image 4 times: 8 px images", id="resnet10-too-small"),
 ])
 def test_options_an_own_model_cannot_use_are_usage_errors(cli, manifests, tmp_path, model, args, message):
-    """Never silently ignored (a --weights PATH used to be, even a missing one), never a torch traceback."""
+    """Never silently ignored (a --weights PATH used to be, even a missing one; it now fine-tunes an xr
+    checkpoint of the same network), never a torch traceback."""
     from xrtools.train import main
 
     result = cli(main, manifests[1], "--model", model, *args, "--run-dir", tmp_path / "run", "-q")

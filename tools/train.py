@@ -26,6 +26,8 @@ from libxr.records.manifest import read_records
 xr-train manifest.jsonl --model resnet18 --epochs 10 --augment > best.txt
 xr-train m.jsonl --model cnn --arch layers=5 --arch kernel_growth=funnel_in --class-weights balanced
 xr-train m.jsonl --model densenet121 --weights imagenet --freeze backbone --head mlp:1024,512
+xr-train m.jsonl --model txv-densenet121 --weights nih-densenet121-d121-tw-lr001-rot45-tr15-sc15-seed0-best.pt
+xr-train today.jsonl --model vgg5 --weights runs/yesterday/best.pt     # fine-tune yesterday's model
 xr-train m.jsonl --run-dir runs/r1 --resume          # continue after a stop (exit 75)
 xr-train m.jsonl --model resnet18 --ema 0.999 --label-smoothing 0.1 --mixup 0.2 --cutmix 1 --progressive 96
 torchrun --nproc_per_node=4 --no-python xr-train m.jsonl --batch-size 16   # DDP: 16 per process
@@ -36,10 +38,16 @@ torchrun --nproc_per_node=4 --no-python xr-train m.jsonl --batch-size 16   # DDP
 @click.option("--arch", multiple=True, type=KeyValue(typed), metavar="KEY=VALUE",
               help="Model option, repeatable: cnn layers/kernel_growth/filter_growth/local_pool/global_pool/"
                    "spatial_dropout/dropout/batch_norm/pool_stride, ...")
-@click.option("--weights", default="none", show_default=True, help="none, imagenet (local cache) or a PATH.")
+@click.option("--weights", default="none", show_default=True,
+              help="none; imagenet (torchvision's, from the torch cache or downloaded); or a FILE: a state dict, an "
+                   "xr checkpoint (any model), a torchxrayvision DenseNet.")
 @click.option("--head", default="linear", show_default=True, help="torchvision models: linear or mlp:1024,512.")
 @click.option("--dropout", type=float, default=0.0, show_default=True, help="Dropout in the new head.")
 @click.option("--freeze", help="backbone, or N: freeze the first N blocks.")
+@click.option("--unfreeze-every", type=click.IntRange(1), metavar="N",
+              help="Gradual unfreezing: one more frozen block, from the top, trains every N epochs.")
+@click.option("--backbone-lr", type=click.FloatRange(0), metavar="LR",
+              help="Discriminative rates: the head trains at --lr, the rest of the model at this.")
 @click.option("--task", type=click.Choice(KINDS), help="Override the task inferred from the records.")
 @click.option("--positive", help="Binary tasks: the positive class.")
 @click.option("--uncertain", type=click.Choice(tuple(UNCERTAIN)), default="ignore", show_default=True,
@@ -104,6 +112,7 @@ def main(manifest, run_dir, resume, force, arch, quiet, verbose, **options):
     last.pt) and prints the best checkpoint's path on stdout.
     """
     from libxr.learning.train import train
+    from libxr.models.imagenet import imagenet_file
 
     if resume and not run_dir:
         raise UsageError("--resume needs the --run-dir to continue")
@@ -112,6 +121,11 @@ def main(manifest, run_dir, resume, force, arch, quiet, verbose, **options):
     with stream:
         numbered = list(read_records(_hashing(stream, digest), name, require=("id",), numbered=True, unique=True))
     opts = TrainOptions(arch={key.replace("-", "_"): value for key, value in arch}, **options)
+    opts.check()
+    if opts.weights == "imagenet" and not resume and os.environ.get("LOCAL_RANK", "0") == "0":
+        # fetched before the training bar, so that a download draws its own; other processes of
+        # a torchrun job meet local rank 0 at the process group's rendezvous, after it
+        imagenet_file(opts.model, report.info, progress=report.interactive)
     lines = name, {record["id"]: line for line, record in numbered}
     with report.bar("training", unit="images") as tick:
         best, status = train([record for _, record in numbered], opts, run_dir, digest.hexdigest(), sys.argv,

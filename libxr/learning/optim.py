@@ -23,12 +23,18 @@ SCHEDULERS = {
     "cosine": (lambda s, opt, o, steps: s.CosineAnnealingLR(opt, T_max=max(1, o.epochs - o.warmup)), "epoch"),
     "plateau": (lambda s, opt, o, steps: s.ReduceLROnPlateau(opt, mode="max", factor=0.1, patience=2), "metric"),
     # report 003's triangular cyclic learning rate
-    "cyclic": (lambda s, opt, o, steps: s.CyclicLR(opt, base_lr=o.lr / 10, max_lr=o.lr, step_size_up=max(1, steps * 2),
-                                                   mode="triangular", cycle_momentum=o.optimizer in ("sgd", "rmsprop")),
+    "cyclic": (lambda s, opt, o, steps: s.CyclicLR(opt, base_lr=[r / 10 for r in _rates(opt)], max_lr=_rates(opt),
+                                                   step_size_up=max(1, steps * 2), mode="triangular",
+                                                   cycle_momentum=o.optimizer in ("sgd", "rmsprop")),
                "batch"),
-    "onecycle": (lambda s, opt, o, steps: s.OneCycleLR(opt, max_lr=o.lr, total_steps=max(1, o.epochs * steps)),
+    "onecycle": (lambda s, opt, o, steps: s.OneCycleLR(opt, max_lr=_rates(opt), total_steps=max(1, o.epochs * steps)),
                  "batch"),
 }
+
+
+def _rates(optimizer):
+    """Each parameter group's own rate (--lr, or --backbone-lr), which the schedules that set rates scale."""
+    return [group["lr"] for group in optimizer.param_groups]
 
 
 def make_optimizer(opts, params):

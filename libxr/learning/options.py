@@ -31,6 +31,8 @@ class TrainOptions:
     head: str = "linear"
     dropout: float = 0.0
     freeze: str = None
+    unfreeze_every: int = None       # epochs; gradual unfreezing of what freeze froze
+    backbone_lr: float = None        # discriminative rates: the head at lr, the rest at this
     task: str = None
     positive: str = None
     uncertain: str = "ignore"
@@ -90,12 +92,17 @@ class TrainOptions:
                 ("--progressive-until", 0.5, "--progressive", self.progressive)):
             if getattr(self, option[2:].replace("-", "_")) != default and not given:
                 raise UsageError(f"{option} takes effect only with {needs}")
+        if self.unfreeze_every and self.freeze is None:
+            raise UsageError("--unfreeze-every unfreezes what --freeze froze: add --freeze backbone or --freeze N")
         if self.model in OWN_MODELS:     # options of torchvision models, never silently ignored
-            given = [f"--{name}" for name, default in (("weights", "none"), ("head", "linear"), ("dropout", 0.0),
-                                                      ("freeze", None)) if getattr(self, name) != default]
+            if self.weights == "imagenet":
+                raise UsageError(f"--weights imagenet: {self.model} is xr's own network and has no ImageNet weights; "
+                                 f"--weights FILE starts it from an xr checkpoint of {self.model} (fine-tuning)")
+            given = [f"--{name}" for name, default in (("head", "linear"), ("dropout", 0.0), ("freeze", None))
+                     if getattr(self, name) != default]
             if given:
-                raise UsageError(f"{', '.join(given)}: for torchvision models; {self.model} starts from random "
-                                 f"weights and takes its own options with --arch")
+                raise UsageError(f"{', '.join(given)}: for torchvision models; {self.model} takes its own options "
+                                 "with --arch")
 
 
 def run_name(opts, size):

@@ -24,6 +24,7 @@ from libxr.learning import ema
 from libxr.learning.data import Data
 from libxr.learning.distributed import World
 from libxr.learning.epoch_metrics import EPOCH, calibration_metrics, epoch_metrics
+from libxr.learning.finetune import Unfreezing, param_groups
 from libxr.learning.loop import Learner, train_one_epoch, validate
 from libxr.learning.losses import make_loss
 from libxr.learning.mixing import Mixing
@@ -34,6 +35,7 @@ from libxr.learning.sampling import epoch_order
 from libxr.learning.signals import STOPPED, StopSignals
 from libxr.learning.stopping import EarlyStopping
 from libxr.models import OWN, build_model, check_arch
+from libxr.models.transfer import load_pretrained
 from libxr.pixels.augment import AugmentOptions, BatchTransform
 from libxr.pixels.resizing import check_sizes, progressive_size
 from libxr.pixels.sources import changed_sources
@@ -72,6 +74,9 @@ def train(records, opts, run_dir, manifest_sha256=None, argv=None, resume=False,
                                  warn)
         run = RunDir(run_dir, writes=world.main)
         monitor = EarlyStopping(opts.early_stop, opts.patience, opts.min_delta)
+        weights = arch.get("weights", opts.weights)
+        if weights != "none" and not (resume and run.resumable()):     # before writing; a resumed run has its own
+            load_pretrained(learner.core, opts.model, weights, log, warn)
         start = _start(run, learner, monitor, meta, resume, force, log, warn)
         status = _epochs(data, opts, learner, monitor, run, meta, start, log, warn, tick)
         run.finish()
@@ -86,13 +91,14 @@ def _prepare(data, opts, arch, world, provenance, warn):
     device, task = world.device, data.task
     if opts.model not in OWN:
         arch = {"weights": opts.weights, "head": opts.head, "dropout": opts.dropout, "freeze": opts.freeze, **arch}
-    core = build_model(opts.model, data.in_channels, task.outputs, data.size, **arch).to(device)
+    options = {k: v for k, v in arch.items() if k != "weights"}       # loaded once the run is known fresh
+    core = build_model(opts.model, data.in_channels, task.outputs, data.size, **options).to(device)
     if device.type == "cuda":
         core = core.to(memory_format=torch.channels_last)
     if opts.progressive:
         check_sizes(core, data.in_channels, opts.progressive, data.size, opts.model)
     weights = class_weights(data.y_train, task, opts.class_weights)
-    optimizer = make_optimizer(opts, [p for p in core.parameters() if p.requires_grad])
+    optimizer = make_optimizer(opts, param_groups(core, opts.lr, opts.backbone_lr))
     model = world.wrap(core)
     steps = math.ceil(len(epoch_order(data.y_train, opts.seed, 0, opts.sampling, task, world.rank, world.size))
                       / opts.batch_size)
@@ -158,8 +164,12 @@ def _start(run, learner, monitor, meta, resume, force, log, warn):
 def _epochs(data, opts, learner, monitor, run, meta, start, log, warn, tick):
     """Epochs ``start`` .. ``opts.epochs`` - 1, each validated and checkpointed; the exit status."""
     task, world = data.task, learner.world
+    freeze = meta["arch"].get("freeze", opts.freeze)
+    unfreezing = Unfreezing(learner.core, freeze, opts.unfreeze_every) if opts.unfreeze_every else None
     with StopSignals() as signals:
         for epoch in range(start, opts.epochs):
+            if unfreezing and (change := unfreezing.apply(epoch)):
+                log(change)
             began = time.perf_counter()
             order = epoch_order(data.y_train, opts.seed, epoch, opts.sampling, task, world.rank, world.size)
             size = progressive_size(epoch, opts.epochs, opts.progressive, data.size, opts.progressive_until)

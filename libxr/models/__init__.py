@@ -2,7 +2,9 @@
 
 ``cnn`` (report 000), ``vgg5`` and ``resnet10`` (report 001), ``dense``
 (report 002), and any torchvision classifier by its name (``resnet18``,
-``densenet121``, ``efficientnet_b0``, ...; see libxr.models.zoo).
+``densenet121``, ``efficientnet_b0``, ...; see libxr.models.zoo). Every model
+names its classifier ``head_name`` (``head`` for xr's own), the part pretrained
+weights may replace (libxr.models.transfer) and fine-tuning treats apart.
 """
 
 import inspect
@@ -14,17 +16,25 @@ from libxr.models.small import VGG5, Dense, ResNet10
 OWN = {"cnn": ConfigurableCNN, "vgg5": VGG5, "resnet10": ResNet10, "dense": Dense}
 
 
-def build_model(name, in_channels, outputs, size, **options):
+def build_model(name, in_channels, outputs, size, weights="none", log=print, warn=print, **options):
     """A model for (in_channels, size, size) inputs with ``outputs`` logits.
 
-    ``options`` are the constructor's (own models) or weights/head/dropout/freeze
-    (torchvision models).
+    ``options`` are the constructor's (own models) or head/dropout/freeze (torchvision
+    models); ``weights`` (``imagenet`` or a file) go in last, saying through ``log`` and
+    ``warn`` what was loaded and what is new.
     """
     if name in OWN:
-        return OWN[name](in_channels, outputs, size, **options)
-    from libxr.models import zoo
+        model = OWN[name](in_channels, outputs, size, **options)
+        model.head_name = "head"
+    else:
+        from libxr.models import zoo
 
-    return zoo.build(name, in_channels, outputs, **options)
+        model = zoo.build(name, in_channels, outputs, **options)
+    if weights not in ("none", None):
+        from libxr.models.transfer import load_pretrained
+
+        load_pretrained(model, name, weights, log, warn)
+    return model
 
 
 def check_arch(name, arch):
@@ -35,7 +45,8 @@ def check_arch(name, arch):
     from libxr.models import zoo
 
     params = inspect.signature(OWN.get(name, zoo.build)).parameters.values()
-    options = {p.name: p.default for p in params if p.default is not p.empty}
+    options = {} if name in OWN else {"weights": "none"}     # --weights, as an --arch of torchvision models
+    options.update({p.name: p.default for p in params if p.default is not p.empty})
     checked = {}
     for key, value in arch.items():
         if key not in options:

@@ -1,6 +1,7 @@
 """libxr.models: the reports' networks, torchvision by name, safe weights, adaptation, freezing."""
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -168,3 +169,44 @@ def test_the_command_line_knows_the_own_models_by_name():
     from libxr.learning.options import OWN_MODELS
 
     assert OWN_MODELS == tuple(OWN)
+
+
+def test_the_cnn_defaults_are_its_xr_preset_and_report000_is_the_published_network():
+    import inspect
+
+    from libxr.models import check_arch
+    from libxr.models.cnn import PRESETS, ConfigurableCNN
+
+    defaults = inspect.signature(ConfigurableCNN).parameters
+    assert {k: defaults[k].default for k in PRESETS["xr"]} == PRESETS["xr"]
+    published = check_arch("cnn", {"preset": "report000"})
+    assert {k: published[k] for k in PRESETS["report000"]} == {"batch_norm": False, "spatial_dropout": 0.5,
+                                                              "dropout": 0.5, "pool_stride": 1}
+    assert check_arch("cnn", {"preset": "report000", "pool_stride": 2})["pool_stride"] == 2   # given keys win
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in build_model("cnn", 1, 2, 32, **published).modules())
+
+
+@pytest.mark.parametrize("model, preset, message", [
+    pytest.param("cnn", "keras", "--arch preset=keras: cnn has the presets xr, report000", id="cnn-unknown"),
+    pytest.param("vgg5", "report000", "--arch preset=report000: vgg5 has no presets", id="no-presets"),
+])
+def test_an_unknown_preset_is_a_usage_error(model, preset, message):
+    from libxr.models import check_arch
+
+    with pytest.raises(UsageError, match=f"^{re.escape(message)}$"):
+        check_arch(model, {"preset": preset})
+
+
+def test_a_cnn_checkpoint_from_before_the_presets_rebuilds_without_batch_norm(tmp_path):
+    """Such checkpoints stored only the options given, and cnn had no batch norm then."""
+    from libxr.learning.checkpoint import load
+    from libxr.predicting.classifier import Classifier
+
+    old = build_model("cnn", 1, 1, 32, layers=2, batch_norm=False, spatial_dropout=0.5, dropout=0.5)
+    state = {"model": old.state_dict(), "task": {"kind": "binary", "names": ["a", "b"]}, "model_name": "cnn",
+             "arch": {"layers": 2}, "normalization": {"mean": [0.5], "std": [0.2]}, "preprocess": {"size": 32},
+             "in_channels": 1, "size": 32}
+    torch.save(state, tmp_path / "old.pt")
+    assert load(str(tmp_path / "old.pt"))["arch"] == {"layers": 2}
+    clf = Classifier(str(tmp_path / "old.pt"), "cpu")
+    assert clf.scores(torch.zeros(3, 1, 32, 32, dtype=torch.uint8)).shape == (3,)

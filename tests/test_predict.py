@@ -27,7 +27,8 @@ def test_scores_and_pred_on_every_record_fields_and_order_kept(cli, trained):
         assert {k: after[k] for k in before} == before
         assert list(after["scores"]) == ["NORMAL", "PNEUMONIA"]
         assert sum(after["scores"].values()) == pytest.approx(1, abs=2e-6)
-        assert after["pred"] == ("PNEUMONIA" if after["scores"]["PNEUMONIA"] >= cut else "NORMAL")
+        p = after["scores"]["PNEUMONIA"]        # rounded to 6 places: the val record at the cut may round below it
+        assert after["pred"] == ("PNEUMONIA" if p >= cut else "NORMAL") or abs(p - cut) <= 5e-7
     test = [r for r in scored if r["split"] == "test"]
     from sklearn.metrics import roc_auc_score
 

@@ -54,7 +54,7 @@ def finished(result, run_dir, epochs, task=BINARY, monitor="val_loss", keys=ROW_
     assert [r["epoch"] for r in rows] == list(range(1, epochs + 1))
     one_temperature = task.kind != "multilabel"         # per-label ones are in the checkpoint only
     for r in rows:
-        assert r.keys() == keys | ({"temperature"} if one_temperature else set())
+        assert r.keys() == keys | ({"temperature", "val_predicted_classes"} if one_temperature else set())
         assert math.isfinite(r["train_loss"]) and math.isfinite(r["val_loss"])
     assert load(str(run_dir / "last.pt"))["epoch"] == epochs - 1
     best = load(str(run_dir / "best.pt"))
@@ -105,7 +105,7 @@ def test_each_checkpoint_carries_the_temperature_fitted_on_its_val_logits(traine
     best = load(str(trained["ckpt"]))
     clf = Classifier(str(trained["ckpt"]), "cpu", calibrate=False)
     val = [r for r in map(json.loads, trained["h5"].read_text().splitlines()) if r["split"] == "val"]
-    logits = clf.logits(RecordPixels(val, clf.preprocess)[list(range(len(val)))].pixels)[0]
+    logits = clf.logits(RecordPixels(val, clf.preprocess)[list(range(len(val)))].pixels)
     y = [float(r["label"] == "PNEUMONIA") for r in val]
     t = fit_temperature(BINARY, logits, y)
     assert best["temperature"] == pytest.approx(t, rel=1e-4)
@@ -189,13 +189,19 @@ def test_learning_rate_schedules(cli, manifests, tmp_path):
     assert warm[0]["lr"] < warm[1]["lr"] < 0.01 + 1e-12
 
 
+# every option of xr's own networks is stored, so that a checkpoint does not depend on the defaults of the
+# code that reads it
+CNN_STORED = {"layers": 2, "kernel_growth": "funnel_in", "filter_growth": "constant", "local_pool": "avg",
+              "global_pool": "avg", "spatial_dropout": 0.1, "dropout": 0.3, "batch_norm": True, "pool_stride": 2}
+
+
 def test_cnn_and_torchvision_models_train(cli, manifests, tmp_path):
     for model, extra in (("cnn", ["--arch", "layers=2", "--arch", "batch_norm=true"]), ("resnet18", [])):
         result = cli(main, manifests[0], "--run-dir", tmp_path / model, "--model", model, "--epochs", 1,
                      "--max-steps", 2, "--batch-size", 8, *extra)
         best = finished(result, tmp_path / model, 1)
         assert best["model_name"] == model and best["config"]["options"]["max_steps"] == 2
-        assert best["arch"] == ({"layers": 2, "batch_norm": True} if model == "cnn" else
+        assert best["arch"] == (CNN_STORED if model == "cnn" else
                                 {"weights": "none", "head": "linear", "dropout": 0.0, "freeze": None})
 
 
@@ -319,7 +325,7 @@ def test_two_process_ddp_matches_one_process(manifests, tmp_path):
     needs_commands()
     xr_train = os.path.join(os.path.dirname(sys.executable), "xr-train")
     args = [str(manifests[0]), "--model", "cnn", "--arch", "layers=3", "--arch", "spatial_dropout=0", "--arch",
-            "dropout=0", "--epochs", "2", "--lr", "1e-3", "-q"]
+            "dropout=0", "--arch", "batch_norm=false", "--epochs", "2", "--lr", "1e-3", "-q"]   # batch norm sees the batch
     one = subprocess.run([xr_train, *args, "--run-dir", str(tmp_path / "one"), "--batch-size", "16"],
                          capture_output=True, text=True, timeout=300, check=False)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -422,7 +428,7 @@ def test_a_finished_run_is_not_overwritten_without_force(cli, manifests, tmp_pat
 
 @pytest.mark.parametrize("change, message", [
     pytest.param(["--model", "cnn"], "--model dense, not cnn", id="model"),
-    pytest.param(["--arch", "dropout=0.2"], "--arch {}, not {'dropout': 0.2}", id="arch"),
+    pytest.param(["--arch", "dropout=0.2"], "--arch dropout=0.5, not dropout=0.2", id="arch"),
     pytest.param(["--ema", "0.9"], "--ema none, not 0.9", id="ema"),
     pytest.param(["other-manifest"], "the manifest (sha256) ", id="manifest"),
 ])
@@ -597,7 +603,7 @@ def test_a_corrupt_metrics_file_is_named_at_its_line(cli, manifests, one_epoch, 
 
 
 ARCH_KEYS = {"cnn": "layers, kernel_growth, filter_growth, local_pool, global_pool, spatial_dropout, dropout, "
-                    "batch_norm, pool_stride", "vgg5": "widths, dropout, batch_norm",
+                    "batch_norm, pool_stride, preset", "vgg5": "widths, dropout, batch_norm",
              "resnet10": "widths, dropout, batch_norm", "dense": "units, depth, dropout",
              "resnet18": "weights, head, dropout, freeze"}
 
@@ -607,7 +613,7 @@ ARCH_KEYS = {"cnn": "layers, kernel_growth, filter_growth, local_pool, global_po
         ("cnn", "foo"), ("vgg5", "layers"), ("resnet10", "units"), ("dense", "widths"), ("resnet18", "layers"))),
     pytest.param("cnn", "layers=abc", "a whole number from 1 (default 5)", id="cnn-word-for-a-count"),
     pytest.param("cnn", "pool_stride=0", "a whole number from 1 (default 2)", id="cnn-zero-stride"),
-    pytest.param("cnn", "dropout=2", "a number from 0 to 1 (default 0.5)", id="cnn-dropout-above-1"),
+    pytest.param("cnn", "dropout=2", "a number from 0 to 1 (default 0.3)", id="cnn-dropout-above-1"),
     pytest.param("vgg5", "batch_norm=1", "true or false (default true)", id="vgg5-number-for-a-flag"),
     pytest.param("resnet10", "widths=16,x", "whole numbers from 1, comma-separated (default 32,64,128)",
                  id="resnet10-bad-widths"),
@@ -627,7 +633,7 @@ def test_an_arch_option_the_model_has_not_is_a_usage_error(cli, manifests, tmp_p
 def test_arch_widths_are_a_comma_list(cli, manifests, tmp_path):
     result = cli(main, manifests[0], "--run-dir", tmp_path / "run", "--model", "vgg5", "--arch", "widths=8,16",
                  "--epochs", 1, "--max-steps", 1)
-    assert finished(result, tmp_path / "run", 1)["arch"] == {"widths": [8, 16]}
+    assert finished(result, tmp_path / "run", 1)["arch"] == {"widths": [8, 16], "dropout": 0.5, "batch_norm": True}
     assert Classifier(str(tmp_path / "run" / "best.pt"), device="cpu").model.features[0].out_channels == 8
 
 

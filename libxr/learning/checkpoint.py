@@ -54,8 +54,18 @@ _RUN = {"the manifest (sha256)": lambda s: (s.get("config") or {}).get("manifest
 def differences(state, meta):
     """What checkpoint ``state`` was trained with that the run described by ``meta`` (the same
     fields, without the weights) is not: manifest, model, classes, input, weight average."""
-    return [f"{name} {_short(get(state))}, not {_short(get(meta))}" for name, get in _RUN.items()
-            if get(state) != get(meta)]
+    changed = [(name, get(state), get(meta)) for name, get in _RUN.items() if get(state) != get(meta)]
+    if any(name == "--model" for name, _, _ in changed):     # another model's options differ anyway
+        changed = [c for c in changed if c[0] != "--arch"]
+    return [f"{name} {_short(old)}, not {_short(new)}" if name != "--arch" else _options_changed(old, new)
+            for name, old, new in changed]
+
+
+def _options_changed(old, new):
+    """``--arch dropout=0.5, not dropout=0.2``: only the options that differ."""
+    old, new = old or {}, new or {}
+    keys = [k for k in {**old, **new} if old.get(k) != new.get(k)]
+    return "--arch " + ", not ".join(", ".join(f"{k}={d.get(k)}" for k in keys) for d in (old, new))
 
 
 def _short(value):

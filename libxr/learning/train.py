@@ -20,7 +20,7 @@ from libxr import __version__
 from libxr.errors import UsageError, XRError
 from libxr.judging import thresholds
 from libxr.judging.calibration import calibrated, fit_temperature
-from libxr.learning import ema
+from libxr.learning import ema, learned
 from libxr.learning.data import Data
 from libxr.learning.distributed import World
 from libxr.learning.epoch_metrics import EPOCH, calibration_metrics, epoch_metrics
@@ -79,6 +79,10 @@ def train(records, opts, run_dir, manifest_sha256=None, argv=None, resume=False,
             load_pretrained(learner.core, opts.model, weights, log, warn)
         start = _start(run, learner, monitor, meta, resume, force, log, warn)
         status = _epochs(data, opts, learner, monitor, run, meta, start, log, warn, tick)
+        if status == 0 and world.main:
+            alarming, said = learned.verdict(run.rows, monitor.best)
+            if said:
+                (warn if alarming else log)(said)
         run.finish()
         world.barrier()
         return (run.best if world.main else None), status
@@ -199,6 +203,7 @@ def _epochs(data, opts, learner, monitor, run, meta, start, log, warn, tick):
             row.update({f"val_{k}": v for k, v in calibration_metrics(task, data.y_val, raw, scores).items()})
             if task.kind != "multilabel":       # metrics.jsonl holds numbers; per-label ones are in the checkpoint
                 row["temperature"] = operating["temperature"]
+                row["val_predicted_classes"] = learned.predicted_classes(task, scores, operating["threshold"])
             row["seconds"] = round(time.perf_counter() - began, 3)   # training and validation
             learner.schedule.after_epoch(row)
             best = monitor.update(epoch + 1, row)
@@ -212,6 +217,8 @@ def _epochs(data, opts, learner, monitor, run, meta, start, log, warn, tick):
                      **operating}
             run.record(state, row, best)
             log(_describe(row))
+            if note := learned.stuck(run.rows, opts.patience):
+                warn(note)
             if world.any(signals.received is not None)[0]:
                 warn(f"stopped by signal after epoch {epoch + 1} (checkpoint saved; exit {STOPPED}); "
                      "--resume continues")

@@ -41,21 +41,47 @@ def check_arch(name, arch):
     """``--arch`` pairs for model ``name``, checked against its options (the constructor's keywords, or
     torchvision's weights/head/dropout/freeze) and of their defaults' kinds: a usage error naming the
     key and the keys there are, not a TypeError from deep in the model. Whole numbers are counts or
-    strides (1 or more), fractions are dropout rates (0 to 1), ``widths`` a comma list."""
+    strides (1 or more), fractions are dropout rates (0 to 1), ``widths`` a comma list. ``preset`` names
+    a set of defaults (cnn: ``xr``, ``report000``)."""
+    options = _options(name)
+    presets = getattr(OWN.get(name), "PRESETS", {})
+    arch = dict(arch)
+    if "preset" in arch:
+        preset = arch.pop("preset")
+        if preset not in presets:
+            raise UsageError(f"--arch preset={preset}: {name} has " + (f"the presets {', '.join(presets)}" if presets
+                                                                        else "no presets"))
+        arch = {**presets[preset], **arch}      # keys given beside the preset win
+    checked = {}
+    for key, value in arch.items():
+        if key not in options:
+            keys = [*options, "preset"] if presets else options
+            raise UsageError(f"--arch {key}: {name} has no such option; it takes {', '.join(keys)}")
+        checked[key] = _arch_value(value, options[key])
+        if checked[key] is None:
+            raise UsageError(f"--arch {key}={value}: {name}'s {key} is {_KINDS[type(options[key])]} "
+                             f"(default {_spelled(options[key])})")
+    # xr's own networks are stored whole, so that a checkpoint never depends on the defaults of the code reading it
+    return {**options, **checked} if name in OWN else checked
+
+
+def stored_arch(name, arch):
+    """The options a checkpoint's model was built with. Checkpoints from before xr stored every option of its
+    own networks hold only those given, and cnn then had no batch norm by default."""
+    arch = dict(arch or {})
+    if name == "cnn" and "batch_norm" not in arch:
+        arch["batch_norm"] = False
+    return arch
+
+
+def _options(name):
+    """Model ``name``'s options and their defaults."""
     from libxr.models import zoo
 
     params = inspect.signature(OWN.get(name, zoo.build)).parameters.values()
     options = {} if name in OWN else {"weights": "none"}     # --weights, as an --arch of torchvision models
     options.update({p.name: p.default for p in params if p.default is not p.empty})
-    checked = {}
-    for key, value in arch.items():
-        if key not in options:
-            raise UsageError(f"--arch {key}: {name} has no such option; it takes {', '.join(options)}")
-        checked[key] = _arch_value(value, options[key])
-        if checked[key] is None:
-            raise UsageError(f"--arch {key}={value}: {name}'s {key} is {_KINDS[type(options[key])]} "
-                             f"(default {_spelled(options[key])})")
-    return checked
+    return options
 
 
 _KINDS = {bool: "true or false", int: "a whole number from 1", float: "a number from 0 to 1",
@@ -80,4 +106,4 @@ def _spelled(default):
     return ",".join(map(str, default)) if isinstance(default, tuple) else str(default).lower()
 
 
-__all__ = ["OWN", "build_model", "check_arch"]
+__all__ = ["OWN", "build_model", "check_arch", "stored_arch"]

@@ -5,9 +5,13 @@
 (kernels ..., 7, 5, 3; filters 128, 64, 32, ...) or ``constant`` (3 and 64).
 Each block: conv, optional batch norm, ReLU, local pooling (max/avg/none) and
 spatial dropout; then global pooling (max/avg/flatten), dropout and the dense
-output layer. Report 000 pooled with stride 1 (no downsampling); the default
-here is stride 2, which makes the network trainable on a CPU — ``pool_stride=1``
-reproduces the report.
+output layer.
+
+The defaults (preset ``xr``) are what learns on small real sets: batch norm,
+light spatial dropout and stride-2 pooling, which makes the network trainable on
+a CPU. Report 000's network as published — no batch norm, dropout 0.5 in both
+places, pooling with stride 1 (no downsampling) — is preset ``report000``; on
+1,000 chest films at 64 px it predicts one class for every image.
 """
 
 import torch
@@ -16,6 +20,10 @@ from torch import nn
 from libxr.errors import UsageError
 
 PROGRESSIONS = ("funnel_in", "funnel_out", "constant")
+PRESETS = {
+    "xr": {"batch_norm": True, "spatial_dropout": 0.1, "dropout": 0.3, "pool_stride": 2},
+    "report000": {"batch_norm": False, "spatial_dropout": 0.5, "dropout": 0.5, "pool_stride": 1},
+}
 
 
 def kernels(layers, mode):
@@ -35,9 +43,11 @@ def filters(layers, mode):
 
 
 class ConfigurableCNN(nn.Module):
+    PRESETS = PRESETS
+
     def __init__(self, in_channels, outputs, size, layers=5, kernel_growth="funnel_in",
-                 filter_growth="constant", local_pool="avg", global_pool="avg", spatial_dropout=0.5,
-                 dropout=0.5, batch_norm=False, pool_stride=2):
+                 filter_growth="constant", local_pool="avg", global_pool="avg", spatial_dropout=0.1,
+                 dropout=0.3, batch_norm=True, pool_stride=2):
         super().__init__()
         for name, mode in (("kernel_growth", kernel_growth), ("filter_growth", filter_growth)):
             if mode not in PROGRESSIONS:

@@ -15,7 +15,7 @@ from libxr.judging.calibration import BOUNDS, calibrated
 from libxr.learning import checkpoint
 from libxr.learning.distributed import pick_device
 from libxr.learning.tta import TTA, mean_logits, views
-from libxr.models import build_model
+from libxr.models import build_model, stored_arch
 from libxr.pixels.augment import BatchTransform
 from libxr.records.tasks import Task
 
@@ -40,7 +40,7 @@ class Classifier:
         self.tta = state.get("tta", "none")     # what validation scored with: the threshold fits it
         if calibrate and self.temperature is None:
             log(f"{path} has no temperature (trained before xr-train calibrated): its scores are raw (T = 1)")
-        arch = dict(state.get("arch") or {})
+        arch = stored_arch(state["model_name"], state.get("arch"))
         if "weights" in arch:
             arch["weights"] = "none"        # the checkpoint holds them
         self.device = pick_device(device)

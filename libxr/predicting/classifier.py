@@ -49,9 +49,7 @@ class Classifier:
             model.load_state_dict(state["model"])
         except RuntimeError as exc:
             raise XRError(f"{path}: its weights do not fit its architecture ({str(exc).splitlines()[0]})") from None
-        self.model = model.to(self.device).eval()
-        if self.device.type == "cuda":
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.model = model.to(self.device, memory_format=torch.channels_last).eval()    # faster on CPUs too
         norm = state["normalization"]
         self.transform = BatchTransform(norm["mean"], norm["std"])
         self.epoch = (state.get("best") or {}).get("epoch")

@@ -45,7 +45,8 @@ def film(height, width, seed=0):
     """A radiograph-like 8-bit picture: two soft lungs, ribs with sharp edges, a bright wire, grain."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width] / max(height, width)
-    picture = 60 + 120 * (np.exp(-((x - .35) ** 2 + (y - .5) ** 2) / .05) + np.exp(-((x - .65) ** 2 + (y - .5) ** 2) / .05))
+    lungs = sum(np.exp(-((x - centre) ** 2 + (y - .5) ** 2) / .05) for centre in (.35, .65))
+    picture = 60 + 120 * lungs
     picture += 40 * (np.sin(x * 180) > 0.7)
     picture[height // 3:height // 3 + 40, width // 5:4 * width // 5] = 250
     return np.clip(picture + rng.normal(0, 12, picture.shape), 0, 255).astype(np.uint8)
@@ -57,7 +58,8 @@ def films(tmp_path_factory):
     DCT scale divides, so the fractional box is exercised."""
     folder = tmp_path_factory.mktemp("films")
     gray = film(2001, 1650)
-    Image.fromarray(np.stack([gray, gray, (gray * 0.9).astype(np.uint8)], -1)).save(folder / "film.jpg", quality=90)
+    colour = np.stack([gray, gray, (gray * 0.9).astype(np.uint8)], -1)
+    Image.fromarray(colour).save(folder / "film.jpg", quality=90)
     Image.fromarray(gray).save(folder / "film.png")
     return {suffix: str(folder / f"film{suffix}") for suffix in (".jpg", ".png")}
 

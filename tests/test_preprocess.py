@@ -81,7 +81,8 @@ def test_exact_resize_is_recorded_and_stores_the_exact_pixels(cli, tmp_path):
     assert run(cli, manifest, fast, "--size", 64)[0].exit_code == 0
     assert run(cli, manifest, exact, "--size", 64, "--exact-resize")[0].exit_code == 0
     with h5py.File(fast) as f, h5py.File(exact) as g:
-        assert json.loads(f.attrs["params"])["resize"] == "reduced" and json.loads(g.attrs["params"])["resize"] == "exact"
+        assert json.loads(f.attrs["params"])["resize"] == "reduced"
+        assert json.loads(g.attrs["params"])["resize"] == "exact"
         for row, path in enumerate(paths):
             assert (f["images"][row] == prepare_array(path, 64, "pad", ("gray",))).all()
             assert (g["images"][row] == prepare_array(path, 64, "pad", ("gray",), exact=True)).all()

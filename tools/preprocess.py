@@ -45,8 +45,8 @@ xr-preprocess all.jsonl -o data.h5 --update data.h5 > manifest.jsonl
 @click.option("--update", metavar="OLD.h5", type=click.Path(dir_okay=False),
               help="Copy the rows of images unchanged since OLD.h5 was written (same id, size and mtime) "
                    "instead of decoding them; OLD.h5 may be -o itself, and need not exist yet.")
-def main(manifests, h5, size, fit, channels, max_pixels, compression, exact_resize, workers, shard, merge, root,
-         records_out, strict, update, quiet, verbose):
+def main(manifests, h5, size, fit, channels, max_pixels, compression, exact_resize, workers, shard, merge,
+         root, records_out, strict, update, quiet, verbose):
     """Decode the images of MANIFEST once into one HDF5 file (-o) of uint8 (N, C, H, W) pixels.
 
     Records go to stdout with `h5` and `row` added once the file is complete; an

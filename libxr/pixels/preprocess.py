@@ -47,7 +47,7 @@ class PreprocessOptions:
     root: str = None
     strict: bool = False         # an unreadable image stops the run, and nothing is written
     update: str = None           # an earlier output to copy the rows of unchanged images from
-    exact_resize: bool = False   # full-size decode and one bilinear step (libxr.pixels.fit), not reduced first
+    exact_resize: bool = False   # full-size decode, one bilinear step (libxr.pixels.fit), no reduction
 
     def params(self):
         return {"size": self.size, "fit": self.fit, "channels": list(self.channels),
@@ -99,7 +99,8 @@ def _work(task):
                 else:
                     data, hist = prepare(path, size, how, kinds, max_pixels, exact)
             except (DecodeError, MemoryError, ValueError) as exc:   # the last two: under --max-pixels,
-                why = str(exc) if isinstance(exc, DecodeError) else f"unreadable image: {exc}"  # yet too large
+                # yet more than this machine has
+                why = str(exc) if isinstance(exc, DecodeError) else f"unreadable image: {exc}"
                 results.append((why, stat, False))
                 _write_run(target, run, start)
                 start = None
@@ -300,8 +301,8 @@ def _ordered(pool, records, opts, target, kept, ahead=AHEAD):
                        kept.get(rec["id"])) for i, rec in enumerate(batch)]
             row += len(batch)
             step = max(1, len(images) // 4)
-            futures = [pool.submit(_work, (opts.size, opts.fit, opts.channels, opts.max_pixels, opts.exact_resize,
-                                           path, images[i:i + step], opts.update))
+            futures = [pool.submit(_work, (opts.size, opts.fit, opts.channels, opts.max_pixels,
+                                           opts.exact_resize, path, images[i:i + step], opts.update))
                        for i in range(0, len(images), step)]
             inflight.append((batch, base, futures))
 

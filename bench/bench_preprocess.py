@@ -112,9 +112,8 @@ def large_set(tmp, workers):
 
 def write_manifest(path, files, repeat):
     with open(path, "w") as out:
-        for k in range(repeat):
-            for i, file in enumerate(files):
-                out.write(json.dumps({"id": f"{k}/{i}", "path": file, "split": "train"}) + "\n")
+        out.writelines(json.dumps({"id": f"{k}/{i}", "path": file, "split": "train"}) + "\n"
+                       for k in range(repeat) for i, file in enumerate(files))
     return len(files) * repeat
 
 

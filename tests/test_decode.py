@@ -12,7 +12,7 @@ import pytest
 from conftest import bomb_png, dicom_file, write_jsonl
 from PIL import Image
 
-from libxr.pixels.decode import DecodeError, load_gray
+from libxr.pixels.decode import DecodeError, load_drafted, load_gray
 
 
 def gray_of(path, **kw):
@@ -44,12 +44,17 @@ def test_16bit_uses_the_full_range(tmp_path):
     assert gray_of(tmp_path / "16.png").tolist() == [[0, 85], [170, 255]]
 
 
-def test_jpeg_draft_decodes_large_files_smaller_but_not_below_the_target(tmp_path):
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (800, 640, 3), np.uint8)).save(tmp_path / "big.jpg")
+def test_jpeg_draft_decodes_large_files_smaller_but_not_below_what_is_wanted(tmp_path):
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (800, 644, 3), np.uint8))
+    image.save(tmp_path / "big.jpg")
+    image.save(tmp_path / "big.png")
     full = load_gray(str(tmp_path / "big.jpg"))
-    drafted = load_gray(str(tmp_path / "big.jpg"), draft=(224, 224))
-    assert full.size == (640, 800)
-    assert drafted.size[0] >= 224 and drafted.size[1] >= 224 and drafted.size[0] < 640
+    drafted, box = load_drafted(str(tmp_path / "big.jpg"), lambda w, h: (224, 224))
+    assert full.size == (644, 800)
+    # 1/2 scale (1/4 would be under 224 wide); the box is the picture: 644 / 2 = 322, 800 / 2 = 400
+    assert drafted.size == (322, 400) and drafted.mode == "L" and box == (0, 0, 322, 400)
+    png, box = load_drafted(str(tmp_path / "big.png"), lambda w, h: (224, 224))
+    assert png.size == (644, 800) and box is None            # PNG has no reduced decode
 
 
 def test_dicom_monochrome2_and_monochrome1(tmp_path):

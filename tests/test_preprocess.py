@@ -69,6 +69,28 @@ def test_same_bytes_whatever_the_workers(cli, manifest, tmp_path):
         assert (a["images"][:] == b["images"][:]).all()
 
 
+def test_exact_resize_is_recorded_and_stores_the_exact_pixels(cli, tmp_path):
+    """Two 2,000 px films (JPEG, PNG): by default reduced first (and recorded so), with
+    --exact-resize decoded at full size; --update never mixes the two."""
+    gray = np.clip(np.random.default_rng(0).normal(128, 40, (2000, 1600)), 0, 255).astype(np.uint8)
+    paths = [str(tmp_path / name) for name in ("a.jpg", "b.png")]
+    for path in paths:
+        Image.fromarray(gray).save(path)
+    manifest = write_jsonl(tmp_path / "m.jsonl", [{"id": os.path.basename(p), "path": p} for p in paths])
+    fast, exact = tmp_path / "fast.h5", tmp_path / "exact.h5"
+    assert run(cli, manifest, fast, "--size", 64)[0].exit_code == 0
+    assert run(cli, manifest, exact, "--size", 64, "--exact-resize")[0].exit_code == 0
+    with h5py.File(fast) as f, h5py.File(exact) as g:
+        assert json.loads(f.attrs["params"])["resize"] == "reduced"
+        assert json.loads(g.attrs["params"])["resize"] == "exact"
+        for row, path in enumerate(paths):
+            assert (f["images"][row] == prepare_array(path, 64, "pad", ("gray",))).all()
+            assert (g["images"][row] == prepare_array(path, 64, "pad", ("gray",), exact=True)).all()
+            assert (f["images"][row] != g["images"][row]).any()
+    mixed = cli(main, manifest, "-o", tmp_path / "x.h5", "--size", 64, "--update", exact)
+    assert mixed.exit_code == 1 and "preprocessed with resize exact, not reduced" in mixed.stderr
+
+
 @pytest.mark.parametrize("compression", ["none", "gzip"])
 def test_enhanced_channels_and_compression(cli, manifest, tmp_path, compression):
     h5 = tmp_path / "x.h5"
@@ -423,7 +445,7 @@ def test_update_decodes_only_new_and_changed_images(cli, synth, tmp_path, monkey
     other = cli(main, manifest, "-o", tmp_path / "x.h5", "--size", 16, "--update", h5)
     assert other.exit_code == 1 and other.stderr.splitlines()[-1] == (
         f"xr-preprocess: error: {h5}: preprocessed with size 32, not 16: --update copies rows only from a file "
-        "made with the same --size, --fit and --channels")
+        "made with the same --size, --fit, --channels and --exact-resize")
 
 
 def _children(pid):

@@ -29,6 +29,10 @@ xr-preprocess all.jsonl -o data.h5 --update data.h5 > manifest.jsonl
 @max_pixels_option()
 @click.option("--compression", type=click.Choice(("none", "gzip", "lzf")), default="none", show_default=True,
               help="HDF5 compression of the pixels (none reads fastest).")
+@click.option("--exact-resize", is_flag=True,
+              help="Decode at full size and resample in one bilinear step, as a plain Pillow loop does; "
+                   "slower on large images (default: JPEG DCT scaling and integer reduction to twice "
+                   "the size first, within about a grey level).")
 @click.option("--workers", type=click.IntRange(1), default=os.cpu_count() or 1, show_default="cores",
               help="Processes decoding images.")
 @click.option("--shard", type=Shard(), metavar="I/N", help="Process only slice I of N of the manifest.")
@@ -41,8 +45,8 @@ xr-preprocess all.jsonl -o data.h5 --update data.h5 > manifest.jsonl
 @click.option("--update", metavar="OLD.h5", type=click.Path(dir_okay=False),
               help="Copy the rows of images unchanged since OLD.h5 was written (same id, size and mtime) "
                    "instead of decoding them; OLD.h5 may be -o itself, and need not exist yet.")
-def main(manifests, h5, size, fit, channels, max_pixels, compression, workers, shard, merge, root, records_out,
-         strict, update, quiet, verbose):
+def main(manifests, h5, size, fit, channels, max_pixels, compression, exact_resize, workers, shard, merge,
+         root, records_out, strict, update, quiet, verbose):
     """Decode the images of MANIFEST once into one HDF5 file (-o) of uint8 (N, C, H, W) pixels.
 
     Records go to stdout with `h5` and `row` added once the file is complete; an
@@ -58,8 +62,7 @@ def main(manifests, h5, size, fit, channels, max_pixels, compression, workers, s
         raise UsageError("--shard needs the manifest as a file, so every task reads the same records")
     opts = PreprocessOptions(size=size, fit=fit, channels=channels, max_pixels=max_pixels, workers=workers,
                              shard=shard, root=root, compression=None if compression == "none" else compression,
-                             strict=strict,
-                             update=update)
+                             strict=strict, update=update, exact_resize=exact_resize)
     stream, name = open_input(manifests[0] if manifests else "-")
     started = time.perf_counter()
     with stream, atomic_output(records_out) as out, report.bar("decoding", unit="images") as tick:

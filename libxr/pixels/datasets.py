@@ -86,7 +86,7 @@ class H5Batches:
 
 class RecordPixels:
     """The pixels of ``records``, mixing HDF5 rows and raw files, with ``preprocess``'s
-    settings (size, fit, channels) for the raw ones.
+    settings (size, fit, channels, resize) for the raw ones.
 
     ``strict``: an unreadable file raises an XRError naming it and its record (training;
     see :meth:`require`); otherwise its position is left out of the batch and its reason
@@ -105,6 +105,7 @@ class RecordPixels:
         self.strict, self.max_pixels = strict, max_pixels
         self.size, self.fit = preprocess["size"], preprocess.get("fit", "pad")
         self.kinds = tuple(preprocess.get("channels", ["gray"]))
+        self.exact = preprocess.get("resize") == "exact"      # xr-preprocess --exact-resize
         self.where = []              # per position: ("h5", store, index) | ("raw", path) | ("skip", None)
         rows, ids = {}, {}
         for rec in records:
@@ -144,7 +145,7 @@ class RecordPixels:
             elif kind == "raw":
                 try:
                     pixels[p] = torch.from_numpy(prepare_array(source, self.size, self.fit, self.kinds,
-                                                               self.max_pixels).copy())
+                                                               self.max_pixels, self.exact).copy())
                 except (DecodeError, OSError, ValueError, MemoryError) as exc:
                     reasons[p] = f"{source}: {exc}"
         for source, pairs in wanted.items():    # one fancy-indexed read per file

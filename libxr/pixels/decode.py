@@ -28,19 +28,28 @@ def _to_uint8(array):
     return ((array - lo) * (255.0 / (hi - lo)) + 0.5).astype(np.uint8)
 
 
-def load_gray(path, draft=None, max_pixels=MAX_PIXELS):
-    """The image at ``path`` as an 8-bit grayscale Pillow image (mode ``L``).
+def load_gray(path, max_pixels=MAX_PIXELS):
+    """The image at ``path`` as an 8-bit grayscale Pillow image (mode ``L``), decoded at full size.
 
     A Pillow image, not an array: resizing and padding stay in Pillow's C code
     and the pixels are copied once, at the end (see libxr.pixels.fit).
+    """
+    return load_drafted(path, None, max_pixels)[0]
 
-    ``draft``: the smallest (width, height) the caller will resize to; JPEG
-    decoding may then use DCT scaling, which is much faster for large files.
+
+def load_drafted(path, want, max_pixels=MAX_PIXELS):
+    """(8-bit gray Pillow image, box) of ``path``; a JPEG decoded straight to gray, and at 1/2, 1/4 or
+    1/8 scale (DCT scaling, the costly full decode skipped) when that still leaves ``want(width,
+    height)``, the least (width, height) the caller needs of an image that size.
+
+    ``box``: the region of the image that holds the whole picture, for ``resize(box=...)``;
+    fractional when the scale does not divide the size, None for a full-size decode.
+    ``want`` None decodes as :func:`load_gray` does.
     """
     if os.path.splitext(path)[1].lower() in DICOM_EXTENSIONS:
         from PIL import Image
 
-        return Image.fromarray(_load_dicom(path, max_pixels))
+        return Image.fromarray(_load_dicom(path, max_pixels)), None
     from PIL import UnidentifiedImageError
 
     try:
@@ -50,10 +59,13 @@ def load_gray(path, draft=None, max_pixels=MAX_PIXELS):
             problem = size_problem(image.width, image.height, max_pixels)
             if problem:
                 raise DecodeError(problem)
-            if draft and image.format == "JPEG":
-                image.draft("L", draft)
+            box = None
+            if want is not None and image.format == "JPEG":
+                size = image.size
+                drafted = image.draft("L", want(*size))      # None when the file's layout allows no draft
+                box = drafted[1] if drafted and image.size != size else None
             image.load()
-            return _pil_gray(image)
+            return _pil_gray(image), box
     except DecodeError:
         raise
     except FileNotFoundError:

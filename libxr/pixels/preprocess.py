@@ -47,10 +47,12 @@ class PreprocessOptions:
     root: str = None
     strict: bool = False         # an unreadable image stops the run, and nothing is written
     update: str = None           # an earlier output to copy the rows of unchanged images from
+    exact_resize: bool = False   # full-size decode, one bilinear step (libxr.pixels.fit), no reduction
 
     def params(self):
         return {"size": self.size, "fit": self.fit, "channels": list(self.channels),
-                "interpolation": "bilinear", "gray": "luma (ITU-R 601); 16-bit and DICOM min-max"}
+                "interpolation": "bilinear", "resize": "exact" if self.exact_resize else "reduced",
+                "gray": "luma (ITU-R 601); 16-bit and DICOM min-max"}
 
 
 @dataclasses.dataclass
@@ -81,30 +83,47 @@ def _work(task):
     Returns (summed (C, 256) histograms of the train images or None,
     [(None or why, the image's (size, mtime ns), whether copied), per image]).
     """
-    size, how, kinds, max_pixels, target, images, old = task
+    size, how, kinds, max_pixels, exact, target, images, old = task
     if target not in _files:
         _files[target] = os.open(target, os.O_WRONLY)
     train_hist, results = None, []
+    run, start = [], None        # consecutive rows decoded, written by one pwritev
     earlier = _Earlier(old)
     try:
         for path, offset, train, kept in images:
             stat = source_stat(path)     # before reading: a change after it shows as a change later
             copied = kept is not None and stat == kept[1:]
             try:
-                data, hist = earlier.row(kept[0], train) if copied else prepare(path, size, how, kinds, max_pixels)
-            except DecodeError as exc:
-                results.append((str(exc), stat, False))
+                if copied:
+                    data, hist = earlier.row(kept[0], train)
+                else:
+                    data, hist = prepare(path, size, how, kinds, max_pixels, exact)
+            except (DecodeError, MemoryError, ValueError) as exc:   # the last two: under --max-pixels,
+                # yet more than this machine has
+                why = str(exc) if isinstance(exc, DecodeError) else f"unreadable image: {exc}"
+                results.append((why, stat, False))
+                _write_run(target, run, start)
+                start = None
                 continue
-            except (MemoryError, ValueError) as exc:   # under --max-pixels, yet more than this machine has
-                results.append((f"unreadable image: {exc}", stat, False))
-                continue
-            os.pwrite(_files[target], data, offset)
+            run.append(data)
+            start = offset if start is None else start
             results.append((None, stat, copied))
             if train:
                 train_hist = hist if train_hist is None else train_hist + hist
+        _write_run(target, run, start)
     finally:
         earlier.close()
     return train_hist, results
+
+
+def _write_run(target, run, start):
+    """Write ``run``, consecutive rows from byte ``start`` of ``target``, in one system call, not one
+    per image; empties it."""
+    if run:
+        want = sum(memoryview(row).nbytes for row in run)
+        if os.pwritev(_files[target], run, start) != want:
+            raise OSError(f"{target}: short write")
+        run.clear()
 
 
 class _Earlier:
@@ -218,7 +237,7 @@ def _kept(opts):
             differs = ", ".join(f"{k} {params.get(k)}, not {v}" for k, v in opts.params().items()
                                 if params.get(k) != v)
             raise XRError(f"{opts.update}: preprocessed with {differs}: --update copies rows only from a file "
-                          "made with the same --size, --fit and --channels")
+                          "made with the same --size, --fit, --channels and --exact-resize")
         stored = zip(f["ids"].asstr()[:], f["source_size"][:].tolist(), f["source_mtime_ns"][:].tolist())
         return {rid: (row, size, mtime) for row, (rid, size, mtime) in enumerate(stored)}
 
@@ -282,8 +301,8 @@ def _ordered(pool, records, opts, target, kept, ahead=AHEAD):
                        kept.get(rec["id"])) for i, rec in enumerate(batch)]
             row += len(batch)
             step = max(1, len(images) // 4)
-            futures = [pool.submit(_work, (opts.size, opts.fit, opts.channels, opts.max_pixels, path,
-                                           images[i:i + step], opts.update))
+            futures = [pool.submit(_work, (opts.size, opts.fit, opts.channels, opts.max_pixels,
+                                           opts.exact_resize, path, images[i:i + step], opts.update))
                        for i in range(0, len(images), step)]
             inflight.append((batch, base, futures))
 

@@ -26,7 +26,8 @@ BATCH, SIZE, EPOCH_LIMIT = 64, 224, None
 def rate(loader, transform=None, train=False, device="cpu"):
     n = 0
     start = time.perf_counter()
-    for x, _ in loader:
+    for batch in loader:        # a DataLoader's [images, labels], or xr's Batch: pixels first either way
+        x = batch[0]
         if transform is not None:
             # .contiguous(): a real tensor, never a lazy view
             x = transform(x.to(device, non_blocking=True), train=train).contiguous()

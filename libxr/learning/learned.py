@@ -1,8 +1,8 @@
 """Whether a run is learning anything.
 
 A network that predicts one class for every validation record, or whose val AUC stays at chance,
-can still finish, write best.pt and exit 0 (report 000's CNN does on 1,000 chest films at 64 px:
-threshold 1.000, one class everywhere). Such a stretch of ``--patience`` epochs is said while the
+can still finish, write best.pt and exit 0 (issue 14 saw report 000's CNN do so on 1,000 chest
+films at 64 px: threshold 1.000, one class everywhere). Such a stretch of ``--patience`` epochs is said while the
 run goes on, and a best epoch like that is said at its end, with what to try. Judged from
 metrics.jsonl's rows, so a resumed run judges its whole history.
 """

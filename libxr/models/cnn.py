@@ -11,7 +11,8 @@ The defaults (preset ``xr``) are what learns on small real sets: batch norm,
 light spatial dropout and stride-2 pooling, which makes the network trainable on
 a CPU. Report 000's network as published — no batch norm, dropout 0.5 in both
 places, pooling with stride 1 (no downsampling) — is preset ``report000``; on
-1,000 chest films at 64 px it predicts one class for every image.
+850 chest films at 64 px (with stride 2) it reached a train AUC of 0.65 and
+called every val film pneumonia at 0.5.
 """
 
 import torch

@@ -1,10 +1,11 @@
-"""libxr.judging.calibration: temperatures fitted on logits, applied, undone — on models whose
-miscalibration is made on purpose, so the right temperature is known."""
+"""libxr.judging.calibration: temperatures (and Platt shifts) fitted on logits, applied, undone —
+on models whose miscalibration is made on purpose, so the right temperature and shift are known."""
 
 import numpy as np
 import pytest
 
-from libxr.judging.calibration import BOUNDS, calibrated, fit_temperature, uncalibrated
+from libxr.errors import ManifestError
+from libxr.judging.calibration import BOUNDS, calibrated, fit, fit_temperature, read_field, uncalibrated
 from libxr.judging.metrics import metrics
 from libxr.records.tasks import Task
 
@@ -88,3 +89,64 @@ def test_uncalibrated_undoes_each_records_temperature(task):
     assert uncalibrated(task, p, per_record) == pytest.approx(task.probabilities(z), abs=1e-9)
     rounded = np.round(p, 6)      # as records carry them: T = 0.5 undone takes a square root of ±5e-7
     assert uncalibrated(task, rounded, per_record) == pytest.approx(task.probabilities(z), abs=1e-3)
+
+
+def test_platt_undoes_a_scale_and_a_prior_shift_that_a_temperature_alone_cannot():
+    z, y = calibrated_truth(BINARY)
+    logits = 2.0 * z.reshape(-1) + 1.5       # too sure, and pushed toward the positive class (class weights)
+    t, b = fit(BINARY, logits, y, "platt")
+    assert t == pytest.approx(2.0, rel=0.08) and b == pytest.approx(-0.75, abs=0.1)
+    alone, no_shift = fit(BINARY, logits, y, "temperature")
+    assert no_shift is None
+    raw = metrics(BINARY, y, BINARY.probabilities(logits), detail=False)
+    scaled = metrics(BINARY, y, calibrated(BINARY, logits, alone), detail=False)
+    platt = metrics(BINARY, y, calibrated(BINARY, logits, t, b), detail=False)
+    assert platt["ece"] < 0.03 < scaled["ece"] < raw["ece"]
+    assert platt["log_loss"] < scaled["log_loss"] and platt["auc"] == pytest.approx(raw["auc"])
+
+
+def test_platt_fits_each_label_its_own_shift_and_multiclass_a_temperature_only():
+    z, y = calibrated_truth(LABELS)
+    t, b = fit(LABELS, z * np.array([2.0, 0.5]) + np.array([1.0, -1.0]), y, "platt")
+    assert t == pytest.approx([2.0, 0.5], rel=0.1) and b == pytest.approx([-0.5, 2.0], abs=0.15)
+    z3, y3 = calibrated_truth(THREE)
+    said = []
+    t3, b3 = fit(THREE, 3.0 * z3, y3, "platt", said.append)
+    assert b3 is None and t3 == pytest.approx(3.0, rel=0.08)
+    assert said == ["multiclass tasks are calibrated by a temperature only (a shift would change the argmax)"]
+
+
+def test_platt_on_one_class_keeps_scores_raw_and_says_so():
+    said = []
+    assert fit(BINARY, np.linspace(-2, 2, 30), np.ones(30), "platt", said.append) == (1.0, 0.0)
+    assert len(said) == 1 and said[0].startswith("validation holds one class only")
+
+
+@pytest.mark.parametrize("task", [BINARY, LABELS], ids=lambda t: t.kind)
+def test_uncalibrated_undoes_each_records_temperature_and_shift(task):
+    z, _ = calibrated_truth(task, n=200)
+    z = z.reshape(200) if task.kind == "binary" else z
+    t = np.where(np.arange(200) % 2, 2.5, 0.5)
+    b = np.where(np.arange(200) % 3, -1.0, 0.7)
+    if task.kind == "multilabel":
+        t, b = t[:, None] * np.array([1.0, 1.5]), b[:, None] * np.array([1.0, -2.0])
+    p = task.probabilities(z / t + b)
+    assert uncalibrated(task, p, t, b) == pytest.approx(task.probabilities(z), abs=1e-9)
+
+
+@pytest.mark.parametrize("record, task, expected", [
+    pytest.param({"shift": -1.25}, BINARY, -1.25, id="negative-shift"),
+    pytest.param({"shift": {"Edema": 0.5, "Effusion": -2}}, LABELS, [0.5, -2.0], id="per-label"),
+    pytest.param({}, BINARY, None, id="absent"),
+    pytest.param({"shift": "1"}, BINARY, "shift '1' is not a finite number", id="text"),
+    pytest.param({"shift": float("inf")}, BINARY, "shift inf is not a finite number", id="infinite"),
+    pytest.param({"shift": {"Edema": 0.5}}, LABELS, "is not one finite number per label", id="label-missing"),
+])
+def test_a_records_shift_is_read_or_refused_naming_file_and_line(record, task, expected):
+    if isinstance(expected, str):
+        with pytest.raises(ManifestError, match=expected) as err:
+            read_field(record, task, "s.jsonl", 7, "shift")
+        assert str(err.value).startswith("s.jsonl:7:")
+    else:
+        got = read_field(record, task, "s.jsonl", 7, "shift")
+        assert got is None if expected is None else list(np.atleast_1d(got)) == pytest.approx(np.atleast_1d(expected))

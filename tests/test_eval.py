@@ -282,6 +282,9 @@ def test_leaderboard_ranks_runs(cli, tmp_path):
                  id="temperature-a-boolean"),
     pytest.param(lambda rs: rs[3].update(temperature={"PNEUMONIA": 2}), 4,
                  "temperature {'PNEUMONIA': 2} is not a positive number", id="temperature-per-label-on-binary"),
+    pytest.param(lambda rs: rs[3].update(temperature=1.5, shift=float("inf")), 4, "shift inf is not a finite number",
+                 id="shift-infinite"),
+    pytest.param(lambda rs: rs[3].update(shift=-0.5), 4, "shift without a temperature", id="shift-alone"),
 ])
 def test_bad_prediction_records_name_the_line(cli, tmp_path, edit, line, message):
     recs = binary_records(20)

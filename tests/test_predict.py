@@ -102,6 +102,35 @@ def test_scores_are_calibrated_with_the_checkpoints_temperature_and_no_calibrate
     assert again.records == raw.records               # a temperature brought in is not carried over
 
 
+def test_a_platt_shift_is_applied_carried_and_undone_by_xr_eval(cli, trained, tmp_path):
+    """A checkpoint calibrated with --calibration platt: scores sigmoid(z / T + b), each record
+    carries both, and xr-eval's raw figures are those of --no-calibrate."""
+    from xrtools.eval import main as xr_eval
+
+    state = torch.load(trained["ckpt"], weights_only=True)
+    t, b = state["temperature"], -1.5
+    state["shift"] = b
+    shifted = tmp_path / "platt.pt"
+    torch.save(state, shifted)
+    cal = cli(main, "-m", shifted, trained["h5"])
+    raw = cli(main, "-m", shifted, trained["h5"], "--no-calibrate")
+    assert cal.exit_code == raw.exit_code == 0, cal.stderr
+    assert all(r["temperature"] == round(t, 6) and r["shift"] == b for r in cal.records)
+    assert not any("shift" in r or "temperature" in r for r in raw.records)
+    assert f"temperature {t:.3f}; shift -1.500)" in cal.stderr
+    p_cal, p_raw = _pneumonia(cal.records), _pneumonia(raw.records)
+    inside = (p_raw > 0.01) & (p_raw < 0.99)
+    logit = np.log(p_raw[inside]) - np.log1p(-p_raw[inside])
+    assert p_cal[inside] == pytest.approx(1 / (1 + np.exp(-(logit / t + b))), abs=2e-5)
+    reports = [json.loads(cli(xr_eval, write_jsonl(tmp_path / f"{n}.jsonl", r.records), "--format", "json").stdout)
+               ["sections"]["test"] for n, r in (("cal", cal), ("raw", raw))]
+    assert reports[0]["shift"] == b and reports[0]["temperature"] == round(t, 6) and "shift" not in reports[1]
+    for key in ("ece", "brier", "log_loss"):
+        assert reports[0][f"{key}_raw"] == pytest.approx(reports[1][key], abs=1e-4)
+    again = cli(main, "-m", trained["ckpt"], tmp_path / "cal.jsonl")    # a shift brought in is not carried over
+    assert not any("shift" in r for r in again.records)
+
+
 def test_the_raw_threshold_is_youdens_on_the_raw_validation_scores(cli, trained):
     from libxr.judging.thresholds import choose
 
@@ -292,6 +321,9 @@ def test_a_duplicate_id_is_an_error_at_its_line(cli, trained, tmp_path, command)
     pytest.param("temperature", 1e9, "temperature 1000000000.0", id="temperature-1e9"),
     pytest.param("temperature", [1.0, 2.0], "temperature [1.0, 2.0]", id="per-label-temperatures-on-binary"),
     pytest.param("temperature", "hot", "temperature 'hot'", id="temperature-a-string"),
+    pytest.param("shift", float("inf"), "shift inf", id="infinite-shift"),
+    pytest.param("shift", 1e6, "shift 1000000.0", id="shift-1e6"),
+    pytest.param("shift", [0.5, 1.0], "shift [0.5, 1.0]", id="per-label-shifts-on-binary"),
 ])
 def test_crafted_checkpoint_fields_are_refused_on_load(cli, trained, tmp_path, field, value, shown):
     """A checkpoint from elsewhere is data: no 5 GB allocation, no all-negative predictions."""

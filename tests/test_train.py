@@ -118,6 +118,24 @@ def test_each_checkpoint_carries_the_temperature_fitted_on_its_val_logits(traine
     assert best["metrics"]["temperature"] == best["temperature"]
 
 
+def test_calibration_platt_stores_the_shift_fitted_with_the_temperature_on_val_logits(cli, manifests, tmp_path):
+    from libxr.judging.calibration import calibrated, fit
+    from libxr.judging.thresholds import choose
+    from libxr.pixels.datasets import RecordPixels
+
+    result, rows = train_run(cli, manifests[0], tmp_path / "run", "--epochs", 2, "--calibration", "platt")
+    best = finished(result, tmp_path / "run", 2, keys=ROW_KEYS | {"shift"})
+    clf = Classifier(str(tmp_path / "run" / "best.pt"), "cpu", calibrate=False)
+    val = [r for r in map(json.loads, manifests[0].read_text().splitlines()) if r["split"] == "val"]
+    logits = clf.logits(RecordPixels(val, clf.preprocess)[list(range(len(val)))].pixels)
+    y = [float(r["label"] == "PNEUMONIA") for r in val]
+    t, b = fit(BINARY, logits, y, "platt")
+    assert best["temperature"] == pytest.approx(t, rel=1e-3) and best["shift"] == pytest.approx(b, abs=1e-3)
+    assert best["threshold"] == pytest.approx(choose("youden", y, calibrated(BINARY, logits, t, b)), abs=1e-4)
+    assert all(isinstance(r["shift"], float) for r in rows)
+    assert Classifier(str(tmp_path / "run" / "best.pt"), "cpu").shift == best["shift"]
+
+
 def test_same_seed_same_metrics(cli, manifests, tmp_path):
     runs = [train_run(cli, manifests[0], tmp_path / f"r{i}", "--epochs", 2, "--augment") for i in range(2)]
     for i, (result, _) in enumerate(runs):

@@ -52,7 +52,8 @@ def main(files, threshold, tune_on, splits, by, aggregate, positive, bootstrap, 
     Reports accuracy, balanced accuracy, sensitivity, specificity, precision, NPV,
     F1 (per class; macro, micro, weighted; samples), Cohen's kappa, ROC-AUC and
     PR-AUC (per class, macro, micro), log loss, Brier score, calibration error
-    (before and after calibration when records carry xr-predict's `temperature`)
+    (before and after calibration when records carry xr-predict's `temperature`
+    and `shift`)
     and confusion matrices — one column per split.
     """
     if leaderboard:

@@ -25,7 +25,8 @@ xr-predict -m best.pt m.jsonl --threshold 0.3 --batch-size 128 --workers 4 -o sc
               help="Binary and multi-label decisions: positive at or above this probability "
                    "(default: the checkpoint's — Youden's on validation — else 0.5).")
 @click.option("--no-calibrate", is_flag=True,
-              help="Raw scores: without the checkpoint's temperature (and with the threshold chosen on raw scores).")
+              help="Raw scores: without the checkpoint's temperature and shift (and with the threshold chosen "
+                   "on raw scores).")
 @click.option("--strict", is_flag=True, help="Stop with exit 1 at the first unreadable image.")
 @max_pixels_option("Raw images: ")
 @device_option
@@ -38,7 +39,8 @@ def main(manifest, checkpoint, batch_size, tta, threshold, no_calibrate, strict,
     HDF5-backed records are read from their file (it must have been made with
     the training settings); other records are decoded from `path` with the
     checkpoint's preprocessing. Scores are calibrated with the checkpoint's
-    temperature, which each record carries in `temperature`. An unreadable image
+    temperature (and shift, xr-train --calibration platt), which each record
+    carries in `temperature` (and `shift`). An unreadable image
     gives its record an `error` field and no scores, and the run goes on. Records
     keep their order and fields.
     """
@@ -67,6 +69,7 @@ def main(manifest, checkpoint, batch_size, tta, threshold, no_calibrate, strict,
                 f"{checkpoint} ({clf.task.kind}: {', '.join(clf.task.names)}"
                 f"{'' if clf.task.kind == 'multiclass' else '; threshold ' + _shown(cut)}; "
                 f"{'raw scores' if clf.temperature is None else 'temperature ' + _shown(clf.temperature)}"
+                f"{'' if clf.shift is None else '; shift ' + _shown(clf.shift)}"
                 f"{'' if tta == 'none' else '; tta ' + tta})")
     if failed:
         report.warn(f"{len(failed)} images could not be read and have an `error` field; the first: {failed[0]}")

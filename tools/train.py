@@ -11,6 +11,7 @@ from xrtools.params import CommaList, KeyValue, WordOr, max_pixels_option, pixel
 
 from libxr.errors import UsageError
 from libxr.learning.options import (
+    CALIBRATIONS,
     EARLY_STOP,
     KINDS,
     OPTIMIZERS,
@@ -90,6 +91,10 @@ torchrun --nproc_per_node=4 --no-python xr-train m.jsonl --batch-size 16   # DDP
               help="Fraction of --epochs by which --progressive reaches the data's size.")
 @tta_option("none", "Validate (metrics, threshold, best.pt) with test-time augmentation, as xr-predict scores "
                     "with it: hflip averages each image's and its mirror's probabilities.")
+@click.option("--calibration", type=click.Choice(CALIBRATIONS), default="temperature", show_default=True,
+              help="Fitted on val after each epoch, applied by xr-predict: temperature scales the logits; "
+                   "platt also shifts them (binary, multi-label), undoing the prior shift of --class-weights, "
+                   "--sampling or --label-smoothing.")
 @click.option("--early-stop", type=click.Choice(EARLY_STOP),
               help="Stop when this metric stops improving; the best checkpoint is kept.")
 @click.option("--patience", type=click.IntRange(1), default=5, show_default=True)

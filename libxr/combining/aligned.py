@@ -7,6 +7,7 @@ an id some files have and others lack, is an error that names the file and line.
 import numpy as np
 
 from libxr.errors import ManifestError, XRError
+from libxr.judging.calibration import FIELDS
 from libxr.records.manifest import read_records
 from libxr.records.tasks import record_scores, task_from_scores
 
@@ -72,6 +73,6 @@ def same_ids(files):
 
 
 def base(record):
-    """A record without the fields a combination replaces — its `temperature` too: combined scores
-    are no longer one model's calibrated ones, which xr-eval could undo."""
-    return {k: v for k, v in record.items() if k not in ("scores", "pred", "error", "stages", "temperature")}
+    """A record without the fields a combination replaces — its `temperature` and `shift` too:
+    combined scores are no longer one model's calibrated ones, which xr-eval could undo."""
+    return {k: v for k, v in record.items() if k not in ("scores", "pred", "error", "stages", *FIELDS)}

@@ -104,11 +104,17 @@ def _arrays(task, rows, name):
 
 
 def _raw(task, p, rows, name):
-    """The scores before each record's `temperature` (a record without one is raw already), or None."""
+    """The scores before each record's `temperature` and `shift` (a record without them is raw
+    already), or None."""
     temperatures = [calibration.read_field(rec, task, name, line) for line, rec in rows]
+    shifts = [calibration.read_field(rec, task, name, line, "shift") for line, rec in rows]
+    for (line, _), t, b in zip(rows, temperatures, shifts):
+        if b is not None and t is None:
+            raise ManifestError(name, line, "shift without a temperature: xr-predict writes both")
     if all(t is None for t in temperatures):
         return None
-    return calibration.uncalibrated(task, p, [1.0 if t is None else t for t in temperatures])
+    shifts = None if all(b is None for b in shifts) else [0.0 if b is None else b for b in shifts]
+    return calibration.uncalibrated(task, p, [1.0 if t is None else t for t in temperatures], shifts)
 
 
 def _one_per_record(p, rows, name):
@@ -135,7 +141,7 @@ def aggregate(preds, field):
         if not np.array_equal(truth, truth[:1].repeat(len(members), 0), equal_nan=True):
             raise XRError(f"{field} {key!r}: its records disagree on the truth")
         first = preds.records[members[0]]
-        keep.append({**{k: first.get(k) for k in ("patient", "group", "split", "view", "temperature")},
+        keep.append({**{k: first.get(k) for k in ("patient", "group", "split", "view", *calibration.FIELDS)},
                      "id": str(key), field: key, "images": len(members)})
         y.append(truth[0])
         p.append(preds.p[members].mean(0))
@@ -204,12 +210,15 @@ def _thresholds(preds, rule, tune_on, warn):
 
 
 def _before_calibration(part, cut):
-    """The calibration metrics of the raw scores, and the temperature the section's records share
-    (None when they differ)."""
+    """The calibration metrics of the raw scores, and the temperature (and shift) the section's
+    records share (None when they differ)."""
     before = metrics(part.task, part.y, part.raw, cut, detail=False)
-    shared = {json.dumps(r.get("temperature", 1.0), sort_keys=True) for r in part.records}   # none: raw
-    return {**{f"{k}_raw": before[k] for k in CALIBRATION},
-            "temperature": json.loads(shared.pop()) if len(shared) == 1 else None}
+    out = {f"{k}_raw": before[k] for k in CALIBRATION}
+    for field, none in zip(calibration.FIELDS, (1.0, 0.0)):      # a record without it: raw
+        shared = {json.dumps(r.get(field, none), sort_keys=True) for r in part.records}
+        if field == "temperature" or any(field in r for r in part.records):
+            out[field] = json.loads(shared.pop()) if len(shared) == 1 else None
+    return out
 
 
 def _warn_undefined(section, name, task, warn):

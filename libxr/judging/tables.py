@@ -36,7 +36,9 @@ def tables(report):
         rows.append([key, *[_fmt(sections[n].get(key), sections[n].get("ci", {}).get(key)) for n in names]])
     if any("temperature" in sections[n] for n in names):      # scores calibrated: the raw ones' too
         rows += [[f"{key}_raw", *[_fmt(sections[n].get(f"{key}_raw")) for n in names]] for key in CALIBRATION]
-        rows.append(["temperature", *[_temperature(sections[n].get("temperature")) for n in names]])
+        for field in ("temperature", "shift"):
+            if any(field in sections[n] for n in names):
+                rows.append([field, *[_per_label(sections[n].get(field)) for n in names]])
     out.append((title, ["metric", *names], rows))
     for name in names:
         section = sections[name]
@@ -55,8 +57,8 @@ def tables(report):
     return out
 
 
-def _temperature(value):
-    """One temperature, or the range of the per-label ones."""
+def _per_label(value):
+    """One temperature (or shift), or the range of the per-label ones."""
     if isinstance(value, dict):
         return f"{min(value.values()):.3f}–{max(value.values()):.3f} per label"
     return _fmt(float(value)) if value is not None else "several"

@@ -7,6 +7,7 @@ entry where it lives) reaches the command line by itself.
 
 import dataclasses
 
+from libxr.judging.calibration import METHODS as CALIBRATIONS
 from libxr.learning.epoch_metrics import EPOCH
 from libxr.learning.optim import OPTIMIZERS, SCHEDULERS
 from libxr.learning.sampling import SAMPLINGS
@@ -62,6 +63,7 @@ class TrainOptions:
     progressive: int = None          # the first epoch's training size; None: the data's throughout
     progressive_until: float = 0.5   # the fraction of the run by which the data's size is reached
     tta: str = "none"                # validation's test-time augmentation
+    calibration: str = "temperature"  # fitted on each epoch's val logits (libxr.judging.calibration)
     early_stop: str = None
     patience: int = 5
     min_delta: float = 0.0
@@ -78,7 +80,8 @@ class TrainOptions:
         for name, value, allowed in (("--optimizer", self.optimizer, OPTIMIZERS),
                                      ("--scheduler", self.scheduler, SCHEDULERS),
                                      ("--early-stop", self.early_stop, EARLY_STOP + (None,)),
-                                     ("--tta", self.tta, TTA)):
+                                     ("--tta", self.tta, TTA),
+                                     ("--calibration", self.calibration, CALIBRATIONS)):
             if value not in allowed:
                 raise UsageError(f"{name} {value!r}: use {', '.join(a for a in allowed if a)}")
         if not 0 <= self.label_smoothing < 1:

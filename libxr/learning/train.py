@@ -18,8 +18,7 @@ import torch
 
 from libxr import __version__
 from libxr.errors import UsageError, XRError
-from libxr.judging import thresholds
-from libxr.judging.calibration import calibrated, fit_temperature
+from libxr.judging import calibration, thresholds
 from libxr.learning import ema, learned
 from libxr.learning.data import Data
 from libxr.learning.distributed import World
@@ -198,11 +197,14 @@ def _epochs(data, opts, learner, monitor, run, meta, start, log, warn, tick):
             if not math.isfinite(val_loss):      # the epoch's last steps broke the weights
                 raise _diverged("validation", epoch, run)
             row["val_loss"] = val_loss
-            raw, scores, operating = _calibrate(task, data.y_val, val_logits, warn if epoch == start else _quiet)
+            raw, scores, operating = _calibrate(task, data.y_val, val_logits, opts.calibration,
+                                              warn if epoch == start else _quiet)
             row.update({f"val_{k}": v for k, v in epoch_metrics(task, data.y_val, raw).items()})
             row.update({f"val_{k}": v for k, v in calibration_metrics(task, data.y_val, raw, scores).items()})
             if task.kind != "multilabel":       # metrics.jsonl holds numbers; per-label ones are in the checkpoint
                 row["temperature"] = operating["temperature"]
+                if "shift" in operating:
+                    row["shift"] = operating["shift"]
                 row["val_predicted_classes"] = learned.predicted_classes(task, scores, operating["threshold"])
             row["seconds"] = round(time.perf_counter() - began, 3)   # training and validation
             learner.schedule.after_epoch(row)
@@ -229,15 +231,16 @@ def _epochs(data, opts, learner, monitor, run, meta, start, log, warn, tick):
     return 0
 
 
-def _calibrate(task, y, logits, warn):
+def _calibrate(task, y, logits, method, warn):
     """Validation's raw and calibrated scores, and xr-predict's operating point: the temperature
-    fitted on ``logits``, Youden's threshold on the calibrated scores (the default) and on the raw
-    ones (``xr-predict --no-calibrate``)."""
+    (and, under ``platt``, the shift) fitted on ``logits``, Youden's threshold on the calibrated
+    scores (the default) and on the raw ones (``xr-predict --no-calibrate``)."""
     raw = task.probabilities(logits)
-    temperature = fit_temperature(task, logits, y, warn)
-    scores = calibrated(task, logits, temperature)
-    return raw, scores, {"temperature": temperature, "threshold": thresholds.for_task("youden", task, y, scores),
-                         "threshold_raw": thresholds.for_task("youden", task, y, raw)}
+    temperature, shift = calibration.fit(task, logits, y, method, warn)
+    scores = calibration.calibrated(task, logits, temperature, shift)
+    point = {"temperature": temperature, "threshold": thresholds.for_task("youden", task, y, scores),
+             "threshold_raw": thresholds.for_task("youden", task, y, raw)}
+    return raw, scores, point if shift is None else {**point, "shift": shift}
 
 
 def _diverged(which, epoch, run):

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from libxr.errors import XRError
-from libxr.judging.calibration import BOUNDS, calibrated
+from libxr.judging.calibration import BOUNDS, SHIFTS, calibrated
 from libxr.learning import checkpoint
 from libxr.learning.distributed import pick_device
 from libxr.learning.tta import TTA, mean_logits, views
@@ -36,7 +36,7 @@ class Classifier:
         self.task = Task(**state["task"])
         self.preprocess = state["preprocess"]
         self.size, self.in_channels = state["size"], state["in_channels"]
-        self.temperature, self.threshold = _operating_point(state, calibrate)
+        self.temperature, self.shift, self.threshold = _operating_point(state, calibrate)
         self.tta = state.get("tta", "none")     # what validation scored with: the threshold fits it
         if calibrate and self.temperature is None:
             log(f"{path} has no temperature (trained before xr-train calibrated): its scores are raw (T = 1)")
@@ -73,16 +73,17 @@ class Classifier:
     def scores(self, pixels, tta="none"):
         """Per-record probabilities: (B,) positive-class for binary, (B, K) otherwise; calibrated
         unless ``self.temperature`` is None."""
-        return calibrated(self.task, self.logits(pixels, tta), 1.0 if self.temperature is None else self.temperature)
+        return calibrated(self.task, self.logits(pixels, tta), 1.0 if self.temperature is None else self.temperature,
+                          self.shift)
 
 
 def _operating_point(state, calibrate):
-    """(temperature applied — None for none —, decision threshold for those scores). A checkpoint
-    without a temperature has one threshold, chosen on its raw scores; without any, 0.5."""
-    temperature, cut = state.get("temperature"), state.get("threshold")
+    """(temperature and shift applied — None for none —, decision threshold for those scores). A
+    checkpoint without a temperature has one threshold, chosen on its raw scores; without any, 0.5."""
+    temperature, shift, cut = state.get("temperature"), state.get("shift"), state.get("threshold")
     if temperature is not None and not calibrate:
-        temperature, cut = None, state.get("threshold_raw")
-    return temperature, 0.5 if cut is None else cut
+        temperature, shift, cut = None, None, state.get("threshold_raw")
+    return temperature, shift, 0.5 if cut is None else cut
 
 
 def _check_fields(state, path):
@@ -98,7 +99,7 @@ def _check_fields(state, path):
         return array.size > 0 and bool(np.isfinite(array).all() and (array >= low).all() and (array <= high).all())
 
     task, norm, tta = state["task"], state["normalization"], state.get("tta")
-    temperature = state.get("temperature")
+    temperature, shift = state.get("temperature"), state.get("shift")
     labels = task.get("names") if isinstance(task, dict) and task.get("kind") == "multilabel" else None
     shape = (len(labels),) if isinstance(labels, list) else ()     # one per label, or one
     problems = [
@@ -112,6 +113,8 @@ def _check_fields(state, path):
         tta is not None and tta not in TTA and f"tta {tta!r}",
         temperature is not None and not (finite(temperature, *BOUNDS) and np.shape(temperature) == shape)
         and f"temperature {temperature!r}",
+        shift is not None and not (temperature is not None and finite(shift, *SHIFTS) and np.shape(shift) == shape
+                                   and task.get("kind") != "multiclass") and f"shift {shift!r}",
         not (isinstance(norm, dict) and finite(norm.get("mean")) and finite(norm.get("std"), 1e-6))
         and f"normalization {norm!r}",
     ]

@@ -4,14 +4,14 @@ HDF5-backed records are read from their file (memory-mapped, as in training);
 the others are decoded from `path` with the checkpoint's preprocessing. An
 image that cannot be read gives its record an `error` and no scores; the run
 goes on (or stops, when strict). Records keep their order and every field, but a
-`temperature` from an earlier scoring: a scored record carries the one its scores
-were calibrated with, or none when they are raw, so xr-eval can undo it.
+`temperature` or `shift` from an earlier scoring: a scored record carries those its
+scores were calibrated with, or none when they are raw, so xr-eval can undo them.
 """
 
 import numpy as np
 
 from libxr.errors import XRError
-from libxr.judging.calibration import record_field
+from libxr.judging.calibration import FIELDS, record_field
 from libxr.pixels.datasets import RecordPixels
 from libxr.pixels.files import MAX_PIXELS
 
@@ -27,6 +27,8 @@ def predict(records, clf, batch_size=64, tta="none", threshold=None, workers=0, 
                         num_workers=workers, pin_memory=clf.device.type == "cuda",
                         collate_fn=_as_is)
     applied = {} if clf.temperature is None else {"temperature": record_field(clf.task, clf.temperature)}
+    if clf.shift is not None:
+        applied["shift"] = record_field(clf.task, clf.shift)
     start = 0
     for pixels, _, ok, reasons in loader:
         stop = min(start + batch_size, len(records))
@@ -35,7 +37,7 @@ def predict(records, clf, batch_size=64, tta="none", threshold=None, workers=0, 
         for p in range(start, stop):
             rec = records[p]
             if p in scored:
-                rec = {k: v for k, v in rec.items() if k != "temperature"}
+                rec = {k: v for k, v in rec.items() if k not in FIELDS}
                 yield {**rec, **decision(clf.task, scores[scored[p]], threshold), **applied}
             elif p in reasons:
                 if strict:

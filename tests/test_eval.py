@@ -175,6 +175,42 @@ def test_multilabel_records_are_undone_per_label(cli, tmp_path):
         "(Edema, Effusion)" in result.stderr
 
 
+def test_multilabel_records_with_and_without_a_shift_in_one_file_are_undone_each_by_its_own(cli, tmp_path):
+    """A platt run's records and a temperature-only run's, concatenated: each record's fields undo
+    its own scores (no shift counts as 0)."""
+    t, b = {"Edema": 2.0, "Effusion": 0.5}, {"Edema": -0.5, "Effusion": 1.0}
+    recs = [{"id": str(i), "labels": {"Edema": i % 2, "Effusion": (i // 2) % 2},
+             "scores": {"Edema": round(0.2 + 0.5 * (i % 2) + 0.01 * (i % 7), 6),
+                        "Effusion": round(0.1 + 0.8 * float(rng.random()), 6)},
+             "temperature": t, **({"shift": b} if i % 2 else {})} for i in range(40)]
+    section = evaluate(cli, tmp_path, recs)[0]["sections"]["all"]
+    briers = []
+    for label, temperature in t.items():
+        q = np.array([r["scores"][label] for r in recs])
+        shift = np.array([r.get("shift", {}).get(label, 0.0) for r in recs])
+        raw = 1 / (1 + np.exp(-temperature * (np.log(q / (1 - q)) - shift)))
+        briers.append(m.brier_score_loss([r["labels"][label] for r in recs], raw))
+    assert section["brier_raw"] == pytest.approx(np.mean(briers)) and section["shift"] is None
+
+
+def test_aggregated_records_name_no_shift_their_records_lack(cli, tmp_path):
+    recs = [dict(r, split="test", label="PNEUMONIA" if int(r["study"][1:]) % 2 else "NORMAL")
+            for r in binary_records(temperature=1.5)]
+    section = evaluate(cli, tmp_path, recs, "--aggregate", "study")[0]["sections"]["test"]
+    assert section["temperature"] == 1.5 and "shift" not in section
+    recs = [dict(r, shift=0.25) for r in recs]
+    assert evaluate(cli, tmp_path, recs, "--aggregate", "study")[0]["sections"]["test"]["shift"] == 0.25
+
+
+def test_a_shift_on_a_multiclass_record_names_the_line(cli, tmp_path):
+    recs = [{"id": str(i), "label": "abc"[i % 3], "temperature": 1.2,
+             "scores": {c: round(0.6 if c == "abc"[i % 3] else 0.2, 6) for c in "abc"}} for i in range(12)]
+    recs[4]["shift"] = 0.5
+    path = write_jsonl(tmp_path / "p.jsonl", recs)
+    result = cli(main, path)
+    assert result.exit_code == 1 and f"{path}:5: shift on a multiclass task" in result.stderr
+
+
 def test_the_reliability_diagram_draws_before_and_after_with_each_ece(cli, tmp_path, monkeypatch):
     from matplotlib.axes import Axes
 

@@ -448,6 +448,7 @@ def test_a_finished_run_is_not_overwritten_without_force(cli, manifests, tmp_pat
     pytest.param(["--model", "cnn"], "--model dense, not cnn", id="model"),
     pytest.param(["--arch", "dropout=0.2"], "--arch dropout=0.5, not dropout=0.2", id="arch"),
     pytest.param(["--ema", "0.9"], "--ema none, not 0.9", id="ema"),
+    pytest.param(["--calibration", "platt"], "--calibration temperature, not platt", id="calibration"),
     pytest.param(["other-manifest"], "the manifest (sha256) ", id="manifest"),
 ])
 def test_resume_refuses_another_manifest_or_model_unless_forced(cli, manifests, tmp_path, change, message):

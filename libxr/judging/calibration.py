@@ -35,7 +35,8 @@ def fit(task, logits, y, method="temperature", warn=lambda message: None):
         return fit_temperature(task, logits, y, warn), None
     logits = np.asarray(logits, np.float64)
     if task.kind == "multilabel":
-        pairs = per_label(task, y, logits, lambda truth, z: _fit_platt(z, truth), (1.0, 0.0), "calibration", warn)
+        pairs = per_label(task, y, logits, lambda truth, z: _fit_platt(z, truth), (1.0, 0.0),
+                          "temperature and shift", warn)
         return [t for t, _ in pairs], [b for _, b in pairs]
     pair = _fit_platt(logits.reshape(len(logits)), np.asarray(y, np.float64))
     if pair is None:
@@ -143,6 +144,8 @@ def read_field(record, task, name, line, field="temperature"):
     if value is None:
         return None
     what = "positive number" if field == "temperature" else "finite number"
+    if field == "shift" and task.kind == "multiclass":
+        raise ManifestError(name, line, "shift on a multiclass task: only binary and multi-label scores are shifted")
     if task.kind == "multilabel":
         if not isinstance(value, dict) or set(value) != set(task.names):
             raise ManifestError(name, line, f"{field} {value!r} is not one {what} per label "

@@ -113,8 +113,9 @@ def _raw(task, p, rows, name):
             raise ManifestError(name, line, "shift without a temperature: xr-predict writes both")
     if all(t is None for t in temperatures):
         return None
-    shifts = None if all(b is None for b in shifts) else [0.0 if b is None else b for b in shifts]
-    return calibration.uncalibrated(task, p, [1.0 if t is None else t for t in temperatures], shifts)
+    width = len(task.names) if task.kind == "multilabel" else ()       # a record without them: raw
+    shifts = None if all(b is None for b in shifts) else [np.zeros(width) if b is None else b for b in shifts]
+    return calibration.uncalibrated(task, p, [np.ones(width) if t is None else t for t in temperatures], shifts)
 
 
 def _one_per_record(p, rows, name):
@@ -141,7 +142,8 @@ def aggregate(preds, field):
         if not np.array_equal(truth, truth[:1].repeat(len(members), 0), equal_nan=True):
             raise XRError(f"{field} {key!r}: its records disagree on the truth")
         first = preds.records[members[0]]
-        keep.append({**{k: first.get(k) for k in ("patient", "group", "split", "view", *calibration.FIELDS)},
+        keep.append({**{k: first.get(k) for k in ("patient", "group", "split", "view")},
+                     **{k: first[k] for k in calibration.FIELDS if k in first},
                      "id": str(key), field: key, "images": len(members)})
         y.append(truth[0])
         p.append(preds.p[members].mean(0))

@@ -64,6 +64,7 @@ def per_label(task, y, values, fit, fallback, what, warn):
         known = ~np.isnan(y[:, j])
         value = fit(y[known, j], values[known, j])
         if value is None:
-            warn(f"label {label}: one class only; its {what} stays {fallback}")
+            stays = f"stay {' and '.join(map(str, fallback))}" if isinstance(fallback, tuple) else f"stays {fallback}"
+            warn(f"label {label}: one class only; its {what} {stays}")
         out.append(fallback if value is None else value)
     return out

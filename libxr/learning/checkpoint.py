@@ -48,12 +48,14 @@ _RUN = {"the manifest (sha256)": lambda s: (s.get("config") or {}).get("manifest
         "the classes": lambda s: (s.get("task") or {}).get("names"), "the image size": lambda s: s.get("size"),
         "the channels": lambda s: s.get("in_channels"),
         # the weight average's state is in the checkpoint only when it was trained with one
-        "--ema": lambda s: ((s.get("config") or {}).get("options") or {}).get("ema") or "none"}
+        "--ema": lambda s: ((s.get("config") or {}).get("options") or {}).get("ema") or "none",
+        # a resumed run keeps one calibration: best.pt from before would hold the other
+        "--calibration": lambda s: ((s.get("config") or {}).get("options") or {}).get("calibration") or "temperature"}
 
 
 def differences(state, meta):
     """What checkpoint ``state`` was trained with that the run described by ``meta`` (the same
-    fields, without the weights) is not: manifest, model, classes, input, weight average."""
+    fields, without the weights) is not: manifest, model, classes, input, weight average, calibration."""
     changed = [(name, get(state), get(meta)) for name, get in _RUN.items() if get(state) != get(meta)]
     if any(name == "--model" for name, _, _ in changed):     # another model's options differ anyway
         changed = [c for c in changed if c[0] != "--arch"]

@@ -22,8 +22,12 @@ separate validation perfectly."""
 SHIFTS = (-20.0, 20.0)
 """The shifts Platt scaling searches (logit units: a probability of 1e-9 moved to 1 - 1e-9)."""
 METHODS = ("temperature", "platt")
-FIELDS = ("temperature", "shift")
-"""A scored record's calibration fields: what its scores were calibrated with (none: raw)."""
+RAW = {"temperature": 1.0, "shift": 0.0}
+"""A scored record's calibration fields, each with the value that leaves scores raw (a record
+without the field)."""
+FIELDS = tuple(RAW)
+_VALID = {"temperature": (0.0, "positive number"), "shift": (-float("inf"), "finite number")}
+"""Each field's exclusive lower bound and what the error calls a valid value."""
 
 
 def fit(task, logits, y, method="temperature", warn=lambda message: None):
@@ -143,7 +147,7 @@ def read_field(record, task, name, line, field="temperature"):
     value = record.get(field)
     if value is None:
         return None
-    what = "positive number" if field == "temperature" else "finite number"
+    low, what = _VALID[field]
     if field == "shift" and task.kind == "multiclass":
         raise ManifestError(name, line, "shift on a multiclass task: only binary and multi-label scores are shifted")
     if task.kind == "multilabel":
@@ -154,7 +158,6 @@ def read_field(record, task, name, line, field="temperature"):
     else:
         values = [value]
     for v in values:
-        low = 0 if field == "temperature" else -float("inf")
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not low < v < float("inf"):
             raise ManifestError(name, line, f"{field} {value!r} is not a {what}")
     return np.array(values, np.float64) if task.kind == "multilabel" else float(value)

@@ -113,9 +113,13 @@ def _raw(task, p, rows, name):
             raise ManifestError(name, line, "shift without a temperature: xr-predict writes both")
     if all(t is None for t in temperatures):
         return None
-    width = len(task.names) if task.kind == "multilabel" else ()       # a record without them: raw
-    shifts = None if all(b is None for b in shifts) else [np.zeros(width) if b is None else b for b in shifts]
-    return calibration.uncalibrated(task, p, [np.ones(width) if t is None else t for t in temperatures], shifts)
+    width = len(task.names) if task.kind == "multilabel" else ()
+
+    def filled(values, field):
+        return [np.full(width, calibration.RAW[field]) if v is None else v for v in values]
+
+    shifts = None if all(b is None for b in shifts) else filled(shifts, "shift")
+    return calibration.uncalibrated(task, p, filled(temperatures, "temperature"), shifts)
 
 
 def _one_per_record(p, rows, name):
@@ -216,7 +220,7 @@ def _before_calibration(part, cut):
     records share (None when they differ)."""
     before = metrics(part.task, part.y, part.raw, cut, detail=False)
     out = {f"{k}_raw": before[k] for k in CALIBRATION}
-    for field, none in zip(calibration.FIELDS, (1.0, 0.0)):      # a record without it: raw
+    for field, none in calibration.RAW.items():
         shared = {json.dumps(r.get(field, none), sort_keys=True) for r in part.records}
         if field == "temperature" or any(field in r for r in part.records):
             out[field] = json.loads(shared.pop()) if len(shared) == 1 else None

@@ -1,6 +1,7 @@
 """xr-eval's report as tables — built once as (title, header, rows), then drawn
 with rich on stderr or as Markdown on stdout."""
 
+from libxr.judging.calibration import FIELDS
 from libxr.judging.evaluation import CALIBRATION
 from libxr.judging.metrics import HEADLINE
 
@@ -36,7 +37,7 @@ def tables(report):
         rows.append([key, *[_fmt(sections[n].get(key), sections[n].get("ci", {}).get(key)) for n in names]])
     if any("temperature" in sections[n] for n in names):      # scores calibrated: the raw ones' too
         rows += [[f"{key}_raw", *[_fmt(sections[n].get(f"{key}_raw")) for n in names]] for key in CALIBRATION]
-        for field in ("temperature", "shift"):
+        for field in FIELDS:
             if any(field in sections[n] for n in names):
                 rows.append([field, *[_per_label(sections[n].get(field)) for n in names]])
     out.append((title, ["metric", *names], rows))

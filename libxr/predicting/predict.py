@@ -26,9 +26,8 @@ def predict(records, clf, batch_size=64, tta="none", threshold=None, workers=0, 
     loader = DataLoader(inputs, batch_size=None, sampler=BatchSampler(range(len(records)), batch_size, False),
                         num_workers=workers, pin_memory=clf.device.type == "cuda",
                         collate_fn=_as_is)
-    applied = {} if clf.temperature is None else {"temperature": record_field(clf.task, clf.temperature)}
-    if clf.shift is not None:
-        applied["shift"] = record_field(clf.task, clf.shift)
+    applied = {field: record_field(clf.task, value)           # what the scores were calibrated with
+               for field, value in zip(FIELDS, (clf.temperature, clf.shift)) if value is not None}
     start = 0
     for pixels, _, ok, reasons in loader:
         stop = min(start + batch_size, len(records))

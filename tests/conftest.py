@@ -7,6 +7,14 @@ import shutil
 import subprocess
 import sys
 
+# Each pytest-xdist worker gets its share of the cores for torch's thread pool (and every command it
+# starts, which inherits the variable): two workers each running two OpenMP threads on two cores
+# spend half their time waiting on each other — the learning tests ran at half speed. Set before
+# anything imports torch: OpenMP reads it when torch's library loads.
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    os.environ.setdefault("OMP_NUM_THREADS",
+                          str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
+
 import pytest
 from click.testing import CliRunner
 

@@ -48,6 +48,7 @@ bench: install
 	$(BIN)/python bench/bench_loader.py
 	$(BIN)/python bench/bench_train.py
 	$(BIN)/python bench/bench_predict.py
+	$(BIN)/python bench/bench_gpu.py
 
 lint: install
 	$(PIP_INSTALL) ruff

@@ -17,16 +17,11 @@ import threading
 import time
 
 import torch
-from common import BIN
+from common import shell, synthetic_h5
 
 DRY = os.environ.get("XR_BENCH_GPU") == "cpu"
 COUNT, SIZE, BATCH, EPOCHS, WORKERS = (96, 64, 16, 2, 2) if DRY else (12288, 224, 256, 3, 8)
 DEVICE = "cpu" if DRY else "cuda"
-ENV = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
-
-
-def sh(command, **kw):
-    return subprocess.run(command, shell=True, check=True, env=ENV, **kw)
 
 
 class Busy:
@@ -76,15 +71,13 @@ def main():
         print("no CUDA device here: bench_gpu skipped (XR_BENCH_GPU=cpu checks this script on the CPU)")
         return
     with tempfile.TemporaryDirectory() as tmp:
-        sh(f"xr-synth {tmp}/ds -n {COUNT} --size {SIZE} --splits '' -q")
-        sh(f"xr-index {tmp}/ds -q | xr-split --val 0.1 -q | xr-preprocess -o {tmp}/d.h5 --size {SIZE} -q "
-           f"> {tmp}/m.jsonl")
-        with open(f"{tmp}/m.jsonl") as f:
+        manifest = synthetic_h5(tmp, COUNT, SIZE, val=0.1)
+        with open(manifest) as f:
             train = sum(json.loads(line)["split"] == "train" for line in f)
         run_dir = f"{tmp}/run"
         args = f"--model resnet18 --batch-size {BATCH} --workers {WORKERS} --device {DEVICE} --force -q"
         with Busy(f"{run_dir}/metrics.jsonl") as busy:
-            sh(f"xr-train {tmp}/m.jsonl {args} --epochs {EPOCHS} --run-dir {run_dir}", stdout=subprocess.DEVNULL)
+            shell(f"xr-train {manifest} {args} --epochs {EPOCHS} --run-dir {run_dir}", stdout=subprocess.DEVNULL)
         with open(f"{run_dir}/metrics.jsonl") as f:
             rows = [json.loads(line) for line in f]
         seconds = min(r["train_seconds"] for r in rows[1:])
@@ -98,10 +91,9 @@ def main():
             print(f"GPU busy during epoch 2's training steps: {mean:.0f} % mean of {n} samples (target > 90 %)")
         gpus = 1 if DRY else torch.cuda.device_count()
         start = time.perf_counter()
-        result = subprocess.run(f"torchrun --standalone --nproc_per_node={min(gpus, 2)} --no-python xr-train "
-                                f"{tmp}/m.jsonl {args} --epochs 1 --max-steps 20 --run-dir {tmp}/ddp",
-                                shell=True, env={**ENV, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
-                                check=False)
+        result = shell(f"OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node={min(gpus, 2)} --no-python "
+                       f"xr-train {manifest} {args} --epochs 1 --max-steps 20 --run-dir {tmp}/ddp",
+                       capture_output=True, text=True, check=False)
         how = ("NCCL, 2 processes" if gpus > 1 else
                "1 process: WORLD_SIZE 1 forms no process group, so NCCL is not exercised")
         status = "finished" if result.returncode == 0 else f"FAILED (exit {result.returncode}): {result.stderr[-300:]}"

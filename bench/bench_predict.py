@@ -12,12 +12,11 @@ included).
 import copy
 import json
 import os
-import subprocess
 import tempfile
 import time
 
 import torch
-from common import BIN, run
+from common import run, synthetic_h5
 
 SIZE, BATCH, COUNT, REPEATS = 128, 64, 2000, 3
 
@@ -39,11 +38,7 @@ def main():
     from libxr.records.manifest import read_records
 
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-        run(["xr-synth", os.path.join(tmp, "ds"), "-n", str(COUNT), "--size", str(SIZE), "--splits", "", "-q"])
-        manifest = os.path.join(tmp, "m.jsonl")
-        subprocess.run(f"xr-index {tmp}/ds -q | xr-split --val 0.2 -q | xr-preprocess -o {tmp}/d.h5 --size {SIZE} -q > {manifest}",
-                       shell=True, check=True, env=env)
+        manifest = synthetic_h5(tmp, COUNT, SIZE)
         run(["xr-train", manifest, "--model", "vgg5", "--epochs", "1", "--max-steps", "2", "--run-dir",
              os.path.join(tmp, "run"), "-q"])
         ckpt = os.path.join(tmp, "run", "best.pt")

@@ -11,13 +11,12 @@ losses move when it too runs channels_last (float noise, not another result).
 
 import json
 import os
-import subprocess
 import tempfile
 import time
 
 import numpy as np
 import torch
-from common import BIN, run
+from common import run, synthetic_h5
 
 MODELS, SIZE, BATCH, EPOCHS, COUNT = ("vgg5", "resnet18"), 128, 32, 2, 640
 
@@ -48,10 +47,7 @@ def bare_epochs(model_name, x, y, seed, memory_format=torch.contiguous_format):
 
 def main():
     with tempfile.TemporaryDirectory() as tmp:
-        run(["xr-synth", os.path.join(tmp, "ds"), "-n", str(COUNT), "--size", str(SIZE), "--splits", "", "-q"])
-        manifest = os.path.join(tmp, "m.jsonl")
-        subprocess.run(f"xr-index {tmp}/ds -q | xr-split --val 0.2 -q | xr-preprocess -o {tmp}/d.h5 --size {SIZE} -q > {manifest}",
-                       shell=True, check=True, env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"})
+        manifest = synthetic_h5(tmp, COUNT, SIZE)
         with open(manifest) as f:
             train = [r for r in map(json.loads, f) if r["split"] == "train"]
         import h5py

@@ -12,7 +12,6 @@ import errno
 import functools
 import os
 import re
-import socket
 import sys
 import tempfile
 
@@ -61,7 +60,7 @@ def temporary_beside(path):
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise XRError(f"{path}: the folder {directory} does not exist")
-    prefix = f".{os.path.basename(path)}.{re.sub(r'[^A-Za-z0-9-]', '-', socket.gethostname())}."
+    prefix = f".{os.path.basename(path)}.{re.sub(r'[^A-Za-z0-9-]', '-', os.uname().nodename)}."
     _remove_stale(directory, prefix)
     return tempfile.mkstemp(dir=directory, prefix=f"{prefix}{os.getpid()}.", suffix=".part")
 

@@ -30,8 +30,13 @@ def atomic_output(path, mode="w"):
     never takes a half-written output for up to date. ``-`` yields stdout.
     """
     if path in (None, "-"):
-        yield sys.stdout.buffer if "b" in mode else sys.stdout
-        sys.stdout.flush()
+        try:
+            yield sys.stdout.buffer if "b" in mode else sys.stdout
+            sys.stdout.flush()
+        except OSError as exc:
+            if exc.errno in _FULL and exc.filename is None:
+                exc.filename = "<stdout>"
+            raise
         return
     fd, tmp = temporary_beside(path)
     try:
@@ -43,8 +48,8 @@ def atomic_output(path, mode="w"):
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        if isinstance(exc, OSError) and exc.errno in _FULL and exc.filename is None:
-            exc.filename = path     # "[Errno 28] No space left on device" alone names no file
+        if isinstance(exc, OSError) and (exc.errno in _FULL and exc.filename is None or exc.filename == tmp):
+            exc.filename = path     # "[Errno 28] No space left on device" alone, or a hidden name, says nothing
         raise
 
 

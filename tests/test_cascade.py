@@ -137,6 +137,12 @@ def test_derive_stage_manifests(cli, tmp_path):
                  id="merge-of-absent-class"),
     pytest.param(["derive", "M", "--merge", "x=NORMAL,PNEUMONIA", "--out-dir", "D"], 1, "one class only",
                  id="merge-leaving-one-class"),
+    pytest.param(["derive", "M", "--merge", "stage1=NORMAL,PNEUMONIA", "--out-dir", "D"], 2,
+                 "'stage1' names the stage's file stage1.jsonl", id="merge-named-stage1"),
+    pytest.param(["derive", "M", "--merge", "../x=NORMAL,PNEUMONIA", "--out-dir", "D"], 2, "without /",
+                 id="merge-name-leaving-the-folder"),
+    pytest.param(["derive", "M", "--merge", "x=A,B", "--merge", "x=C,D", "--out-dir", "D"], 2, "given twice",
+                 id="merge-name-twice"),
 ])
 def test_bad_inputs(cli, tmp_path, args, code, message):
     rows = [("r1", "NORMAL", [0.6, 0.4], "NORMAL"), ("r2", "PNEUMONIA", [0.3, 0.7], "PNEUMONIA")]

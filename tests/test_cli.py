@@ -71,6 +71,35 @@ def test_dash_and_nothing_read_stdin(cli):
     assert a.stdout == b.stdout and len(a.records) == 20
 
 
+def test_a_manifest_with_a_byte_order_mark_reads(cli):
+    text = "\ufeff" + "".join(json.dumps({"id": f"r{i}", "label": "ab"[i % 2]}) + "\n" for i in range(20))
+    result = cli(main_of("split"), "--val", "0.3", input=text.encode("utf-8"))
+    assert result.exit_code == 0 and result.records[0]["id"] == "r0" and len(result.records) == 20
+
+
+def test_a_full_stdout_is_named(tmp_path, synth):
+    needs_commands()
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    result = sh(f"xr-index {synth('chexpert', count=200)} > /dev/full")
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1] == "xr-index: error: <stdout>: No space left on device"
+
+
+def test_an_output_that_cannot_be_renamed_into_place_is_named_by_its_path(cli, tmp_path, monkeypatch):
+    import libxr.atomic
+
+    def refused(src, dst):
+        raise PermissionError(1, "Operation not permitted", src)
+
+    monkeypatch.setattr(libxr.atomic.os, "replace", refused)
+    out = tmp_path / "out.jsonl"
+    text = "".join(json.dumps({"id": f"r{i}", "label": "ab"[i % 2]}) + "\n" for i in range(20))
+    result = cli(main_of("split"), "--val", "0.3", "-o", out, input=text)
+    assert result.exit_code == 1 and result.stderr.strip() == f"xr-split: error: {out}: Operation not permitted"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_failed_command_leaves_no_output_file(cli, tmp_path):
     out = tmp_path / "out.jsonl"
     bad = tmp_path / "bad.jsonl"

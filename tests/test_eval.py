@@ -354,3 +354,22 @@ def test_unreadable_records_are_left_out_and_counted(cli, tmp_path):
     recs[3] = {"id": "bad", "label": "NORMAL", "split": "test", "error": "x.png: truncated"}
     report, err = evaluate(cli, tmp_path, recs)
     assert report["records"] == 19 and "1 records have an `error`" in err
+
+
+def test_multilabel_truth_and_scores_that_do_not_meet_are_named(cli, tmp_path):
+    recs = [{"id": str(i), "split": "test", "labels": {"A": i % 2, "Z": (i // 2) % 2},
+             "scores": {"A": 0.2 + 0.6 * (i % 2), "B": 0.5}} for i in range(20)]
+    report, stderr = evaluate(cli, tmp_path, recs)
+    assert list(report["sections"]["test"]["per_label"]) == ["A"]
+    assert f"{tmp_path / 'p.jsonl'}:1: labels with truth but no scores, not evaluated: Z" in stderr
+    assert "no record states B (scored, but without truth): left out of the metrics" in stderr
+
+
+def test_a_record_in_two_files_is_an_error(cli, tmp_path):
+    recs = binary_records(10)
+    a = write_jsonl(tmp_path / "a.jsonl", recs[:6])
+    b = write_jsonl(tmp_path / "b.jsonl", recs[5:])
+    result = cli(main, a, b)
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.strip() == f"xr-eval: error: {b}: record id 'r5' is in an earlier file too: " \
+                                    "each record is scored once"

@@ -144,3 +144,14 @@ def test_an_image_file_and_an_unreadable_one(cli, trained, tmp_path):
     assert result.exit_code == 0, result.stderr
     assert [p.split("/")[-1] for p in result.stdout.split()] == ["cam-film.png", "index.html"]
     assert "1 images could not be shown" in result.stderr and "broken.png" in result.stderr
+
+
+def test_a_missing_image_argument_or_nothing_shown_is_an_error(cli, trained, tmp_path):
+    missing = cli(main, "-m", trained["ckpt"], tmp_path / "nonexist.png", "--out-dir", tmp_path / "o")
+    assert missing.exit_code == 1 and missing.stdout == ""
+    assert missing.stderr.strip() == f"xr-featmap: error: {tmp_path / 'nonexist.png'}: no such image file"
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not a png")
+    result = cli(main, "-m", trained["ckpt"], bad, "--out-dir", tmp_path / "o")    # maps and Grad-CAM
+    assert result.exit_code == 1 and result.stdout == "" and not (tmp_path / "o" / "index.html").exists()
+    assert "1 images could not be shown" in result.stderr and "no image could be shown (broken.png" in result.stderr

@@ -78,7 +78,9 @@ def test_patient_regex(cli, synth):
     result = cli(main, synth("folders"), "--patient-regex", r"person(\d+)_")
     assert all(r["patient"].isdigit() for r in result.records)
     partial = cli(main, synth("folders"), "--patient-regex", r"person(\d*1)_")
-    assert "do not match --patient-regex" in partial.stderr
+    assert partial.exit_code == 0 and "do not match --patient-regex" in partial.stderr
+    strict = cli(main, synth("folders"), "--patient-regex", r"person(\d*1)_", "--strict")
+    assert strict.exit_code == 1 and "file names do not match --patient-regex" in strict.stderr.splitlines()[-1]
 
 
 def test_bad_patient_regex_is_a_usage_error(cli, synth):

@@ -139,3 +139,66 @@ def test_a_utf16_table_is_text(cli, tmp_path):
     (tmp_path / "t.csv").write_text("path,label\na.png,x\n", encoding="utf-16")
     result = cli(main, tmp_path / "t.csv", "--encoding", "utf-16", "--layout", "csv")
     assert result.exit_code == 0 and result.records[0]["label"] == "x"
+
+
+@pytest.mark.parametrize("text, message", [
+    pytest.param('path,label\nimg/a.png,"x\nimg/b.png,x\nimg/c.png,y"\nimg/d.png,x\n',
+                 "t.csv:2: the 'label' cell runs over lines 2-4: a quote left open?", id="open-quote-in-label"),
+    pytest.param('path,label\n"img/a.png\nimg/b.png",x\n', "t.csv:2: the 'path' cell runs over lines 2-3: a quote left open?",
+                 id="open-quote-in-path"),
+    pytest.param("path,label,patient\nimg/a.png,x,P1\nimg/b.png,Viral, Pneumonia,P2\n",
+                 "t.csv:3: 4 cells, the header has 3 (a delimiter inside a cell needs quotes)", id="cell-too-many"),
+])
+def test_rows_that_swallow_or_spill_cells_are_errors_at_their_first_line(cli, tmp_path, text, message):
+    (tmp_path / "t.csv").write_text(text)
+    result = cli(main, tmp_path / "t.csv")
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.strip().splitlines()[-1] == f"xr-index: error: {tmp_path / message}"
+
+
+def test_a_line_break_in_a_kept_column_is_counted_and_lines_are_where_rows_start(cli, tmp_path):
+    for name in "abc":
+        image(tmp_path / "img" / f"{name}.png")
+    table = tmp_path / "t.csv"
+    table.write_text('path,label,note\nimg/a.png,x,"two\nlines"\nimg/b.png,y,\nimg/c.png,x,,,\n')
+    result = cli(main, table)
+    assert result.exit_code == 0
+    assert [(r["id"], r["source"]["line"], r["source"]["note"]) for r in result.records] == [
+        ("img/a.png", 2, "two\nlines"), ("img/b.png", 4, ""), ("img/c.png", 5, "")]   # blank extra cells are fine
+    assert (f"1 × cell with a line break, kept under source (a quote left open?) (first {table}:2: 'note')"
+            in result.stderr)
+    assert cli(main, table, "--strict").exit_code == 1
+
+
+def test_paths_spelt_two_ways_give_one_id(cli, tmp_path):
+    image(tmp_path / "img" / "a.png")
+    (tmp_path / "t.csv").write_text("path,label\nimg//a.png,x\n./img/../img/a.png,x\n")
+    result = cli(main, tmp_path / "t.csv")
+    assert [(r["id"], r["path"]) for r in result.records] == [("img/a.png", f"{tmp_path}/img/a.png")] * 2
+
+
+def test_a_blank_nih_findings_cell_is_no_label_not_fifteen_negatives(cli, tmp_path):
+    table = tmp_path / "Data_Entry_2017_v2020.csv"
+    table.write_text("Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position\n"
+                     "a.png,No Finding,0,1,50,M,PA\nb.png,,0,2,50,F,PA\n")
+    for name in "ab":
+        image(tmp_path / "images" / f"{name}.png")
+    result = cli(main, tmp_path)
+    assert result.exit_code == 0 and [r["labels"] for r in result.records][1] == {}
+    assert result.records[0]["labels"]["No Finding"] == 1
+    assert f"1 × record with no label (first {table}:3)" in result.stderr
+    assert cli(main, tmp_path, "--strict").exit_code == 1
+
+
+def test_a_symlink_loop_among_class_folders_is_not_fatal(cli, tmp_path):
+    image(tmp_path / "A" / "a.png")
+    image(tmp_path / "B" / "b.png")
+    os.symlink("l2.csv", tmp_path / "A" / "l1.csv")
+    os.symlink("l1.csv", tmp_path / "A" / "l2.csv")
+    result = cli(main, tmp_path)
+    assert result.exit_code == 0 and [r["id"] for r in result.records] == ["A/a.png", "B/b.png"]
+
+
+def test_stdin_is_refused_with_what_to_do(cli):
+    result = cli(main, "-", input="path,label\na.png,x\n")
+    assert result.exit_code == 2 and "xr-index reads a folder or a table file, not stdin" in result.stderr

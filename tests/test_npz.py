@@ -119,6 +119,12 @@ def test_without_extract_it_is_a_usage_error_saying_what_to_pass(cli, tmp_path):
                  "train_labels is float64 (2, 1): expected integers", id="float-labels"),
     pytest.param({"train_images": np.zeros((2, 4, 4), np.uint8), "train_labels": np.array([[0, 1], [2, 0]])},
                  "train_labels[1]: label value 2 is not 1, 0 or -1", id="multilabel-value-2"),
+    pytest.param({"train_images": np.zeros((2, 4, 4), np.uint8), "train_labels": np.zeros((2, 1), np.uint8),
+                  "val_images": np.zeros((2, 4, 4), np.uint8), "val_labels": np.zeros((1, 1), np.uint8)},
+                 "val_images has 2 images, the labels 1", id="a-later-split-differs"),
+    pytest.param({"train_images": np.zeros((2, 4, 4), np.uint8), "train_labels": np.zeros((2, 1), np.uint8),
+                  "test_images": np.zeros((1, 4, 4), np.uint8), "test_labels": np.array([[-1]])},
+                 "test_labels[0]: class -1 is not one of 0..0", id="a-later-split-bad-label"),
 ])
 def test_arrays_that_are_not_medmnist_are_one_line_errors(cli, tmp_path, arrays, message):
     np.savez(tmp_path / "data.npz", **arrays)
@@ -126,6 +132,7 @@ def test_arrays_that_are_not_medmnist_are_one_line_errors(cli, tmp_path, arrays,
     assert result.exit_code == 1 and result.stdout == ""
     assert result.stderr.strip().splitlines()[-1].startswith(f"xr-index: error: {tmp_path / 'data.npz'}")
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "png").exists()          # checked before any image is extracted
 
 
 def test_a_corrupt_member_is_a_one_line_error(cli, tmp_path):

@@ -510,3 +510,21 @@ def test_kill_9_takes_the_workers_along_and_the_next_run_removes_what_it_left(sy
     rerun = sh(f"xr-preprocess {manifest} -o {out / 'x.h5'} --size 32 -q > {out / 'r.jsonl'}")
     assert rerun.exit_code == 0 and len((out / "r.jsonl").read_text().splitlines()) == 600
     assert sorted(p.name for p in out.iterdir()) == [live, "r.jsonl", "x.h5"]
+
+
+def test_records_that_cannot_be_written_leave_no_new_hdf5_file(manifest, tmp_path):
+    """--manifest FILE: the records reach their temporary file before the HDF5 file is renamed into
+    place, so a full disk writing them leaves neither (not a new file whose records are lost)."""
+    import errno
+    import io
+
+    from libxr.pixels.preprocess import PreprocessOptions, preprocess
+
+    class Full(io.StringIO):
+        def write(self, text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    h5 = tmp_path / "x.h5"
+    with open(manifest, "rb") as stream, pytest.raises(OSError, match="No space"):
+        preprocess(stream, str(manifest), str(h5), PreprocessOptions(size=16), Full(), records_first=True)
+    assert not h5.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["m.jsonl"]

@@ -117,6 +117,35 @@ def test_out_dir_removes_split_files_of_an_earlier_run(cli, tmp_path):
     assert sorted(ids) == sorted(r["id"] for r in records())
 
 
+def test_a_failed_out_dir_write_leaves_the_earlier_split_files_whole(cli, tmp_path, monkeypatch):
+    """A full disk on one split file must not leave the others of the new run beside the old ones:
+    their records would be in two splits."""
+    import contextlib
+    import errno
+
+    import xrtools.split
+
+    path = write_jsonl(tmp_path / "m.jsonl", records())
+    out = tmp_path / "out"
+    assert cli(main, path, "--val", "0.2", "--test", "0.2", "--seed", "1", "--out-dir", out).exit_code == 0
+    before = {p.name: p.read_text() for p in out.iterdir()}
+    real = xrtools.split.atomic_output
+
+    @contextlib.contextmanager
+    def full_on_train(target, mode="w"):
+        with real(target, mode) as stream:
+            if str(target).endswith("train.jsonl"):
+                def flush():
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                stream.flush = flush
+            yield stream
+
+    monkeypatch.setattr(xrtools.split, "atomic_output", full_on_train)
+    result = cli(main, path, "--val", "0.2", "--test", "0.2", "--seed", "2", "--out-dir", out)
+    assert result.exit_code == 1 and "No space left on device" in result.stderr
+    assert {p.name: p.read_text() for p in out.iterdir()} == before
+
+
 def test_check_finds_leaking_patients(cli, tmp_path):
     recs = [{"id": "1", "patient": "p1", "split": "train"}, {"id": "2", "patient": "p1", "split": "test"},
             {"id": "3", "patient": "p2", "split": "train"}]
@@ -150,7 +179,11 @@ def test_bad_arguments(cli, tmp_path, args, code, message):
 
 
 @pytest.mark.parametrize("lines, message", [
-    pytest.param(['{"id": "a"}', '{"id": "a"}'], "id 'a' occurs more than once", id="duplicate-id"),
+    pytest.param(['{"id": "a"}', '{"id": "a"}'], "m.jsonl:2: id 'a' again (first on line 1)", id="duplicate-id"),
+    pytest.param(['{"id": "a", "patient": "1"}', '{"id": "b", "patient": 1}'],
+                 "m.jsonl:2: patient 1 is not an id (a non-empty string)", id="number-patient"),
+    pytest.param(['{"id": "a", "patient": ""}'], 'm.jsonl:1: patient "" is not an id', id="empty-patient"),
+    pytest.param(['{"id": "a", "study": ["s"]}'], 'm.jsonl:1: study ["s"] is not an id', id="list-study"),
     pytest.param(['{"id": "a"}', '[1, 2]'], ":2: expected a JSON object, got list", id="list-not-object"),
     pytest.param(['{"path": "x.png"}'], ":1: record has no 'id' string", id="no-id"),
     pytest.param([], "m.jsonl: no records to split (the manifest is empty)", id="empty"),

@@ -101,6 +101,12 @@ def test_refuses_a_non_empty_folder_and_leaves_nothing_behind(cli, tmp_path):
     pytest.param(["--splits", "train=0.5,holdout=0.5"], "NAME is train, val or test",
                  id="unknown-split-name"),
     pytest.param(["--size", "8"], "--size", id="size-too-small"),
+    pytest.param(["--classes", "../../ESCAPED,c"], "'../../ESCAPED' cannot name a class folder",
+                 id="class-leaving-the-folder"),
+    pytest.param(["--classes", ".hidden,c"], "cannot name a class folder", id="hidden-class"),
+    pytest.param(["--classes", "A,A"], "--classes: 'A' is given twice", id="class-twice"),
+    pytest.param(["--splits", "train=0.5,test=0.7"], "the fractions sum to 1.2, not 1", id="splits-over-1"),
+    pytest.param(["--splits", "train=0.5,val=0.2,val=0.3"], "--splits: 'val' is given twice", id="split-twice"),
 ])
 def test_bad_options(cli, tmp_path, args, message):
     result = cli(main, tmp_path / "ds", *args)

@@ -280,6 +280,35 @@ def test_resume_refuses_a_malicious_checkpoint(cli, manifests, tmp_path):
     assert not _Boom.marker.exists()
 
 
+def test_resume_of_a_run_that_saved_no_epoch_starts_it_afresh(cli, manifests, tmp_path):
+    """The first epoch failed (a full disk): config and metrics written, no checkpoint. --resume
+    must not be refused with advice to use --resume."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    (run / "metrics.jsonl").write_text('{"epoch": 1}\n')
+    result, rows = train_run(cli, manifests[0], run, "--epochs", 1, "--resume", "-q")
+    assert result.exit_code == 0, result.stderr
+    assert f"--resume: {run} has no finished epoch to resume; starting it afresh" in result.stderr
+    assert [r["epoch"] for r in rows] == [1] and "val_auc" in rows[0]
+    (run / "last.pt").unlink()
+    again, _ = train_run(cli, manifests[0], run, "--epochs", 1, "--resume")
+    assert again.exit_code == 2 and "has best.pt but no last.pt to continue from; --force starts it over" in again.stderr
+
+
+def test_records_with_an_error_are_left_out_and_said(cli, manifests, tmp_path):
+    records = [json.loads(line) for line in manifests[0].read_text().splitlines()]
+    bad = next(i for i, r in enumerate(records) if r["split"] == "train")
+    records[bad] = {k: v for k, v in records[bad].items() if k not in ("h5", "row")} | {"error": "missing"}
+    manifest = write_jsonl(tmp_path / "m.jsonl", records)
+    result, _ = train_run(cli, manifest, tmp_path / "run", "--epochs", 1, "-q")
+    assert result.exit_code == 0, result.stderr
+    assert (f"1 train/val records with an `error` are left out (first {manifest}:{bad + 1}: missing)"
+            in result.stderr)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["train_records"] == sum(r["split"] == "train" for r in records) - 1
+
+
 def test_resume_needs_a_run_dir(cli, manifests):
     result = cli(main, manifests[0], "--resume")
     assert result.exit_code == 2 and "--run-dir" in result.stderr

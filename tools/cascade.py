@@ -66,6 +66,10 @@ def derive_cmd(manifest, merges, out_dir, quiet, verbose):
     """The training manifests of a cascade's stages from one multiclass manifest."""
     from libxr.combining.cascade import derive
 
+    names = [new for new, _ in merges]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UsageError(f"--merge {twice[0]}=... is given twice: merge its classes in one option")
     stream, name = open_input(manifest)
     with stream:
         stages = derive(read_records(stream, name), {new: list(old) for new, old in merges})

@@ -80,14 +80,17 @@ def main(inputs, checkpoint, out_dir, maps, cam, sheet, count, sheet_size, layer
     if sheet:
         sections.append(("Predictions", featmap.sheets(records, out_dir, count=sheet_size, errors=errors, by=by,
                                                        skip=skipped.append, max_pixels=max_pixels)))
+    skipped = list(dict.fromkeys(skipped))      # an image maps and Grad-CAM both skip is one image
+    if skipped:
+        report.warn(f"{len(skipped)} images could not be shown; the first: {skipped[0]}")
+        if not any(pngs for _, pngs in sections):
+            raise XRError(f"no image could be shown ({skipped[0]})")
     page = os.path.join(out_dir, "index.html")
     write_page(page, f"xr-featmap: {checkpoint or ', '.join(inputs or ['<stdin>'])}", sections)
     for _, pngs in sections:
         for png in pngs:
             print(png)
     print(page)
-    if skipped:
-        report.warn(f"{len(skipped)} images could not be shown; the first: {skipped[0]}")
     report.info(f"wrote {sum(len(p) for _, p in sections)} PNGs and {page}")
 
 
@@ -97,6 +100,8 @@ def _records(inputs):
     records = []
     for path in inputs:
         if path != "-" and is_image_name(path):
+            if not os.path.isfile(path):
+                raise XRError(f"{path}: no such image file")
             records.append({"id": os.path.basename(path), "path": path})
             continue
         stream, name = open_input(path)

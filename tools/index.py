@@ -6,7 +6,7 @@ from xrtools.console import report
 from xrtools.params import CommaList, Condition, Delimiter, KeyValue, max_pixels_option
 
 from libxr.atomic import atomic_output
-from libxr.errors import XRError
+from libxr.errors import UsageError, XRError
 from libxr.index import LAYOUTS, IndexOptions, index, nothing_indexed, problem_lines, problems
 from libxr.index.chexpert import UNCERTAIN_POLICIES
 from libxr.index.paths import Tally
@@ -26,7 +26,7 @@ xr-index metadata.csv --where modality=X-ray --map COVID-19=covid --map '*=other
 xr-index /mnt/train.csv --strip-prefix /data/CheXpert/ --root CheXpert-v1.0  # absolute paths rebased
 xr-index chestmnist_224.npz --extract chestmnist/ > chest.jsonl   # MedMNIST arrays as PNG files
 """)
-@click.argument("source", type=click.Path(exists=True))
+@click.argument("source", type=click.Path(exists=True, allow_dash=True))
 @click.option("--layout", type=click.Choice(LAYOUTS), help="Force a layout instead of detecting it.")
 @click.option("--root", type=click.Path(file_okay=False),
               help="Folder the table's image paths are relative to (default: found from the table).")
@@ -91,6 +91,9 @@ def main(source, layout, check, max_pixels, sha256, workers, strict, summary, ou
     nih (Data_Entry_2017*.csv), csv (any table; name its columns), npz
     (MedMNIST arrays, with --extract).
     """
+    if source == "-":
+        raise UsageError("xr-index reads a folder or a table file, not stdin: it reads a table twice and finds "
+                         "its images from the table's folder (save it first: xr-index labels.csv)")
     tally = Tally()
     counts = LabelCounts()
     opts = IndexOptions(**options)

@@ -66,7 +66,7 @@ def main(manifests, h5, size, fit, channels, max_pixels, compression, exact_resi
     stream, name = open_input(manifests[0] if manifests else "-")
     started = time.perf_counter()
     with stream, atomic_output(records_out) as out, report.bar("decoding", unit="images") as tick:
-        outcome = preprocess(stream, name, h5, opts, out, tick)
+        outcome = preprocess(stream, name, h5, opts, out, tick, records_first=records_out != "-")
     seconds = time.perf_counter() - started
     for image_id, path, reason in outcome.failed[:20]:
         report.warn(f"skipped {path} ({image_id}): {reason}")

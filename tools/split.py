@@ -75,8 +75,9 @@ def _write_out_dir(out_dir, pool, splits):
     with contextlib.ExitStack() as stack:
         for split in sorted(names, key=str):
             lines = [line for line, s in zip(pool.lines, splits) if s == split]
-            write_split(lines, [split] * len(lines), stack.enter_context(
-                atomic_output(os.path.join(out_dir, names[split]))))
+            out = stack.enter_context(atomic_output(os.path.join(out_dir, names[split])))
+            write_split(lines, [split] * len(lines), out)
+            out.flush()     # a full disk fails here, before any file is renamed: no mix of two runs' splits
         for stale in sorted({f"{s}.jsonl" for s in (*SPLITS, "unsplit")} - set(names.values())):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(out_dir, stale))

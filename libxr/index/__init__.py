@@ -136,7 +136,12 @@ def _refuse_tables_among_classes(root):
 
 
 def _is_table(entry):
-    return entry.is_file() and entry.name.lower().endswith(TABLE_EXTENSIONS)
+    if not entry.name.lower().endswith(TABLE_EXTENSIONS):
+        return False
+    try:
+        return entry.is_file()
+    except OSError:          # a symlink loop: no table (the folders reader counts what it is)
+        return False
 
 
 def refuse_binary(path, encoding="utf-8"):
@@ -242,6 +247,8 @@ def problems(tally):
         found.append(f"{tally.missing:,} listed images do not exist")
     if tally.unreadable:
         found.append(f"{len(tally.unreadable):,} images are unreadable")
+    if tally.no_patient:
+        found.append(f"{tally.no_patient:,} file names do not match --patient-regex")
     return found
 
 

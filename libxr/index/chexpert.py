@@ -102,7 +102,8 @@ def _read_table(path, opts, tally):
     # Optional columns that are absent read the path cell and are blanked.
     extra = [columns.find(header, (n,)) for n in _EXTRAS]
     _took(path, header, observations, tally)
-    label_like = columns.LabelLike(header, {i_path, *extra, *(i for _, i in observations)})
+    table.used = {i_path, *extra, *(i for _, i in observations)}
+    label_like = columns.LabelLike(header, table.used)
     extras_of = operator.itemgetter(*[i_path if i is None else i for i in extra])
     absent = [k for k, i in enumerate(extra) if i is None]
     cells_of = operator.itemgetter(*[i for _, i in observations])

@@ -70,6 +70,7 @@ def read(source, opts, tally):
     resolve = TablePaths(path, opts.root, opts.strip_prefix, tally)
     used = {i_path, i_label, i_sex, i_age, i_split, *(i for _, i in multi), *(i for _, i in fields)}
     unused = [(h, i) for i, h in enumerate(header) if h and i not in used]
+    table.used = used
     source_name = os.path.basename(path)
     _took(path, header, [("path", i_path), ("label", i_label), *fields, ("sex", i_sex), ("age", i_age),
                          ("split", i_split)], multi, tally)

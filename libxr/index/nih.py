@@ -87,6 +87,7 @@ def read(root, opts, tally):
     header = table.header
     used = {i_image, i_findings, i_patient, i_view, i_age, i_sex}
     unused = [(h, i) for i, h in enumerate(header) if h and i not in used]
+    table.used = used
     source_name = os.path.basename(path)
     tally.notes.append(f"{path}: {len(names)} labels from column {header[i_findings]!r}: {', '.join(names)}")
     known = {columns.canon(n) for n in KNOWN}
@@ -101,7 +102,8 @@ def read(root, opts, tally):
         findings = {f.strip() for f in row[i_findings].split("|") if f.strip()}
         if not findings.issubset(_NAMES):
             findings = _official(findings, path, lineno)
-        labels = {n: int(n in findings) for n in names}
+        # A blank cell says nothing (not "no finding" either): no labels, counted as a record with none.
+        labels = {n: int(n in findings) for n in names} if findings else {}
         rec = {"id": image, "path": os.path.join(locate.get(image, dirs[0]), image), "labels": labels,
                "patient": row[i_patient].strip(), "view": row[i_view].strip()}
         columns.demographics(rec, "" if i_sex is None else row[i_sex], "" if i_age is None else row[i_age],

@@ -2,6 +2,7 @@
 
 import collections
 import os
+import posixpath
 import re
 
 from libxr.errors import UsageError
@@ -45,8 +46,9 @@ class TablePaths:
         value = value.strip()
         if "\\" in value:
             value = value.replace("\\", "/")
-        while value.startswith("./"):
-            value = value[2:]
+        if "//" in value or "./" in value:
+            # one id per file: images//a.png and x/../images/a.png are images/a.png (a folder keeps its /)
+            value = posixpath.normpath(value) + ("/" if value.endswith("/") else "")
         if self.strip is not None:
             if value.startswith(self.strip):
                 value = value[len(self.strip):].lstrip("/")

@@ -31,6 +31,8 @@ class Table:
         self.path = path
         self.encoding = _encoding(path, encoding)
         self.keep = None  # a row filter (--where): row -> bool
+        self.used = None  # the columns the reader makes fields of: a line break elsewhere is only counted
+        self.tally = None
         self.delimiter = delimiter or self._sniff_delimiter()
         self.has_header = header
         self.header = names or []
@@ -93,20 +95,48 @@ class Table:
         raise XRError(f"{self.path}: no column {name!r}{hint}; columns are {shown}")
 
     def rows(self, skip_header=True):
-        """Yield (line number, list of cells); blank lines and rows ``keep`` refuses are skipped."""
-        keep = self.keep
+        """Yield (line the row starts on, list of cells); blank lines and rows ``keep`` refuses are skipped.
+
+        A row with more cells than the header (an unquoted comma in a label) is an error, as one with
+        too few is for the readers; so is a row running over several lines (a quote left open swallows
+        the rows after it) where a cell xr reads holds the line break, while one in a column
+        xr keeps only under ``source`` is counted in ``tally``.
+        """
+        keep, width = self.keep, len(self.header) if self.has_header and skip_header else None
         with self._open() as f:
             reader = csv.reader(f, delimiter=self.delimiter)
             try:
                 if skip_header and self.has_header:
                     next(reader, None)
+                end = reader.line_num
                 for row in reader:
-                    if row and (keep is None or keep(row)):
-                        yield reader.line_num, row
+                    start, end = end + 1, reader.line_num
+                    if not row:
+                        continue
+                    if width is not None and len(row) > width and any(c.strip() for c in row[width:]):
+                        raise ManifestError(self.path, start, f"{len(row)} cells, the header has {width} "
+                                            "(a delimiter inside a cell needs quotes)")
+                    if end > start and skip_header:
+                        self._broken(start, end, row)
+                    if keep is None or keep(row):
+                        yield start, row
             except UnicodeDecodeError as exc:
                 raise _row_error(self, self._bad_line(), exc) from None
             except csv.Error as exc:
                 raise _row_error(self, reader.line_num, exc) from None
+
+    def _broken(self, start, end, row):
+        """A row over lines ``start``..``end``: an error if a cell the reader uses (``used``) holds
+        the line break, else counted in ``tally``."""
+        broken = [i for i, cell in enumerate(row) if "\n" in cell or "\r" in cell]
+        if not broken:
+            return
+        name = self.header[broken[0]] if broken and broken[0] < len(self.header) else f"column {broken[0] + 1}"
+        why = f"the {name!r} cell runs over lines {start}-{end}: a quote left open?"
+        if self.used is None or self.tally is None or any(i in self.used for i in broken):
+            raise ManifestError(self.path, start, why)
+        self.tally.problem("cell with a line break, kept under source (a quote left open?)",
+                           f"{self.path}:{start}", name)
 
     def too_short(self, lineno, row):
         """The error for a row with fewer cells than the columns a reader needs."""
@@ -118,6 +148,7 @@ def open_table(path, opts, tally, header=True):
     rows ``--where`` selects (the others counted in ``tally``)."""
     table = Table(path, encoding=opts.encoding, delimiter=opts.delimiter, header=header)
     table.keep = Where(opts.where, tally).bind(table)
+    table.tally = tally
     return table
 
 

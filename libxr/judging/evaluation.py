@@ -44,6 +44,10 @@ class Predictions:
         if other.task != self.task:
             raise XRError(f"{source}: scores for {', '.join(other.task.names)}, the files before had "
                           f"{', '.join(self.task.names)}")
+        seen = {r["id"] for r in self.records}
+        again = next((r["id"] for r in other.records if r["id"] in seen), None)
+        if again is not None:
+            raise XRError(f"{source}: record id {again!r} is in an earlier file too: each record is scored once")
         raw = None if self.raw is None and other.raw is None else np.concatenate([
             a.p if a.raw is None else a.raw for a in (self, other)])
         return Predictions(self.task, np.concatenate([self.y, other.y]), np.concatenate([self.p, other.p]),
@@ -77,10 +81,10 @@ def read_predictions(numbered, name, positive=None, warn=print):
         warn(f"{skipped} records have an `error` (unreadable images) and are left out")
     if task is None:
         raise XRError(f"{name}: no scored records")
-    return _arrays(task, rows, name)
+    return _arrays(task, rows, name, warn)
 
 
-def _arrays(task, rows, name):
+def _arrays(task, rows, name, warn=print):
     records = [rec for _, rec in rows]
     p = np.array([[float(rec["scores"][n]) for n in task.names] for rec in records])   # checked as read
     if task.kind == "multiclass":
@@ -88,10 +92,14 @@ def _arrays(task, rows, name):
     if task.kind == "multilabel":
         index = {n: j for j, n in enumerate(task.names)}
         y = np.full(p.shape, np.nan)
-        for i, rec in enumerate(records):
+        unscored = {}                                       # truth label without scores -> first line
+        for i, (line, rec) in enumerate(rows):
             for label, value in rec["labels"].items():
-                if label in index and value in (0, 1):      # -1 (uncertain) and null are not stated
+                if label not in index:
+                    unscored.setdefault(label, line)
+                elif value in (0, 1):                       # -1 (uncertain) and null are not stated
                     y[i, index[label]] = value
+        _warn_unmatched(name, task, y, unscored, warn)
         return Predictions(task, y, p, records, _raw(task, p, rows, name))
     index = {n: j for j, n in enumerate(task.names)}
     for line, rec in rows:
@@ -101,6 +109,18 @@ def _arrays(task, rows, name):
     y = np.array([index[str(rec["label"])] for rec in records])
     p = p[:, 1] if task.kind == "binary" else p
     return Predictions(task, y, p, records, _raw(task, p, rows, name))
+
+
+def _warn_unmatched(name, task, y, unscored, warn):
+    """Multi-label truth and scores that do not meet: a model scoring fewer labels than the manifest
+    has is common, but its silence would hide a misspelt label."""
+    if unscored:
+        line = min(unscored.values())
+        warn(f"{name}:{line}: labels with truth but no scores, not evaluated: {', '.join(sorted(unscored)[:8])}"
+             + (f" and {len(unscored) - 8} more" if len(unscored) > 8 else ""))
+    untrue = [n for j, n in enumerate(task.names) if np.isnan(y[:, j]).all()]
+    if untrue:
+        warn(f"{name}: no record states {', '.join(untrue[:8])} (scored, but without truth): left out of the metrics")
 
 
 def _raw(task, p, rows, name):

@@ -31,8 +31,25 @@ def read(path, what="checkpoint"):
     except FileNotFoundError:
         raise XRError(f"{path}: no such {what}") from None
     except Exception as exc:  # noqa: BLE001 - torch raises several types for refused or corrupt files
-        why = (str(exc).splitlines() or [type(exc).__name__])[0]    # an empty file: EOFError('')
-        raise XRError(f"{path}: not a loadable {what} ({why})") from None
+        raise XRError(f"{path}: not a loadable {what} ({_why(path, exc)})") from None
+
+
+def _why(path, exc):
+    """What the file is instead, in words — not torch's advice to load it with weights_only=False."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as err:
+        return err.strerror or str(err)
+    if not head:
+        return "an empty file"
+    if head.startswith(b"\x89HDF"):
+        return "an HDF5 file, such as xr-preprocess writes; a checkpoint is a run's best.pt or last.pt"
+    if not head.startswith((b"PK\x03\x04", b"\x80")):      # torch.save's zip archive, or its old pickle format
+        return "not a file torch.save wrote"
+    if "weights_only" in str(exc):
+        return "it holds pickled objects beyond tensors and plain values, which could run code on load: refused"
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
 
 
 def load(path):

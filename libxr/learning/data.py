@@ -28,6 +28,7 @@ class Data:
             if not records:
                 raise XRError(f"no record has group {opts.group!r}")
         usable = [r for r in records if "error" not in r]
+        self.notes = _unreadable(records, lines)
         self.task = infer_task(usable, opts.task, opts.positive)
         self.train = [r for r in usable if r.get("split") == "train"]
         self.val = [r for r in usable if r.get("split") == "val"]
@@ -66,6 +67,17 @@ class Data:
             self.mean, self.std = _sample_stats(self.train_set)
         else:
             raise XRError("records point at several HDF5 files, or some at none: preprocess them together")
+
+
+def _unreadable(records, lines):
+    """What says that train and val records with an `error` (images xr-preprocess could not
+    read) are left out: [] or one line naming the first by FILE:LINE."""
+    failed = [r for r in records if "error" in r and r.get("split") in ("train", "val")]
+    if not failed:
+        return []
+    first = failed[0]
+    where = f"{lines[0]}:{lines[1][first['id']]}" if lines and first.get("id") in lines[1] else repr(first.get("id"))
+    return [f"{len(failed):,} train/val records with an `error` are left out (first {where}: {first['error']})"]
 
 
 def _located(check, lines):

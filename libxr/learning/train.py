@@ -64,6 +64,8 @@ def train(records, opts, run_dir, manifest_sha256=None, argv=None, resume=False,
     world = World(opts.device)
     if not world.main:
         log = warn = tick = _quiet
+    for note in data.notes:
+        warn(note)
     if note := guessed_positive(data.task, opts.positive):
         warn(note)
     try:
@@ -128,8 +130,11 @@ def _prepare(data, opts, arch, world, provenance, warn):
 def _start(run, learner, monitor, meta, resume, force, log, warn):
     """The first epoch to run: 0 for a fresh run, or the one after ``last.pt``'s when resuming."""
     if resume and not run.resumable():
-        log(f"{run.path} has no finished epoch to resume; starting it")
-        resume = False
+        if os.path.exists(run.best) and not force:
+            raise UsageError(f"--resume: {run.path} has {os.path.basename(run.best)} but no "
+                             f"{os.path.basename(run.last)} to continue from; --force starts it over")
+        warn(f"--resume: {run.path} has no finished epoch to resume; starting it afresh")
+        resume, force = False, True     # nothing to continue, and no checkpoint to keep
     if not resume:
         if run.holds_a_run() and not force:
             raise UsageError(f"{run.path} holds a run already: --resume continues it, --force starts it over "

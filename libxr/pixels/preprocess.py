@@ -189,10 +189,13 @@ def survey(spool):
     return count, sorted(classes), sorted(names)
 
 
-def preprocess(stream, name, h5_path, opts, out, tick=lambda n, total=None: None):
+def preprocess(stream, name, h5_path, opts, out, tick=lambda n, total=None: None, records_first=False):
     """Write ``h5_path`` and the records pointing into it (to the text stream ``out``).
 
     ``tick(n, total=None)`` is told the total, then every n records done (a progress bar).
+    ``records_first``: ``out`` is a temporary file renamed into place after this returns, not a
+    pipe, so the records are written to it before the HDF5 file is renamed into place: a failure
+    writing them (a full disk) leaves neither, not a new HDF5 file whose records are lost.
     """
     spool = Spool(stream, name)
     try:
@@ -216,15 +219,23 @@ def preprocess(stream, name, h5_path, opts, out, tick=lambda n, total=None: None
                         raise XRError(f"{path}: {reason} ({len(outcome.failed)} unreadable images; --strict "
                                       "writes neither the HDF5 file nor records)")
                     params = {**opts.params(), **({"shard": list(opts.shard)} if opts.shard else {})}
+                    if records_first:
+                        _copy(lines, out)
                     writer.finish(params, spool.sha256)
                 except BaseException:
                     writer.abort()
                     raise
-            lines.seek(0)
-            shutil.copyfileobj(lines, out)
+            if not records_first:
+                _copy(lines, out)
         return outcome
     finally:
         spool.close()
+
+
+def _copy(lines, out):
+    lines.seek(0)
+    shutil.copyfileobj(lines, out)
+    out.flush()
 
 
 def _kept(opts):

@@ -16,6 +16,8 @@ from libxr.errors import ManifestError
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _LABEL_VALUES = frozenset((1, 0, -1, None))
 SPLITS = ("train", "val", "test")
+GROUPINGS = ("patient", "study", "group")
+"""Fields that group records (splits keep a patient together; metrics go per study and group)."""
 
 
 def read_records(stream, name="<stdin>", require=("id",), numbered=False, unique=False):
@@ -35,6 +37,8 @@ def read_records(stream, name="<stdin>", require=("id",), numbered=False, unique
             except UnicodeDecodeError as exc:
                 raise ManifestError(name, lineno, f"not UTF-8 (byte {exc.start + 1})") from None
         line = line.rstrip("\r\n")
+        if lineno == 1 and line.startswith("\ufeff"):      # a byte-order mark, as Windows tools write
+            line = line[1:]
         if not line.strip():
             continue
         try:
@@ -62,7 +66,7 @@ def read_records(stream, name="<stdin>", require=("id",), numbered=False, unique
 
 
 def contract_problem(record):
-    """Why ``record``'s `label`, `labels` or `split` break the contract (docs/manifest.md), or None.
+    """Why ``record``'s `label`, `labels`, `split`, `patient`, `study` or `group` break the contract (docs/manifest.md), or None.
 
     A number or list as `label` would otherwise become a class of its own (``1`` beside
     ``"1"``, ``["NORMAL"]`` beside ``"NORMAL"``).
@@ -85,6 +89,10 @@ def contract_problem(record):
     split = record.get("split")
     if split is not None and split not in SPLITS:
         return f"split {json.dumps(split, ensure_ascii=False)[:60]} is not train, val or test"
+    for field in GROUPINGS:     # 1 beside "1" would be two patients, and one split apart from the other
+        value = record.get(field)
+        if value is not None and (not isinstance(value, str) or not value):
+            return f"{field} {json.dumps(value, ensure_ascii=False)[:60]} is not an id (a non-empty string)"
     return None
 
 

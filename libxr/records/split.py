@@ -76,7 +76,7 @@ class Pool:
     def __init__(self, stream, name, group_by=None):
         self.lines, self.ids, self.keys, self.splits, self.labels = [], [], [], [], []
         field = "patient" if group_by is None else group_by
-        for rec in read_records(stream, name):
+        for rec in read_records(stream, name, unique=True):
             self.lines.append(encode(rec))
             self.ids.append(rec["id"])
             self.keys.append(rec.get(field) if field != "none" else None)
@@ -85,11 +85,6 @@ class Pool:
             self.labels.append(labels if isinstance(labels, dict) else rec.get("label"))
         if not self.ids:
             raise XRError(f"{name}: no records to split (the manifest is empty)")
-        seen = set()
-        for rid in self.ids:
-            if rid in seen:
-                raise XRError(f"{name}: id {rid!r} occurs more than once")
-            seen.add(rid)
         self.field = field if any(k is not None for k in self.keys) or group_by else "none"
         self.ungrouped = sum(k is None for k in self.keys) if self.field != "none" else 0
         self.keys = [k if isinstance(k, (str, int)) else ("id", rid) if k is None else json.dumps(k)

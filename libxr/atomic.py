@@ -30,13 +30,9 @@ def atomic_output(path, mode="w"):
     never takes a half-written output for up to date. ``-`` yields stdout.
     """
     if path in (None, "-"):
-        try:
-            yield sys.stdout.buffer if "b" in mode else sys.stdout
-            sys.stdout.flush()
-        except OSError as exc:
-            if exc.errno in _FULL and exc.filename is None:
-                exc.filename = "<stdout>"
-            raise
+        stdout = _Stdout(sys.stdout.buffer if "b" in mode else sys.stdout)
+        yield stdout
+        stdout.flush()
         return
     fd, tmp = temporary_beside(path)
     try:
@@ -51,6 +47,33 @@ def atomic_output(path, mode="w"):
         if isinstance(exc, OSError) and (exc.errno in _FULL and exc.filename is None or exc.filename == tmp):
             exc.filename = path     # "[Errno 28] No space left on device" alone, or a hidden name, says nothing
         raise
+
+
+class _Stdout:
+    """stdout, whose full-disk errors name it: "[Errno 28] No space left on device" alone names no
+    file, and naming every such error raised while writing to stdout would blame it for another
+    file's (xr-preprocess's HDF5 file on the same disk)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+    def write(self, data):
+        return self._named(self._stream.write, data)
+
+    def flush(self):
+        return self._named(self._stream.flush)
+
+    @staticmethod
+    def _named(call, *args):
+        try:
+            return call(*args)
+        except OSError as exc:
+            if exc.errno in _FULL and exc.filename is None:
+                exc.filename = "<stdout>"
+            raise
 
 
 def temporary_beside(path):

@@ -138,10 +138,11 @@ def test_derive_stage_manifests(cli, tmp_path):
     pytest.param(["derive", "M", "--merge", "x=NORMAL,PNEUMONIA", "--out-dir", "D"], 1, "one class only",
                  id="merge-leaving-one-class"),
     pytest.param(["derive", "M", "--merge", "stage1=NORMAL,PNEUMONIA", "--out-dir", "D"], 2,
-                 "'stage1' names the stage's file stage1.jsonl", id="merge-named-stage1"),
-    pytest.param(["derive", "M", "--merge", "../x=NORMAL,PNEUMONIA", "--out-dir", "D"], 2, "without /",
+                 "--merge: 'stage1' is stage 1's manifest", id="merge-named-stage1"),
+    pytest.param(["derive", "M", "--merge", "../x=NORMAL,PNEUMONIA", "--out-dir", "D"], 2,
+                 "--merge: '../x' cannot name a stage manifest in --out-dir (no /, no leading dot)",
                  id="merge-name-leaving-the-folder"),
-    pytest.param(["derive", "M", "--merge", "x=A,B", "--merge", "x=C,D", "--out-dir", "D"], 2, "given twice",
+    pytest.param(["derive", "M", "--merge", "x=A,B", "--merge", "x=C,D", "--out-dir", "D"], 2, "--merge: 'x' is given twice",
                  id="merge-name-twice"),
 ])
 def test_bad_inputs(cli, tmp_path, args, code, message):

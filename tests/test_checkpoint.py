@@ -118,7 +118,7 @@ def test_a_missing_file(tmp_path, reader, message):
     pytest.param(b"", "an empty file", id="empty"),
     pytest.param(b"not a checkpoint at all\n", "not a file torch.save wrote", id="text"),
     pytest.param(b"\x89HDF\r\n\x1a\n" + b"\x00" * 40, "an HDF5 file, such as xr-preprocess writes", id="hdf5"),
-    pytest.param(b"PK\x03\x04" + b"\x00" * 40, "", id="broken-zip"),
+    pytest.param(b"PK\x03\x04" + b"\x00" * 40, "PytorchStreamReader failed reading zip archive", id="broken-zip"),
 ])
 def test_a_corrupt_file(tmp_path, content, why):
     path = tmp_path / "bad.pt"

@@ -371,5 +371,4 @@ def test_a_record_in_two_files_is_an_error(cli, tmp_path):
     b = write_jsonl(tmp_path / "b.jsonl", recs[5:])
     result = cli(main, a, b)
     assert result.exit_code == 1 and result.stdout == ""
-    assert result.stderr.strip() == f"xr-eval: error: {b}: record id 'r5' is in an earlier file too: " \
-                                    "each record is scored once"
+    assert result.stderr.strip() == f"xr-eval: error: {b}:1: id 'r5' again (first at {a}:6)"

@@ -78,9 +78,14 @@ def test_patient_regex(cli, synth):
     result = cli(main, synth("folders"), "--patient-regex", r"person(\d+)_")
     assert all(r["patient"].isdigit() for r in result.records)
     partial = cli(main, synth("folders"), "--patient-regex", r"person(\d*1)_")
-    assert partial.exit_code == 0 and "do not match --patient-regex" in partial.stderr
+    first = next(r["path"] for r in partial.records if "patient" not in r)      # in the order indexed
+    assert partial.exit_code == 0
+    assert f"54 × file name --patient-regex does not match (no patient id) (first {first})" in partial.stderr
     strict = cli(main, synth("folders"), "--patient-regex", r"person(\d*1)_", "--strict")
-    assert strict.exit_code == 1 and "file names do not match --patient-regex" in strict.stderr.splitlines()[-1]
+    assert strict.exit_code == 1
+    assert strict.stderr.splitlines()[-1] == "xr-index: error: --strict: 54 × file name --patient-regex does not match"
+    empty = cli(main, synth("folders"), "--patient-regex", r"person(\d{0})")        # a group that matches nothing
+    assert "patient" not in empty.records[0] and "60 × file name --patient-regex" in empty.stderr
 
 
 def test_bad_patient_regex_is_a_usage_error(cli, synth):

@@ -528,3 +528,22 @@ def test_records_that_cannot_be_written_leave_no_new_hdf5_file(manifest, tmp_pat
     with open(manifest, "rb") as stream, pytest.raises(OSError, match="No space"):
         preprocess(stream, str(manifest), str(h5), PreprocessOptions(size=16), Full(), records_first=True)
     assert not h5.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["m.jsonl"]
+
+
+@pytest.mark.parametrize("to_file", [True, False], ids=["manifest-file", "stdout"])
+def test_a_full_disk_writing_the_records_through_the_command(cli, manifest, tmp_path, monkeypatch, to_file):
+    """--manifest FILE: neither output lands. Records on stdout can only follow the finished file
+    (a reader of the pipe may open it at once), so there the HDF5 file stays."""
+    import errno
+
+    import libxr.pixels.preprocess
+
+    def full(source, target):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(libxr.pixels.preprocess.shutil, "copyfileobj", full)
+    h5, out = tmp_path / "x.h5", tmp_path / "records.jsonl"
+    result = cli(main, manifest, "-o", h5, "--size", 16, *(["--manifest", out] if to_file else []))
+    assert result.exit_code == 1 and "No space left on device" in result.stderr
+    assert h5.exists() != to_file and not out.exists()
+

@@ -146,6 +146,16 @@ def test_a_failed_out_dir_write_leaves_the_earlier_split_files_whole(cli, tmp_pa
     assert {p.name: p.read_text() for p in out.iterdir()} == before
 
 
+def test_a_numeric_patient_id_is_the_same_patient_as_its_digits(cli, tmp_path):
+    recs = [{"id": f"r{i}", "label": "ab"[i % 2], "patient": (i // 2) if i % 2 else str(i // 2)} for i in range(80)]
+    result = cli(main, write_jsonl(tmp_path / "m.jsonl", recs), "--val", "0.5")
+    assert result.exit_code == 0
+    split_of = {}
+    for r in result.records:
+        split_of.setdefault(str(r["patient"]), set()).add(r["split"])
+    assert len(split_of) == 40 and all(len(s) == 1 for s in split_of.values())
+
+
 def test_check_finds_leaking_patients(cli, tmp_path):
     recs = [{"id": "1", "patient": "p1", "split": "train"}, {"id": "2", "patient": "p1", "split": "test"},
             {"id": "3", "patient": "p2", "split": "train"}]
@@ -180,8 +190,8 @@ def test_bad_arguments(cli, tmp_path, args, code, message):
 
 @pytest.mark.parametrize("lines, message", [
     pytest.param(['{"id": "a"}', '{"id": "a"}'], "m.jsonl:2: id 'a' again (first on line 1)", id="duplicate-id"),
-    pytest.param(['{"id": "a", "patient": "1"}', '{"id": "b", "patient": 1}'],
-                 "m.jsonl:2: patient 1 is not an id (a non-empty string)", id="number-patient"),
+    pytest.param(['{"id": "a", "patient": true}'], "m.jsonl:1: patient true is not an id (a non-empty string or "
+                 "a whole number)", id="boolean-patient"),
     pytest.param(['{"id": "a", "patient": ""}'], 'm.jsonl:1: patient "" is not an id', id="empty-patient"),
     pytest.param(['{"id": "a", "study": ["s"]}'], 'm.jsonl:1: study ["s"] is not an id', id="list-study"),
     pytest.param(['{"id": "a"}', '[1, 2]'], ":2: expected a JSON object, got list", id="list-not-object"),

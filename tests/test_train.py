@@ -293,7 +293,11 @@ def test_resume_of_a_run_that_saved_no_epoch_starts_it_afresh(cli, manifests, tm
     assert [r["epoch"] for r in rows] == [1] and "val_auc" in rows[0]
     (run / "last.pt").unlink()
     again, _ = train_run(cli, manifests[0], run, "--epochs", 1, "--resume")
-    assert again.exit_code == 2 and "has best.pt but no last.pt to continue from; --force starts it over" in again.stderr
+    assert again.exit_code == 2 and "holds a run but no last.pt to continue from; --force starts it over" in again.stderr
+    (run / "best.pt").unlink()
+    (run / "metrics.jsonl").write_text('{"epoch": 1}\n{"epoch": 2}\n')      # epochs whose checkpoints were moved
+    assert train_run(cli, manifests[0], run, "--epochs", 1, "--resume")[0].exit_code == 2
+    assert train_run(cli, manifests[0], run, "--epochs", 1, "--resume", "--force", "-q")[0].exit_code == 0
 
 
 def test_records_with_an_error_are_left_out_and_said(cli, manifests, tmp_path):

@@ -5,7 +5,7 @@ import os
 import click
 from xrtools.cli import group, open_input, output_option, seed_option, subcommand
 from xrtools.console import report
-from xrtools.params import CommaList, KeyValue
+from xrtools.params import CommaList, KeyValue, file_name, once
 
 from libxr.atomic import atomic_output
 from libxr.errors import UsageError
@@ -66,10 +66,11 @@ def derive_cmd(manifest, merges, out_dir, quiet, verbose):
     """The training manifests of a cascade's stages from one multiclass manifest."""
     from libxr.combining.cascade import derive
 
-    names = [new for new, _ in merges]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise UsageError(f"--merge {twice[0]}=... is given twice: merge its classes in one option")
+    once("--merge", [new for new, _ in merges])
+    for new, _ in merges:
+        file_name("--merge", new, "a stage manifest in --out-dir")
+        if new == "stage1":
+            raise UsageError("--merge: 'stage1' is stage 1's manifest: name the merged class otherwise")
     stream, name = open_input(manifest)
     with stream:
         stages = derive(read_records(stream, name), {new: list(old) for new, old in merges})

@@ -64,11 +64,12 @@ def main(files, threshold, tune_on, splits, by, aggregate, positive, bootstrap, 
     from libxr.records.manifest import read_records
 
     parse(threshold)
-    preds = None
+    preds, seen = None, {}
     for path in files or ("-",):
         stream, source = open_input(path)
         with stream:
-            part = read_predictions(read_records(stream, source, numbered=True, unique=True), source, positive, report.warn)
+            part = read_predictions(read_records(stream, source, numbered=True, unique=True), source, positive,
+                                    report.warn, seen)
         preds = part if preds is None else preds.join(part, source)
     if aggregate:
         preds = per_field(preds, aggregate)

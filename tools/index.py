@@ -133,8 +133,6 @@ def _report(tally, opts):
     if tally.missing:
         report.warn(f"{tally.missing:,} listed images or folders do not exist "
                     f"(e.g. {tally.missing_examples[0]}); {tally.missing_hint(opts.root)}")
-    if tally.no_patient:
-        report.warn(f"{tally.no_patient:,} file names do not match --patient-regex (no patient id)")
     for line in problem_lines(tally):
         report.warn(line)
     for line in tally.unreadable[:20]:

@@ -15,6 +15,21 @@ from libxr.pixels.files import MAX_PIXELS
 from libxr.pixels.fit import FITS
 
 
+def once(option, values):
+    """A usage error naming the first of ``values`` given twice (the second would win, or merge, in silence)."""
+    seen = set()
+    for value in values:
+        if value in seen:
+            raise UsageError(f"{option}: {value!r} is given twice")
+        seen.add(value)
+
+
+def file_name(option, value, what):
+    """A usage error unless ``value`` can name ``what`` (a file or folder xr writes) inside its folder."""
+    if not value or value.startswith(".") or "/" in value or "\\" in value:
+        raise UsageError(f"{option}: {value!r} cannot name {what} (no /, no leading dot)")
+
+
 def typed(raw):
     """A command-line word as the number or boolean it spells, else the word."""
     if raw.lower() in ("true", "false"):

@@ -77,7 +77,8 @@ def _write_out_dir(out_dir, pool, splits):
             lines = [line for line, s in zip(pool.lines, splits) if s == split]
             out = stack.enter_context(atomic_output(os.path.join(out_dir, names[split])))
             write_split(lines, [split] * len(lines), out)
-            out.flush()     # a full disk fails here, before any file is renamed: no mix of two runs' splits
+            out.flush()     # a full disk fails here (NFS and quotas: at the fsync), before any file is renamed:
+            os.fsync(out.fileno())  # no mix of two runs' splits
         for stale in sorted({f"{s}.jsonl" for s in (*SPLITS, "unsplit")} - set(names.values())):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(out_dir, stale))

@@ -5,7 +5,7 @@ import os
 import click
 from xrtools.cli import command, seed_option
 from xrtools.console import report
-from xrtools.params import CommaList, Fraction, KeyValue
+from xrtools.params import CommaList, Fraction, KeyValue, file_name, once
 
 from libxr.errors import UsageError
 from libxr.synth import LAYOUTS, SynthOptions, synthesize
@@ -50,22 +50,15 @@ def main(out, layout, splits, quiet, verbose, **options):
     """
     if splits is None:
         splits = SPLITS.convert(DEFAULT_SPLITS[layout], None, None)
-    _check(options["classes"], splits)
+    once("--classes", options["classes"])
+    once("--splits", [name for name, _ in splits])
+    if layout == "folders":
+        for name in options["classes"]:
+            file_name("--classes", name, "a class folder")
+    if splits and abs(sum(f for _, f in splits) - 1) > 1e-6:
+        raise UsageError(f"--splits: the fractions sum to {sum(f for _, f in splits):g}, not 1")
     opts = SynthOptions(layout=layout, splits=splits or (), **options)
     images = synthesize(out, opts, lambda it, total: report.progress(
         it, total=total, description="drawing", unit="images"))
     report.info(f"wrote {len(images):,} images ({layout} layout) to {out}")
 
-
-def _check(classes, splits):
-    """Class names become folder names, and split fractions are what they say: both exactly as given."""
-    for name in classes:
-        if not name or name.startswith(".") or "/" in name or "\\" in name:
-            raise UsageError(f"--classes: {name!r} cannot name a class folder (no /, no leading dot)")
-    for what, names in (("--classes", list(classes)), ("--splits", [n for n, _ in splits])):
-        twice = sorted({n for n in names if names.count(n) > 1})
-        if twice:
-            raise UsageError(f"{what}: {twice[0]!r} is given twice")
-    total = sum(f for _, f in splits)
-    if splits and abs(total - 1) > 1e-6:
-        raise UsageError(f"--splits: the fractions sum to {total:g}, not 1")

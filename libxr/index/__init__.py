@@ -59,6 +59,7 @@ class IndexOptions:
 
 NO_LABEL = "record with no label"
 NOT_UTF8 = "file name that is not UTF-8, left out"
+NO_PATIENT = "file name --patient-regex does not match (no patient id)"
 HINTS = {NO_LABEL: "--drop-unlabelled leaves them out",
          NOT_UTF8: "manifests are UTF-8 JSON: rename the files, e.g. with convmv"}
 TABLE_EXTENSIONS = (".csv", ".tsv")
@@ -192,7 +193,7 @@ def index(source, layout=None, opts=None, tally=None):
         if patient_of is not None:
             patient = patient_of(rec["path"])
             if patient is None:
-                tally.no_patient += 1
+                tally.problem(NO_PATIENT, rec["path"])
             else:
                 rec = _with_patient(rec, patient)
         for name, value_of in extra:
@@ -247,8 +248,6 @@ def problems(tally):
         found.append(f"{tally.missing:,} listed images do not exist")
     if tally.unreadable:
         found.append(f"{len(tally.unreadable):,} images are unreadable")
-    if tally.no_patient:
-        found.append(f"{tally.no_patient:,} file names do not match --patient-regex")
     return found
 
 

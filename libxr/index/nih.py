@@ -1,7 +1,8 @@
 """The ``nih`` layout: NIH ChestX-ray14 ``Data_Entry_2017*.csv``.
 
 ``Finding Labels`` is pipe-separated ("Effusion|Mass") or ``No Finding``; every
-finding not listed is negative, so all labels are stated. Images live in
+finding not listed is negative, so all labels are stated — unless the cell is blank, which
+states nothing (a record with no label, counted). Images live in
 ``images/`` or the ``images_0NN/images/`` folders of the download; the official
 ``train_val_list.txt`` / ``test_list.txt`` give the split when present.
 """
@@ -104,8 +105,10 @@ def read(root, opts, tally):
             findings = _official(findings, path, lineno)
         # A blank cell says nothing (not "no finding" either): no labels, counted as a record with none.
         labels = {n: int(n in findings) for n in names} if findings else {}
-        rec = {"id": image, "path": os.path.join(locate.get(image, dirs[0]), image), "labels": labels,
-               "patient": row[i_patient].strip(), "view": row[i_view].strip()}
+        rec = {"id": image, "path": os.path.join(locate.get(image, dirs[0]), image), "labels": labels}
+        for field, i in (("patient", i_patient), ("view", i_view)):
+            if row[i].strip():                # a blank cell is no value: "" would be one patient of many
+                rec[field] = row[i].strip()
         columns.demographics(rec, "" if i_sex is None else row[i_sex], "" if i_age is None else row[i_age],
                              tally, path, lineno)
         if image in splits:

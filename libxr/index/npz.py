@@ -56,8 +56,9 @@ def read(source, opts, tally):
         names = _label_names(source, list(labels.values()), tally)
         # Every label and every array's shape is checked before the first PNG is written: a bad
         # array stops the run with nothing extracted, not with part of it.
-        fields = {split: [_label_fields(row, names, f"{source}:{split}_labels[{i}]")
-                          for i, row in enumerate(labels[split])] for split in splits}
+        for split in splits:
+            for i, row in enumerate(labels[split]):
+                _label_fields(row, names, f"{source}:{split}_labels[{i}]")
         for split in splits:
             with _member(zf, source, f"{split}_images") as f:
                 header = _header(f)
@@ -66,12 +67,12 @@ def read(source, opts, tally):
         for split in splits:
             rows = _rows(zf, source, f"{split}_images", len(labels[split]))
             width = max(6, len(str(len(labels[split]) - 1)))
-            for i, (pixels, row_fields) in enumerate(zip(rows, fields[split])):
+            for i, (pixels, row_labels) in enumerate(zip(rows, labels[split])):
                 file_name = f"{i:0{width}d}.png"
                 path = os.path.join(opts.extract, split, file_name)
                 _write_once(path, pixels)
                 rec = {"id": f"{split}/{file_name}", "path": path}
-                rec.update(row_fields)
+                rec.update(_label_fields(row_labels, names, f"{source}:{split}_labels[{i}]"))
                 rec["split"] = split
                 rec["source"] = {"npz": name, "array": f"{split}_images", "index": i}
                 yield rec

@@ -2,7 +2,6 @@
 
 import collections
 import os
-import posixpath
 import re
 
 from libxr.errors import UsageError
@@ -39,7 +38,7 @@ class TablePaths:
         self.parent_prefix = _prefix(os.path.normpath(os.path.join(table_dir or ".", "..")))
         self.root_prefix = None if root is None else _prefix(root)
         self.dataset_prefix = self.dataset_name + "/"
-        self.strip = None if strip is None else strip.replace("\\", "/").rstrip("/") + "/"
+        self.strip = None if strip is None else tidy(strip.replace("\\", "/")).rstrip("/") + "/"
         self.tally = tally
 
     def __call__(self, value, line=None):
@@ -47,8 +46,7 @@ class TablePaths:
         if "\\" in value:
             value = value.replace("\\", "/")
         if "//" in value or "./" in value:
-            # one id per file: images//a.png and x/../images/a.png are images/a.png (a folder keeps its /)
-            value = posixpath.normpath(value) + ("/" if value.endswith("/") else "")
+            value = tidy(value)
         if self.strip is not None:
             if value.startswith(self.strip):
                 value = value[len(self.strip):].lstrip("/")
@@ -72,6 +70,17 @@ class TablePaths:
     def _kept(self, why, line, value):
         if self.tally is not None:
             self.tally.problem(why, f"{self.table_path}:{line}", value)
+
+
+def tidy(path):
+    """``path`` without empty and ``.`` segments, so that one file has one id (``images//a.png``,
+    ``./images/./a.png``: ``images/a.png``). ``..`` stays (through a symlink it is not the lexical
+    parent), as do a leading ``/``, a trailing one (a MURA study folder) and a URL's ``scheme://``."""
+    scheme, sep, rest = path.rpartition("://")
+    parts = [p for p in rest.split("/") if p not in ("", ".")]
+    lead = "/" if rest.startswith("/") else ""
+    trail = "/" if rest.endswith("/") and parts else ""
+    return f"{scheme}{sep}{lead}{'/'.join(parts)}{trail}"
 
 
 def _prefix(directory):
@@ -119,7 +128,8 @@ class ExistenceCache:
 
 class FromName:
     """A value from the file name: group 1 of a regex, or the whole match (``--patient-regex``,
-    ``--field``); None when the name does not match."""
+    ``--field``); None when the name does not match, or the group matched nothing (an empty id
+    would group unrelated records)."""
 
     def __init__(self, pattern, option="--patient-regex"):
         try:
@@ -131,7 +141,7 @@ class FromName:
         match = self.regex.search(os.path.basename(path))
         if match is None:
             return None
-        return match.group(1) if self.regex.groups else match.group(0)
+        return (match.group(1) if self.regex.groups else match.group(0)) or None
 
 
 class Tally:
@@ -147,7 +157,6 @@ class Tally:
         self.skipped = collections.Counter()
         self.missing = 0
         self.missing_examples = []
-        self.no_patient = 0
         self.unreadable = []
         self.notes = []
         self.warnings = []

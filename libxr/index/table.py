@@ -31,8 +31,7 @@ class Table:
         self.path = path
         self.encoding = _encoding(path, encoding)
         self.keep = None  # a row filter (--where): row -> bool
-        self.used = None  # the columns the reader makes fields of: a line break elsewhere is only counted
-        self.tally = None
+        self.used = None  # the columns the reader makes fields of: no line break belongs in them
         self.delimiter = delimiter or self._sniff_delimiter()
         self.has_header = header
         self.header = names or []
@@ -98,9 +97,8 @@ class Table:
         """Yield (line the row starts on, list of cells); blank lines and rows ``keep`` refuses are skipped.
 
         A row with more cells than the header (an unquoted comma in a label) is an error, as one with
-        too few is for the readers; so is a row running over several lines (a quote left open swallows
-        the rows after it) where a cell xr reads holds the line break, while one in a column
-        xr keeps only under ``source`` is counted in ``tally``.
+        too few is for the readers; so is a quote left open, which swallows the rows after it into one
+        cell (:meth:`_broken`).
         """
         keep, width = self.keep, len(self.header) if self.has_header and skip_header else None
         with self._open() as f:
@@ -126,17 +124,19 @@ class Table:
                 raise _row_error(self, reader.line_num, exc) from None
 
     def _broken(self, start, end, row):
-        """A row over lines ``start``..``end``: an error if a cell the reader uses (``used``) holds
-        the line break, else counted in ``tally``."""
-        broken = [i for i, cell in enumerate(row) if "\n" in cell or "\r" in cell]
-        if not broken:
-            return
-        name = self.header[broken[0]] if broken and broken[0] < len(self.header) else f"column {broken[0] + 1}"
-        why = f"the {name!r} cell runs over lines {start}-{end}: a quote left open?"
-        if self.used is None or self.tally is None or any(i in self.used for i in broken):
-            raise ManifestError(self.path, start, why)
-        self.tally.problem("cell with a line break, kept under source (a quote left open?)",
-                           f"{self.path}:{start}", name)
+        """A row over lines ``start``..``end``: an error if a cell the reader uses (``used``) holds the
+        line break (no path, label or id has one), or if a line of the cell looks like a row of its own
+        (as many delimiters as the header has, less one): a quote left open swallowed it. Free text
+        over several lines in a column xr only keeps (a report, a note) is valid CSV, and stays."""
+        delimiters = max(1, len(self.header) - 1)
+        for i, cell in enumerate(row):
+            if "\n" not in cell and "\r" not in cell:
+                continue
+            used = self.used is None or i in self.used
+            if used or any(line.count(self.delimiter) >= delimiters for line in cell.splitlines()[1:]):
+                name = self.header[i] if i < len(self.header) else f"column {i + 1}"
+                raise ManifestError(self.path, start, f"the {name!r} cell runs over lines {start}-{end}: "
+                                                      "a quote left open?")
 
     def too_short(self, lineno, row):
         """The error for a row with fewer cells than the columns a reader needs."""
@@ -148,7 +148,6 @@ def open_table(path, opts, tally, header=True):
     rows ``--where`` selects (the others counted in ``tally``)."""
     table = Table(path, encoding=opts.encoding, delimiter=opts.delimiter, header=header)
     table.keep = Where(opts.where, tally).bind(table)
-    table.tally = tally
     return table
 
 

@@ -44,10 +44,6 @@ class Predictions:
         if other.task != self.task:
             raise XRError(f"{source}: scores for {', '.join(other.task.names)}, the files before had "
                           f"{', '.join(self.task.names)}")
-        seen = {r["id"] for r in self.records}
-        again = next((r["id"] for r in other.records if r["id"] in seen), None)
-        if again is not None:
-            raise XRError(f"{source}: record id {again!r} is in an earlier file too: each record is scored once")
         raw = None if self.raw is None and other.raw is None else np.concatenate([
             a.p if a.raw is None else a.raw for a in (self, other)])
         return Predictions(self.task, np.concatenate([self.y, other.y]), np.concatenate([self.p, other.p]),
@@ -58,10 +54,15 @@ class Predictions:
         return self.take([i for i, r in enumerate(self.records) if (r.get("split") or "all") == name])
 
 
-def read_predictions(numbered, name, positive=None, warn=print):
-    """Predictions from (line number, record) pairs; records with `error` are skipped (counted)."""
+def read_predictions(numbered, name, positive=None, warn=print, seen=None):
+    """Predictions from (line number, record) pairs; records with `error` are skipped (counted).
+    ``seen``: {id: "FILE:LINE"} of the files read before, filled in, so that no record is scored twice."""
     task, rows, skipped = None, [], 0
+    seen = {} if seen is None else seen
     for line, rec in numbered:
+        first = seen.setdefault(rec["id"], f"{name}:{line}")
+        if first != f"{name}:{line}":
+            raise ManifestError(name, line, f"id {rec['id']!r} again (first at {first})")
         if "error" in rec:
             skipped += 1
             continue
@@ -84,7 +85,7 @@ def read_predictions(numbered, name, positive=None, warn=print):
     return _arrays(task, rows, name, warn)
 
 
-def _arrays(task, rows, name, warn=print):
+def _arrays(task, rows, name, warn):
     records = [rec for _, rec in rows]
     p = np.array([[float(rec["scores"][n]) for n in task.names] for rec in records])   # checked as read
     if task.kind == "multiclass":

@@ -31,6 +31,15 @@ class RunDir:
         return self.resumable() or os.path.exists(self.best) or (
             os.path.exists(self.metrics) and os.path.getsize(self.metrics) > 0)
 
+    def unfinished(self):
+        """Whether this is a run whose first epoch never finished: no checkpoint, one metrics row at most."""
+        if self.resumable() or os.path.exists(self.best):
+            return False
+        if not os.path.exists(self.metrics):
+            return True
+        with open(self.metrics, "rb") as f:
+            return sum(1 for line in f if line.strip()) <= 1
+
     def start(self, config):
         """A fresh run: its configuration, and no metrics yet."""
         if not self.writes:

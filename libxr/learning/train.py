@@ -74,9 +74,10 @@ def train(records, opts, run_dir, manifest_sha256=None, argv=None, resume=False,
         learner, meta = _prepare(data, opts, arch, world, {"argv": argv or [], "manifest_sha256": manifest_sha256},
                                  warn)
         run = RunDir(run_dir, writes=world.main)
+        resume, force = _nothing_to_resume(run, resume, force, log, warn)    # before any weights are fetched
         monitor = EarlyStopping(opts.early_stop, opts.patience, opts.min_delta)
         weights = arch.get("weights", opts.weights)
-        if weights != "none" and not (resume and run.resumable()):     # before writing; a resumed run has its own
+        if weights != "none" and not resume:     # before writing; a resumed run has its own
             load_pretrained(learner.core, opts.model, weights, log, warn)
         start = _start(run, learner, monitor, meta, resume, force, log, warn)
         status = _epochs(data, opts, learner, monitor, run, meta, start, log, warn, tick)
@@ -127,14 +128,24 @@ def _prepare(data, opts, arch, world, provenance, warn):
     return learner, meta
 
 
+def _nothing_to_resume(run, resume, force, log, warn):
+    """(resume, force) as the run directory allows: ``--resume`` without a ``last.pt`` starts the
+    run — a job's first submission, or a run whose first epoch never finished (a full disk) — but a
+    directory with more of a run than that is refused unless ``force``."""
+    if not resume or run.resumable():
+        return resume, force
+    if not run.holds_a_run():
+        log(f"{run.path} has no finished epoch to resume; starting it")
+    elif run.unfinished() or force:
+        warn(f"--resume: {run.path} has no finished epoch to resume; starting it afresh")
+    else:
+        raise UsageError(f"--resume: {run.path} holds a run but no {os.path.basename(run.last)} to continue "
+                         "from; --force starts it over")
+    return False, True
+
+
 def _start(run, learner, monitor, meta, resume, force, log, warn):
     """The first epoch to run: 0 for a fresh run, or the one after ``last.pt``'s when resuming."""
-    if resume and not run.resumable():
-        if os.path.exists(run.best) and not force:
-            raise UsageError(f"--resume: {run.path} has {os.path.basename(run.best)} but no "
-                             f"{os.path.basename(run.last)} to continue from; --force starts it over")
-        warn(f"--resume: {run.path} has no finished epoch to resume; starting it afresh")
-        resume, force = False, True     # nothing to continue, and no checkpoint to keep
     if not resume:
         if run.holds_a_run() and not force:
             raise UsageError(f"{run.path} holds a run already: --resume continues it, --force starts it over "

@@ -221,6 +221,7 @@ def preprocess(stream, name, h5_path, opts, out, tick=lambda n, total=None: None
                     params = {**opts.params(), **({"shard": list(opts.shard)} if opts.shard else {})}
                     if records_first:
                         _copy(lines, out)
+                        os.fsync(out.fileno())     # NFS and quotas report a full disk here, not at write
                     writer.finish(params, spool.sha256)
                 except BaseException:
                     writer.abort()

@@ -89,10 +89,11 @@ def contract_problem(record):
     split = record.get("split")
     if split is not None and split not in SPLITS:
         return f"split {json.dumps(split, ensure_ascii=False)[:60]} is not train, val or test"
-    for field in GROUPINGS:     # 1 beside "1" would be two patients, and one split apart from the other
+    for field in GROUPINGS:     # a list, true or "" would group records by accident
         value = record.get(field)
-        if value is not None and (not isinstance(value, str) or not value):
-            return f"{field} {json.dumps(value, ensure_ascii=False)[:60]} is not an id (a non-empty string)"
+        if value is not None and (value == "" or isinstance(value, bool) or not isinstance(value, (str, int))):
+            return (f"{field} {json.dumps(value, ensure_ascii=False)[:60]} is not an id "
+                    "(a non-empty string or a whole number)")
     return None
 
 

@@ -87,7 +87,9 @@ class Pool:
             raise XRError(f"{name}: no records to split (the manifest is empty)")
         self.field = field if any(k is not None for k in self.keys) or group_by else "none"
         self.ungrouped = sum(k is None for k in self.keys) if self.field != "none" else 0
-        self.keys = [k if isinstance(k, (str, int)) else ("id", rid) if k is None else json.dumps(k)
+        # 1 and "1" are one patient (pandas writes numeric ids as numbers)
+        self.keys = [k if isinstance(k, str) else ("id", rid) if k is None
+                     else str(k) if isinstance(k, int) and not isinstance(k, bool) else json.dumps(k)
                      for k, rid in zip(self.keys, self.ids)]
 
 

@@ -7,6 +7,8 @@ does nothing else; xr-train reads uint8 rows from HDF5, normalises per batch,
 keeps what it needs for the epoch's metrics, and trains channels_last. Prints
 both epoch times and the speed-up (target >= 1.25), and how far the bare loop's
 losses move when it too runs channels_last (float noise, not another result).
+On a CPU with bfloat16 in hardware (AMX, AVX512-BF16) it also times xr-train
+--precision bf16, with no target: its numbers are bfloat16's, not float32's.
 """
 
 import json
@@ -17,6 +19,8 @@ import time
 import numpy as np
 import torch
 from common import run, synthetic_h5
+
+from libxr.precision import native_bf16
 
 MODELS, SIZE, BATCH, EPOCHS, COUNT = ("vgg5", "resnet18"), 128, 32, 2, 640
 
@@ -59,11 +63,7 @@ def main():
         y = torch.from_numpy(np.array([r["label"] == "PNEUMONIA" for r in sorted(train, key=lambda r: r["row"])],
                                       np.float32))
         for model in MODELS:
-            run_dir = os.path.join(tmp, f"run-{model}")
-            run(["xr-train", manifest, "--model", model, "--epochs", str(EPOCHS), "--batch-size", str(BATCH),
-                 "--run-dir", run_dir, "-q"])
-            with open(os.path.join(run_dir, "metrics.jsonl")) as f:
-                ours = min(json.loads(line)["train_seconds"] for line in f)
+            ours, loss = xr_train(manifest, tmp, model, "fp32")
             bare, _ = bare_epochs(model, x, y, 0)
             last, _ = bare_epochs(model, x, y, 0, torch.channels_last)
             print(f"{model} at {SIZE} px, {len(train)} training images, batch {BATCH}, {torch.get_num_threads()} "
@@ -71,6 +71,23 @@ def main():
                   f"{bare / ours:.2f}x (target >= 1.25); a bare channels_last loop {last:.2f} s/epoch "
                   f"(xr-train {ours / last:.2f}x its time); channels_last logits differ by {_noise(model, x):.1e} "
                   "(relative)", flush=True)
+            if native_bf16(torch.device("cpu")):
+                fast, fast_loss = xr_train(manifest, tmp, model, "bf16")
+                print(f"  xr-train --precision bf16 {fast:.2f} s/epoch: {bare / fast:.2f}x the bare NCHW loop, "
+                      f"{ours / fast:.2f}x xr-train's float32 (no target: bfloat16's numbers); last train loss "
+                      f"{fast_loss:.4f} against float32's {loss:.4f}", flush=True)
+            else:
+                print("  xr-train --precision bf16: not timed, this CPU has no AMX or AVX512-BF16", flush=True)
+
+
+def xr_train(manifest, tmp, model, precision):
+    """(fastest epoch's seconds, last epoch's train loss) of xr-train."""
+    run_dir = os.path.join(tmp, f"run-{model}-{precision}")
+    run(["xr-train", manifest, "--model", model, "--epochs", str(EPOCHS), "--batch-size", str(BATCH),
+         "--precision", precision, "--run-dir", run_dir, "-q"])
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f]
+    return min(r["train_seconds"] for r in rows), rows[-1]["train_loss"]
 
 
 def _noise(model_name, x):

@@ -153,6 +153,15 @@ def test_a_checkpoint_without_a_temperature_gives_raw_scores_and_says_so_once(cl
     assert result.records == cli(main, "-m", trained["ckpt"], trained["h5"], "--no-calibrate").records
 
 
+def test_precision_bf16_scores_within_bfloat16_rounding_of_float32(cli, trained):
+    fp32 = cli(main, "-m", trained["ckpt"], trained["h5"], "--precision", "fp32")
+    bf16 = cli(main, "-m", trained["ckpt"], trained["h5"], "--precision", "bf16")
+    assert fp32.exit_code == bf16.exit_code == 0, bf16.stderr
+    a, b = (np.array([r["scores"]["PNEUMONIA"] for r in result.records]) for result in (fp32, bf16))
+    assert not np.array_equal(a, b) and np.abs(a - b).max() < 0.02
+    assert cli(main, "-m", trained["ckpt"], trained["h5"], "--precision", "fp16").exit_code == 2
+
+
 def test_tta_and_threshold(cli, trained):
     plain = cli(main, "-m", trained["ckpt"], trained["h5"]).records
     flipped = cli(main, "-m", trained["ckpt"], trained["h5"], "--tta", "hflip").records

@@ -186,6 +186,7 @@ def test_raw_images_without_hdf5(cli, manifests, tmp_path):
     pytest.param(["--sampling", "under"], id="under-sampling"),
     pytest.param(["--ema", "0.9"], id="weight-average"),
     pytest.param(["--mixup", "0.2", "--cutmix", "1.0", "--label-smoothing", "0.1"], id="mixing-and-smoothing"),
+    pytest.param(["--precision", "bf16"], id="bfloat16-autocast"),
 ])
 def test_every_optimiser_schedule_loss_and_sampling_learns(cli, manifests, tmp_path, args):
     # VGG-5 learns the synthetic finding in 3 epochs; the 4 × 200 dense net is too noisy to tell.
@@ -194,6 +195,18 @@ def test_every_optimiser_schedule_loss_and_sampling_learns(cli, manifests, tmp_p
     finished(result, tmp_path / "run", 3)
     assert rows[-1]["train_loss"] < 0.85 * rows[0]["train_loss"]
     assert rows[-1]["val_auc"] > 0.9
+
+
+def test_precision_is_recorded_and_bf16_takes_effect(cli, manifests, tmp_path):
+    """The same seed with bfloat16 autocast: another run (its forward passes ran in bfloat16), about as good."""
+    losses = {}
+    for choice in ("fp32", "bf16"):
+        result, rows = train_run(cli, manifests[0], tmp_path / choice, "--epochs", 2, "--model", "vgg5",
+                                 "--precision", choice)
+        finished(result, tmp_path / choice, 2)
+        assert json.loads((tmp_path / choice / "config.json").read_text())["options"]["precision"] == choice
+        losses[choice] = [r["train_loss"] for r in rows]
+    assert losses["bf16"] != losses["fp32"] and losses["bf16"] == pytest.approx(losses["fp32"], rel=0.1)
 
 
 def test_learning_rate_schedules(cli, manifests, tmp_path):

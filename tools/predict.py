@@ -1,7 +1,15 @@
 """xr-predict: score manifest records with a trained checkpoint; records with `scores`/`pred` to stdout."""
 
 import click
-from xrtools.cli import command, device_option, manifest_input, open_input, output_option, workers_option
+from xrtools.cli import (
+    command,
+    device_option,
+    manifest_input,
+    open_input,
+    output_option,
+    precision_option,
+    workers_option,
+)
 from xrtools.console import report
 from xrtools.params import max_pixels_option, tta_option
 
@@ -30,10 +38,11 @@ xr-predict -m best.pt m.jsonl --threshold 0.3 --batch-size 128 --workers 4 -o sc
 @click.option("--strict", is_flag=True, help="Stop with exit 1 at the first unreadable image.")
 @max_pixels_option("Raw images: ")
 @device_option
+@precision_option
 @workers_option
 @output_option
-def main(manifest, checkpoint, batch_size, tta, threshold, no_calibrate, strict, max_pixels, device, workers, output,
-         quiet, verbose):
+def main(manifest, checkpoint, batch_size, tta, threshold, no_calibrate, strict, max_pixels, device, precision, workers,
+         output, quiet, verbose):
     """Add `scores` (per-class probabilities) and `pred` to every record of MANIFEST.
 
     HDF5-backed records are read from their file (it must have been made with
@@ -45,10 +54,12 @@ def main(manifest, checkpoint, batch_size, tta, threshold, no_calibrate, strict,
     keep their order and fields.
     """
     from libxr.pixels.sources import changed_sources
+    from libxr.precision import check as check_precision
     from libxr.predicting.classifier import Classifier
     from libxr.predicting.predict import predict
 
-    clf = Classifier(checkpoint, device, calibrate=not no_calibrate, log=report.info)
+    clf = Classifier(checkpoint, device, calibrate=not no_calibrate, log=report.info, precision=precision)
+    check_precision(clf.device, precision, report.warn)
     tta = tta or clf.tta
     if tta != clf.tta and threshold is None and clf.task.kind != "multiclass":
         report.warn(f"--tta {tta}: {checkpoint}'s threshold was chosen on validation scores with --tta {clf.tta}; "

@@ -5,7 +5,15 @@ import os
 import sys
 
 import click
-from xrtools.cli import command, device_option, manifest_input, open_input, seed_option, workers_option
+from xrtools.cli import (
+    command,
+    device_option,
+    manifest_input,
+    open_input,
+    precision_option,
+    seed_option,
+    workers_option,
+)
 from xrtools.console import report
 from xrtools.params import CommaList, KeyValue, WordOr, max_pixels_option, pixel_options, tta_option, typed
 
@@ -31,6 +39,7 @@ xr-train m.jsonl --model txv-densenet121 --weights nih-densenet121-d121-tw-lr001
 xr-train today.jsonl --model vgg5 --weights runs/yesterday/best.pt     # fine-tune yesterday's model
 xr-train m.jsonl --run-dir runs/r1 --resume          # continue after a stop (exit 75)
 xr-train m.jsonl --model resnet18 --ema 0.999 --label-smoothing 0.1 --mixup 0.2 --cutmix 1 --progressive 96
+xr-train m.jsonl --model resnet18 --precision bf16    # ~2x faster on a CPU with AMX (Xeon 4th gen and later)
 torchrun --nproc_per_node=4 --no-python xr-train m.jsonl --batch-size 16   # DDP: 16 per process
 """)
 @manifest_input
@@ -107,6 +116,7 @@ torchrun --nproc_per_node=4 --no-python xr-train m.jsonl --batch-size 16   # DDP
               help="Start over in a --run-dir that holds a run, or --resume one trained on another manifest "
                    "or model.")
 @device_option
+@precision_option
 @workers_option
 @click.option("--max-steps", type=click.IntRange(1), help="At most this many batches per epoch.")
 @seed_option

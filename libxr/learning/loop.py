@@ -9,6 +9,7 @@ import torch
 from libxr.learning.tta import mean_logits, views
 from libxr.pixels.datasets import batches
 from libxr.pixels.resizing import resize
+from libxr.precision import autocast
 
 
 @dataclasses.dataclass
@@ -49,7 +50,7 @@ def train_one_epoch(learner, dataset, order, opts, signals, tick, size=None):
         x, fit = resize(x, size or x.shape[-1]), y
         if learner.mixing is not None:
             x, fit = learner.mixing(x, y, learner.transform.generator(device))
-        with torch.autocast(device.type, enabled=device.type == "cuda"):
+        with autocast(device, opts.precision):
             logits = model(x)
         loss = learner.loss_fn(logits.float(), fit)
         # one small all-reduce a batch tells every process of a stop signal or a NaN anywhere
@@ -83,7 +84,7 @@ def validate(learner, dataset, opts, task):
     losses, outs, n = 0.0, [], 0
     for batch in batches(dataset, opts.batch_size, workers=opts.workers):
         x, y = learner.transform(batch.pixels.to(device)), batch.targets.to(device)
-        with torch.autocast(device.type, enabled=device.type == "cuda"):
+        with autocast(device, opts.precision):
             logits = mean_logits(task, torch.stack([model(v).float() for v in views(x, opts.tta)]))
         losses += learner.val_loss_fn(logits, y).item() * len(x)
         n += len(x)

@@ -14,13 +14,14 @@ from libxr.learning.sampling import SAMPLINGS
 from libxr.learning.tta import TTA
 from libxr.pixels.files import MAX_PIXELS
 from libxr.pixels.fit import FITS
+from libxr.precision import PRECISIONS
 from libxr.records.tasks import KINDS, UNCERTAIN
 
 EARLY_STOP = tuple(f"val_{name}" for name in EPOCH) + ("val_loss",)
 OWN_MODELS = ("cnn", "vgg5", "resnet10", "dense")
 """xr's own networks (libxr.models.OWN), named here so the command line needs no torch."""
 
-__all__ = ["EARLY_STOP", "FITS", "KINDS", "OPTIMIZERS", "SAMPLINGS", "SCHEDULERS", "TTA", "UNCERTAIN",
+__all__ = ["EARLY_STOP", "FITS", "KINDS", "OPTIMIZERS", "PRECISIONS", "SAMPLINGS", "SCHEDULERS", "TTA", "UNCERTAIN",
            "TrainOptions", "run_name"]
 
 
@@ -68,6 +69,7 @@ class TrainOptions:
     patience: int = 5
     min_delta: float = 0.0
     device: str = "auto"
+    precision: str = "auto"          # of the forward pass (libxr.precision)
     workers: int = 0
     seed: int = 0
     group: str = None
@@ -81,7 +83,8 @@ class TrainOptions:
                                      ("--scheduler", self.scheduler, SCHEDULERS),
                                      ("--early-stop", self.early_stop, EARLY_STOP + (None,)),
                                      ("--tta", self.tta, TTA),
-                                     ("--calibration", self.calibration, CALIBRATIONS)):
+                                     ("--calibration", self.calibration, CALIBRATIONS),
+                                     ("--precision", self.precision, PRECISIONS)):
             if value not in allowed:
                 raise UsageError(f"{name} {value!r}: use {', '.join(a for a in allowed if a)}")
         if not 0 <= self.label_smoothing < 1:

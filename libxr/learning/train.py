@@ -16,7 +16,7 @@ import time
 import numpy as np
 import torch
 
-from libxr import __version__
+from libxr import __version__, precision
 from libxr.errors import UsageError, XRError
 from libxr.judging import calibration, thresholds
 from libxr.learning import ema, learned
@@ -112,7 +112,8 @@ def _prepare(data, opts, arch, world, provenance, warn):
     schedule = Schedule(optimizer, opts, steps, warn)
     augment = AugmentOptions.reference() if opts.augment else AugmentOptions()
     transform = BatchTransform(data.mean, data.std, augment, seed=opts.seed + 7919 * world.rank)
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
+    precision.check(device, opts.precision, warn)
+    scaler = torch.amp.GradScaler("cuda", enabled=precision.needs_scaler(device, opts.precision))
     loss_fn = make_loss(task, weights, opts.focal_gamma, opts.label_smoothing)
     average = ema.weight_average(core, opts.ema, opts.ema_warmup) if opts.ema else None
     mixing = Mixing(task, opts.mixup, opts.cutmix, opts.mix_prob, opts.mix_switch) if opts.mixup or opts.cutmix else None

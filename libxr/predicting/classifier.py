@@ -17,15 +17,16 @@ from libxr.learning.distributed import pick_device
 from libxr.learning.tta import TTA, mean_logits, views
 from libxr.models import build_model, stored_arch
 from libxr.pixels.augment import BatchTransform
+from libxr.precision import autocast
 from libxr.records.tasks import Task
 
 
 class Classifier:
     """``calibrate``: scores with the checkpoint's temperature and the threshold chosen on them (the
-    default), or raw scores with the threshold chosen on those. ``log`` hears once that a checkpoint
-    from before xr-train calibrated has no temperature."""
+    default), or raw scores with the threshold chosen on those. ``precision``: libxr.precision's.
+    ``log`` hears once that a checkpoint from before xr-train calibrated has no temperature."""
 
-    def __init__(self, path, device="auto", calibrate=True, log=lambda message: None):
+    def __init__(self, path, device="auto", calibrate=True, log=lambda message: None, precision="auto"):
         state = checkpoint.load(path)
         missing = [k for k in ("task", "normalization", "preprocess", "model_name", "in_channels", "size")
                    if k not in state]
@@ -43,7 +44,7 @@ class Classifier:
         arch = stored_arch(state["model_name"], state.get("arch"))
         if "weights" in arch:
             arch["weights"] = "none"        # the checkpoint holds them
-        self.device = pick_device(device)
+        self.device, self.precision = pick_device(device), precision
         model = build_model(state["model_name"], self.in_channels, self.task.outputs, self.size, **arch)
         try:
             model.load_state_dict(state["model"])
@@ -66,7 +67,7 @@ class Classifier:
     def logits(self, pixels, tta="none"):
         """Logits for a uint8 (B, C, H, W) batch; under ``tta`` those of the views' mean probability."""
         x = self.transform(pixels.to(self.device, non_blocking=True))
-        with torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
+        with autocast(self.device, self.precision):
             outs = torch.stack([self.model(v).float() for v in views(x, tta)])
         return mean_logits(self.task, outs).cpu().numpy()
 

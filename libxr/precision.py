@@ -3,11 +3,12 @@
 ``auto`` is what torchvision's references do with ``--amp``: float16 autocast, with a gradient
 scaler, on CUDA; float32 on the CPU. ``bf16`` autocasts to bfloat16 on either, with no scaler
 (bfloat16 has float32's range). On a CPU with bfloat16 in hardware (AMX or AVX512-BF16: Xeon
-Sapphire Rapids and later, AMD Zen 4 and later) a training step measured 2.1-2.3x faster than
-float32 (VGG-5 and ResNet-18 at 128 px, two cores; ``make bench``). bfloat16 keeps 8 bits of
-mantissa, so a run's numbers are not float32's within float noise: the CPU's default stays
-float32, and bfloat16 is asked for. Elsewhere oneDNN emulates it, slower than float32, and
-:func:`check` says so. ``fp32`` turns autocast off everywhere, CUDA included.
+Sapphire Rapids and later, AMD Zen 4 and later) an xr-train epoch at 128 px measured 1.7x
+(VGG-5) and 2.0x (ResNet-18) faster than float32 (two cores; ``make bench``); at 32 px it was
+slower, the work too small for the casts to pay. bfloat16 keeps 8 bits of mantissa, so a run's
+numbers are not float32's within float noise: the CPU's default stays float32, and bfloat16 is
+asked for. Without the hardware it is emulated, slower than the default, and :func:`check` says
+so. ``fp32`` turns autocast off everywhere, CUDA included.
 
 Importable without torch, so that a command's ``--help`` lists the choices without loading it.
 """
@@ -51,7 +52,7 @@ def native_bf16(device, cpuinfo="/proc/cpuinfo"):
     import torch
 
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported(including_emulation=False)
+        return torch.cuda.get_device_capability(device)[0] >= 8       # Ampere and later
     try:
         with open(cpuinfo, encoding="utf-8", errors="replace") as f:
             flags = {word for line in f if line.startswith(("flags", "Features")) for word in line.split()}
@@ -61,8 +62,11 @@ def native_bf16(device, cpuinfo="/proc/cpuinfo"):
 
 
 def check(device, precision, warn):
-    """Warn when ``--precision bf16`` will be emulated: slower than float32, not faster."""
+    """Warn when ``--precision bf16`` will be emulated: slower than the default, not faster."""
     if precision == "bf16" and native_bf16(device) is False:
-        where = "this CPU has no AMX or AVX512-BF16" if device.type == "cpu" else f"{device} has no bfloat16 units"
-        warn(f"--precision bf16: {where}, so bfloat16 is emulated and slower than float32 here "
-             "(--precision auto is float32 on the CPU)")
+        if device.type == "cuda":
+            warn(f"--precision bf16: {device} has no bfloat16 units (compute capability below 8.0), so bfloat16 is "
+                 "emulated and slower than --precision auto's float16 there")
+        else:
+            warn("--precision bf16: this CPU has no bfloat16 arithmetic (AMX, AVX512-BF16 or Arm's BF16), so "
+                 "bfloat16 is emulated and slower than --precision auto's float32 here")

@@ -47,17 +47,18 @@ def test_native_bfloat16_is_unknown_without_cpuinfo(tmp_path):
     assert precision.native_bf16(CPU, str(tmp_path / "absent")) is None
 
 
-@pytest.mark.parametrize("native, choice, warned", [
-    pytest.param(False, "bf16", True, id="emulated"),
-    pytest.param(True, "bf16", False, id="native"),
-    pytest.param(None, "bf16", False, id="unknown"),
-    pytest.param(False, "auto", False, id="auto"),
-    pytest.param(False, "fp32", False, id="fp32"),
+@pytest.mark.parametrize("device, native, choice, warned", [
+    pytest.param(CPU, False, "bf16", "this CPU has no bfloat16 arithmetic (AMX, AVX512-BF16 or Arm's BF16), so "
+                 "bfloat16 is emulated and slower than --precision auto's float32 here", id="cpu-emulated"),
+    pytest.param(CUDA, False, "bf16", "cuda has no bfloat16 units (compute capability below 8.0), so bfloat16 is "
+                 "emulated and slower than --precision auto's float16 there", id="cuda-emulated"),
+    pytest.param(CPU, True, "bf16", None, id="native"),
+    pytest.param(CPU, None, "bf16", None, id="unknown"),
+    pytest.param(CPU, False, "auto", None, id="auto"),
+    pytest.param(CPU, False, "fp32", None, id="fp32"),
 ])
-def test_emulated_bfloat16_is_warned_of(monkeypatch, native, choice, warned):
+def test_emulated_bfloat16_is_warned_of(monkeypatch, device, native, choice, warned):
     monkeypatch.setattr(precision, "native_bf16", lambda device: native)
     said = []
-    precision.check(CPU, choice, said.append)
-    emulated = ("--precision bf16: this CPU has no AMX or AVX512-BF16, so bfloat16 is emulated and slower than "
-                "float32 here (--precision auto is float32 on the CPU)")
-    assert said == ([emulated] if warned else [])
+    precision.check(device, choice, said.append)
+    assert said == ([f"--precision bf16: {warned}"] if warned else [])

@@ -159,7 +159,16 @@ def test_precision_bf16_scores_within_bfloat16_rounding_of_float32(cli, trained)
     assert fp32.exit_code == bf16.exit_code == 0, bf16.stderr
     a, b = (np.array([r["scores"]["PNEUMONIA"] for r in result.records]) for result in (fp32, bf16))
     assert not np.array_equal(a, b) and np.abs(a - b).max() < 0.02
+    assert "bfloat16" not in bf16.stderr or "no bfloat16 arithmetic" in bf16.stderr
     assert cli(main, "-m", trained["ckpt"], trained["h5"], "--precision", "fp16").exit_code == 2
+
+
+def test_emulated_bfloat16_is_warned_of(cli, trained, monkeypatch):
+    from libxr import precision
+
+    monkeypatch.setattr(precision, "native_bf16", lambda device: False)
+    result = cli(main, "-m", trained["ckpt"], trained["h5"], "--precision", "bf16")
+    assert result.exit_code == 0 and result.stderr.count("warning: --precision bf16: this CPU has no bfloat16") == 1
 
 
 def test_tta_and_threshold(cli, trained):

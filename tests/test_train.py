@@ -197,16 +197,40 @@ def test_every_optimiser_schedule_loss_and_sampling_learns(cli, manifests, tmp_p
     assert rows[-1]["val_auc"] > 0.9
 
 
-def test_precision_is_recorded_and_bf16_takes_effect(cli, manifests, tmp_path):
-    """The same seed with bfloat16 autocast: another run (its forward passes ran in bfloat16), about as good."""
-    losses = {}
-    for choice in ("fp32", "bf16"):
-        result, rows = train_run(cli, manifests[0], tmp_path / choice, "--epochs", 2, "--model", "vgg5",
-                                 "--precision", choice)
-        finished(result, tmp_path / choice, 2)
-        assert json.loads((tmp_path / choice / "config.json").read_text())["options"]["precision"] == choice
-        losses[choice] = [r["train_loss"] for r in rows]
-    assert losses["bf16"] != losses["fp32"] and losses["bf16"] == pytest.approx(losses["fp32"], rel=0.1)
+@pytest.mark.parametrize("choice, dtype", [("auto", torch.float32), ("fp32", torch.float32),
+                                           ("bf16", torch.bfloat16)])
+def test_training_and_validation_run_the_model_in_the_precision_asked(cli, manifests, tmp_path, monkeypatch, choice,
+                                                                      dtype):
+    """Every forward pass, training and validation alike, seen from inside the model; the choice in config.json."""
+    from libxr.learning import train as training
+
+    seen, build = set(), training.build_model
+
+    def spied(*args, **kwargs):
+        model = build(*args, **kwargs)
+        model.register_forward_hook(lambda module, inputs, out: seen.add((module.training, out.dtype)))
+        return model
+
+    monkeypatch.setattr(training, "build_model", spied)
+    result, _ = train_run(cli, manifests[0], tmp_path / "run", "--epochs", 1, "--max-steps", 2, "--precision", choice)
+    finished(result, tmp_path / "run", 1)
+    assert seen == {(True, dtype), (False, dtype)}
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["options"]["precision"] == choice
+
+
+def test_emulated_bfloat16_is_warned_of_and_a_resume_in_another_precision_is_said(cli, manifests, tmp_path,
+                                                                                  monkeypatch):
+    from libxr import precision
+
+    monkeypatch.setattr(precision, "native_bf16", lambda device: False)
+    run = tmp_path / "run"
+    first, _ = train_run(cli, manifests[0], run, "--epochs", 1, "--max-steps", 2, "--precision", "bf16")
+    assert first.exit_code == 0 and "warning: --precision bf16: this CPU has no bfloat16 arithmetic" in first.stderr
+    resumed, _ = train_run(cli, manifests[0], run, "--epochs", 2, "--max-steps", 2, "--resume")
+    finished(resumed, run, 2)
+    assert (f"warning: --resume: {run / 'last.pt'} was trained with --precision bf16 up to epoch 1; the run goes on "
+            "with --precision auto") in resumed.stderr
+    assert "no bfloat16 arithmetic" not in resumed.stderr
 
 
 def test_learning_rate_schedules(cli, manifests, tmp_path):

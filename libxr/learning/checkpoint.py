@@ -70,6 +70,12 @@ _RUN = {"the manifest (sha256)": lambda s: (s.get("config") or {}).get("manifest
         "--calibration": lambda s: ((s.get("config") or {}).get("options") or {}).get("calibration") or "temperature"}
 
 
+def trained_precision(state):
+    """The --precision a checkpoint was trained with (auto before xr-train had the option)."""
+    options = (state.get("config") or {}).get("options")
+    return (options.get("precision") if isinstance(options, dict) else None) or "auto"
+
+
 def differences(state, meta):
     """What checkpoint ``state`` was trained with that the run described by ``meta`` (the same
     fields, without the weights) is not: manifest, model, classes, input, weight average, calibration."""

@@ -162,6 +162,10 @@ def _start(run, learner, monitor, meta, resume, force, log, warn):
                          "(--force continues anyway, a new --run-dir starts afresh)")
     if differences:
         warn(f"--force: continuing {run.last} although it was trained with {'; '.join(differences)}")
+    was, now = checkpoint.trained_precision(state), meta["config"]["options"]["precision"]
+    if was != now:      # legitimate (another machine), but config.json keeps the first
+        warn(f"--resume: {run.last} was trained with --precision {was} up to epoch {state.get('epoch', -1) + 1}; "
+             f"the run goes on with --precision {now}")
     try:
         ema.restore(learner.core, learner.ema, state)
         learner.optimizer.load_state_dict(state["optimizer"])

@@ -163,6 +163,19 @@ def test_precision_bf16_scores_within_bfloat16_rounding_of_float32(cli, trained)
     assert cli(main, "-m", trained["ckpt"], trained["h5"], "--precision", "fp16").exit_code == 2
 
 
+def test_a_model_validated_in_bfloat16_scored_in_float32_is_said(cli, trained, tmp_path):
+    from conftest import checked
+    from xrtools.train import main as train
+
+    checked(train, str(trained["h5"]), "--model", "vgg5", "--epochs", "1", "--max-steps", "2", "--precision", "bf16",
+            "--run-dir", str(tmp_path / "run"), "-q")
+    said = "was validated in bfloat16 (xr-train --precision bf16); these scores are float32's"
+    for args, told in (([], True), (["--precision", "bf16"], False), (["-q"], False)):
+        result = cli(main, "-m", tmp_path / "run" / "best.pt", trained["h5"], *args)
+        assert result.exit_code == 0 and (said in result.stderr) is told, result.stderr
+    assert said not in cli(main, "-m", trained["ckpt"], trained["h5"]).stderr      # validated in float32
+
+
 def test_emulated_bfloat16_is_warned_of(cli, trained, monkeypatch):
     from libxr import precision
 

@@ -60,6 +60,9 @@ def main(manifest, checkpoint, batch_size, tta, threshold, no_calibrate, strict,
 
     clf = Classifier(checkpoint, device, calibrate=not no_calibrate, log=report.info, precision=precision)
     check_precision(clf.device, precision, report.warn)
+    if clf.trained_precision == "bf16" and precision != "bf16":
+        report.info(f"{checkpoint} was validated in bfloat16 (xr-train --precision bf16); these scores are "
+                    "float32's, a little apart from those its threshold was chosen on (--precision bf16 scores alike)")
     tta = tta or clf.tta
     if tta != clf.tta and threshold is None and clf.task.kind != "multiclass":
         report.warn(f"--tta {tta}: {checkpoint}'s threshold was chosen on validation scores with --tta {clf.tta}; "

@@ -39,6 +39,7 @@ class Classifier:
         self.size, self.in_channels = state["size"], state["in_channels"]
         self.temperature, self.shift, self.threshold = _operating_point(state, calibrate)
         self.tta = state.get("tta", "none")     # what validation scored with: the threshold fits it
+        self.trained_precision = checkpoint.trained_precision(state)      # and in what arithmetic
         if calibrate and self.temperature is None:
             log(f"{path} has no temperature (trained before xr-train calibrated): its scores are raw (T = 1)")
         arch = stored_arch(state["model_name"], state.get("arch"))

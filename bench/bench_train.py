@@ -62,6 +62,7 @@ def main():
         x = (torch.from_numpy(pixels).float() / 255 - mean) / std
         y = torch.from_numpy(np.array([r["label"] == "PNEUMONIA" for r in sorted(train, key=lambda r: r["row"])],
                                       np.float32))
+        bf16 = native_bf16(torch.device("cpu"))
         for model in MODELS:
             ours, loss = xr_train(manifest, tmp, model, "fp32")
             bare, _ = bare_epochs(model, x, y, 0)
@@ -71,7 +72,7 @@ def main():
                   f"{bare / ours:.2f}x (target >= 1.25); a bare channels_last loop {last:.2f} s/epoch "
                   f"(xr-train {ours / last:.2f}x its time); channels_last logits differ by {_noise(model, x):.1e} "
                   "(relative)", flush=True)
-            if native_bf16(torch.device("cpu")):
+            if bf16:
                 fast, fast_loss = xr_train(manifest, tmp, model, "bf16")
                 print(f"  xr-train --precision bf16 {fast:.2f} s/epoch: {bare / fast:.2f}x the bare NCHW loop, "
                       f"{ours / fast:.2f}x xr-train's float32 (no target: bfloat16's numbers); last train loss "

@@ -35,9 +35,7 @@ def autocast(device, precision):
     import torch
 
     dtype = autocast_dtype(device, precision)
-    if dtype is None:
-        return torch.autocast(device.type, enabled=False)
-    return torch.autocast(device.type, dtype=dtype)
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
 def needs_scaler(device, precision):

@@ -74,6 +74,22 @@ def test_existing_splits_are_kept_and_val_is_carved_from_train(cli, tmp_path):
     assert sum(r["split"] == "test" for r in resplit) < 60
 
 
+def test_unsplit_records_join_the_val_or_test_split_their_patient_already_has(cli, tmp_path):
+    recs = records(n=60)
+    for r in recs:      # one record of each of the first 8 patients already in val or test
+        if r["patient"] in {f"p{k}" for k in range(8)} and r["id"] in {f"img{3 * k}" for k in range(8)}:
+            r["split"] = "val" if r["patient"] < "p4" else "test"
+    result = cli(main, write_jsonl(tmp_path / "m.jsonl", recs), "--val", "0.2")
+    assert result.exit_code == 0, result.stderr
+    where = collections.defaultdict(set)
+    for r in result.records:
+        where[r["patient"]].add(r["split"])
+    assert all(len(s) == 1 for s in where.values()), where
+    assert [where[f"p{k}"] for k in range(8)] == [{"val"}] * 4 + [{"test"}] * 4
+    assert "16 train/unsplit records joined the val/test split their patient already had" in result.stderr
+    assert "span splits" not in result.stderr
+
+
 def test_split_field_goes_before_source(cli, tmp_path):
     path = write_jsonl(tmp_path / "m.jsonl", [{"id": f"{i}", "label": "ab"[i % 2], "source": {"x": 1},
                                                "extra": [1, 2]} for i in range(10)])
@@ -163,6 +179,8 @@ def test_check_finds_leaking_patients(cli, tmp_path):
     assert result.exit_code == 1 and "p1: test, train" in result.stderr and result.stdout == ""
     clean = cli(main, write_jsonl(tmp_path / "ok.jsonl", recs[1:]), "--check")
     assert clean.exit_code == 0
+    typo = cli(main, write_jsonl(tmp_path / "m.jsonl", recs), "--check", "--group-by", "patient_id")
+    assert typo.exit_code == 1 and "no record has a 'patient_id' field: nothing to check" in typo.stderr
 
 
 def test_group_by_other_field_and_none(cli, tmp_path):
@@ -182,6 +200,9 @@ def test_group_by_other_field_and_none(cli, tmp_path):
     pytest.param(["--val", "1.5"], 2, "--val", id="val-above-1"),
     pytest.param(["--folds", "3", "--fold", "3"], 2, "--fold 3 is not in 0..2", id="fold-out-of-range"),
     pytest.param(["--folds", "1"], 2, "--folds", id="one-fold"),
+    pytest.param(["--folds", "3", "--val", "0.2"], 2, "it takes no --val or --test", id="folds-and-val"),
+    pytest.param(["--fold", "1", "--val", "0.2"], 2, "--fold needs --folds K", id="fold-without-folds"),
+    pytest.param(["--val", "0.2", "-o", "x.jsonl", "--out-dir", "d"], 2, "two destinations", id="o-and-out-dir"),
 ])
 def test_bad_arguments(cli, tmp_path, args, code, message):
     result = cli(main, write_jsonl(tmp_path / "m.jsonl", records(n=30)), *args)

@@ -8,7 +8,7 @@ from xrtools.cli import command, manifest_input, open_input, output_option, seed
 from xrtools.console import report
 
 from libxr.atomic import atomic_output
-from libxr.errors import UsageError
+from libxr.errors import UsageError, XRError
 from libxr.records.manifest import SPLITS
 from libxr.records.split import Pool, SplitOptions, assign, label_counts, leaks, write_split
 
@@ -25,8 +25,8 @@ xr-split --check split.jsonl        # exit 1 if a patient is in two splits
 @click.option("--val", type=fraction, default=0.0, help="Share of the pool for validation.")
 @click.option("--test", type=fraction, default=0.0, help="Share of the pool for test.")
 @click.option("--folds", type=click.IntRange(2), help="K-fold: split the pool into K folds ...")
-@click.option("--fold", type=click.IntRange(0), default=0, show_default=True,
-              help="... and make fold I the val split, the rest train.")
+@click.option("--fold", type=click.IntRange(0),
+              help="... and make fold I the val split, the rest train (default 0).")
 @click.option("--group-by", metavar="FIELD",
               help="Keep records sharing FIELD in one split (default: patient, when present; "
                    "'none' to not group).")
@@ -48,22 +48,34 @@ def main(manifest, val, test, folds, fold, group_by, no_stratify, resplit, check
     Groups (patients) never straddle splits; classes, or every label of
     multi-label records, keep their rates in each split (iterative stratification).
     """
+    if not check:
+        _usage(val, test, folds, fold, out_dir, output)
     stream, name = open_input(manifest)
     with stream:
         pool = Pool(stream, name, group_by)
     if check:
         return _check(pool)
-    if not (val or test or folds):
-        raise UsageError("nothing to do: give --val, --test or --folds (or --check)")
-    opts = SplitOptions(val=val, test=test, folds=folds or 0, fold=fold,
+    opts = SplitOptions(val=val, test=test, folds=folds or 0, fold=fold or 0,
                         stratify=not no_stratify, resplit=resplit, seed=seed)
-    splits, chosen = assign(pool, opts)
+    splits, chosen, pinned = assign(pool, opts)
     if out_dir:
         _write_out_dir(out_dir, pool, splits)
     else:
         with atomic_output(output) as out:
             write_split(pool.lines, splits, out)
-    _summarise(pool, splits, chosen)
+    _summarise(pool, splits, chosen, pinned)
+
+
+def _usage(val, test, folds, fold, out_dir, output):
+    """Refuse options that would be ignored: a conflict is a usage error, not a silent choice."""
+    if not (val or test or folds):
+        raise UsageError("nothing to do: give --val, --test or --folds (or --check)")
+    if folds and (val or test):
+        raise UsageError("--folds makes fold I the val split: it takes no --val or --test")
+    if fold is not None and not folds:
+        raise UsageError("--fold needs --folds K")
+    if out_dir and output not in (None, "-"):
+        raise UsageError("-o and --out-dir are two destinations: give one")
 
 
 def _write_out_dir(out_dir, pool, splits):
@@ -86,7 +98,7 @@ def _write_out_dir(out_dir, pool, splits):
                             f"(no {stale[:-len('.jsonl')]} split now)")
 
 
-def _summarise(pool, splits, chosen):
+def _summarise(pool, splits, chosen, pinned):
     counts = label_counts(pool, splits)
     groups = {}
     for key, split in zip(pool.keys, splits):
@@ -97,6 +109,9 @@ def _summarise(pool, splits, chosen):
     gap = label_counts(pool, splits, chosen).max_rate_gap()
     report.info(f"largest gap between a class rate in a new split and in the {len(chosen):,} "
                 f"records split: {100 * gap:.2f} percentage points")
+    if pinned:
+        report.info(f"{pinned:,} train/unsplit records joined the val/test split their {pool.field} "
+                    f"already had")
     spanning = leaks(pool, splits)
     if spanning:
         report.warn(f"{len(spanning):,} {pool.field} values span splits the input already had "
@@ -114,6 +129,8 @@ def _check(pool):
     if pool.field == "none":
         report.warn("records have no patient field: nothing to check (use --group-by FIELD)")
         return 0
+    if not pool.ungrouped < len(pool.keys):
+        raise XRError(f"no record has a {pool.field!r} field: nothing to check")
     if not found:
         report.info(f"no {pool.field} occurs in more than one split ({len(set(pool.keys)):,} checked)")
         return 0

@@ -131,16 +131,23 @@ def plan_parts(opts):
 
 
 def assign(pool, opts):
-    """The split of every record (kept splits included), and the indices of those split now."""
+    """The split of every record (kept splits included), the indices of those split now, and how
+    many train/unsplit records joined their group's val/test split instead."""
     names, fractions = plan_parts(opts)
     chosen = [i for i, s in enumerate(pool.splits) if opts.resplit or s in (None, "train")]
     if not chosen:
         raise XRError("no records to split: every record already has a val/test split (use --resplit)")
+    out = list(pool.splits)
+    pinned = _pinned(pool, chosen)
+    for i, split in pinned.items():
+        out[i] = split
+    chosen = [i for i in chosen if i not in pinned]
+    if not chosen:
+        raise XRError("no records to split: every train/unsplit record joins its group's val/test split")
     keys = {}
     group_of = np.array([keys.setdefault(pool.keys[i], len(keys)) for i in chosen], np.int64)
     y = strata([pool.labels[i] for i in chosen]) if opts.stratify else np.zeros((len(chosen), 0))
     part = stratify_groups(group_of, y, fractions, np.random.default_rng(opts.seed))[group_of]
-    out = list(pool.splits)
     for i, p in zip(chosen, part):
         name = names[p]
         out[i] = name if not opts.folds else ("val" if name == f"fold{opts.fold}" else "train")
@@ -149,7 +156,18 @@ def assign(pool, opts):
         if not any(out[i] == name for i in chosen):
             raise XRError(f"the {name} split is empty: {len(keys)} groups are too few for the asked "
                           f"fractions; ask for a larger fraction or bring more data")
-    return out, chosen
+    return out, chosen, len(pinned)
+
+
+def _pinned(pool, chosen):
+    """{record index: split} for pool records whose group already has records in exactly one
+    kept split (val or test): they join it, or splitting them would create the leak."""
+    kept = {}
+    chosen_set = set(chosen)
+    for i, (key, split) in enumerate(zip(pool.keys, pool.splits)):
+        if i not in chosen_set and not (isinstance(key, tuple) and key[0] == "id"):
+            kept.setdefault(key, set()).add(split)
+    return {i: next(iter(kept[pool.keys[i]])) for i in chosen if len(kept.get(pool.keys[i], ())) == 1}
 
 
 def with_split(line, split):

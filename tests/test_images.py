@@ -5,6 +5,7 @@ import pytest
 from conftest import bomb_png, dicom_file
 from PIL import Image
 
+from libxr.pixels.decode import DecodeError, load_gray
 from libxr.pixels.files import check_headers, header_problem, is_image_name
 
 
@@ -41,6 +42,18 @@ def test_check_headers_keeps_order(tmp_path):
     out = list(check_headers(({"path": p} for p in paths), workers=4, chunk=3))
     assert [r["path"] for r, _ in out] == paths
     assert [problem for _, problem in out] == ["missing" if i % 3 == 0 else None for i in range(10)]
+
+
+def test_a_dicom_without_an_image_fails_the_header_check_and_decoding(tmp_path):
+    pydicom = pytest.importorskip("pydicom")
+    path = dicom_file(tmp_path / "report.dcm", np.zeros((2, 2)))
+    ds = pydicom.dcmread(str(path))
+    for tag in ("Rows", "Columns", "PixelData"):
+        delattr(ds, tag)
+    ds.save_as(str(path), enforce_file_format=True)
+    assert header_problem(str(path)) == "DICOM without an image (no Rows and Columns)"
+    with pytest.raises(DecodeError, match=r"^DICOM without an image \(no Rows and Columns\)$"):
+        load_gray(str(path))
 
 
 def test_header_check_refuses_images_over_max_pixels(tmp_path):

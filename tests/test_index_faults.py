@@ -180,7 +180,8 @@ def test_paths_spelt_two_ways_give_one_id(cli, tmp_path):
     image(tmp_path / "img" / "a.png")
     (tmp_path / "t.csv").write_text("path,label\nimg//a.png,x\n././img/./a.png,x\n")
     result = cli(main, tmp_path / "t.csv")
-    assert [(r["id"], r["path"]) for r in result.records] == [("img/a.png", f"{tmp_path}/img/a.png")] * 2
+    assert [(r["id"], r["path"]) for r in result.records] == [("img/a.png", f"{tmp_path}/img/a.png")]
+    assert "1 × row repeating an earlier row's image and labels, left out" in result.stderr
 
 
 def test_a_blank_nih_findings_cell_is_no_label_not_fifteen_negatives(cli, tmp_path):
@@ -208,3 +209,124 @@ def test_a_symlink_loop_among_class_folders_is_not_fatal(cli, tmp_path):
 def test_stdin_is_refused_with_what_to_do(cli):
     result = cli(main, "-", input="path,label\na.png,x\n")
     assert result.exit_code == 2 and "xr-index reads a folder or a table file, not stdin" in result.stderr
+
+
+def test_linked_and_hidden_folders_inside_a_class_folder_are_walked_or_counted(cli, tmp_path):
+    image(tmp_path / "ds" / "A" / "a.png")
+    image(tmp_path / "ds" / "A" / ".cache" / "h.png")
+    image(tmp_path / "elsewhere" / "batch" / "b.png")
+    os.symlink(tmp_path / "elsewhere" / "batch", tmp_path / "ds" / "A" / "batch2")
+    os.symlink(tmp_path / "ds" / "A", tmp_path / "ds" / "A" / "loop")      # a link back up ends
+    result = cli(main, tmp_path / "ds", "--strict")
+    assert result.exit_code == 0, result.stderr
+    assert [r["id"] for r in result.records] == ["A/a.png", "A/batch2/b.png"]
+    assert "hidden folder .cache" in result.stderr and "a link to a folder already indexed" in result.stderr
+
+
+@pytest.mark.parametrize("table, message", [
+    pytest.param("path,label\na.png,NORMAL\na.png,PNEUMONIA\n",
+                 "1 × row labelling an earlier row's image otherwise, left out (the first kept) (first {t}:3",
+                 id="same-image-other-label"),
+    pytest.param("path,label\na.png,NORMAL\n./a.png,NORMAL\n",
+                 "1 × row repeating an earlier row's image and labels, left out (first {t}:3", id="same-row-twice"),
+    pytest.param("path,label\nimg,NORMAL\na.png,NORMAL\n", "1 × row naming a folder, not an image, left out "
+                 "(first {t}:2", id="a-folder"),
+])
+def test_rows_that_cannot_be_records_of_their_own_are_counted_and_fail_strict(cli, tmp_path, table, message):
+    image(tmp_path / "a.png")
+    (tmp_path / "img").mkdir()
+    path = tmp_path / "t.csv"
+    path.write_text(table)
+    result = cli(main, path)
+    assert result.exit_code == 0 and [r["id"] for r in result.records] == ["a.png"]
+    assert result.records[0]["label"] == "NORMAL"
+    assert message.format(t=path) in result.stderr
+    assert cli(main, path, "--strict").exit_code == 1
+
+
+@pytest.mark.parametrize("layout, table, message", [
+    pytest.param("chexpert", "Path,Frontal/Lateral,Edema,Cardiomegaly\n,Frontal,1.0,0.0\n",
+                 "train.csv:2: empty path cell", id="chexpert"),
+    pytest.param("chexpert", "Path,Frontal/Lateral,Edema\nCheXpert-v1.0-small/,Frontal,1.0\n",
+                 "train.csv:2: empty path cell", id="chexpert-dataset-folder-only"),
+    pytest.param("nih", "Image Index,Finding Labels,Patient ID,View Position\n ,Effusion,1,PA\n",
+                 "train.csv:2: empty 'Image Index' cell", id="nih"),
+    pytest.param("csv", "path,label\n,x\n", "train.csv:2: empty path cell", id="csv"),
+])
+def test_an_empty_path_cell_is_an_error_at_its_line(cli, tmp_path, layout, table, message):
+    path = tmp_path / "CheXpert-v1.0-small" / "train.csv"
+    path.parent.mkdir()
+    path.write_text(table)
+    result = cli(main, path, "--layout", layout)
+    assert result.exit_code == 1 and result.stderr.strip().endswith(message), result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("cell, labels", [
+    pytest.param("1.0", {"Edema": 1}, id="positive"),
+    pytest.param("-1", {"Edema": -1}, id="uncertain"),
+    pytest.param("", {}, id="blank"),
+    pytest.param("11", None, id="not-a-value"),
+])
+def test_a_chexpert_table_with_one_observation_column(cli, tmp_path, cell, labels):
+    path = tmp_path / "train.csv"
+    path.write_text(f"Path,Frontal/Lateral,Edema\nCheXpert-v1.0-small/train/patient1/study1/view1_frontal.jpg,"
+                    f"frontal,{cell}\n")
+    result = cli(main, path, "--layout", "chexpert", "--frontal-only", "--uncertain", "keep")
+    if labels is None:
+        assert result.exit_code == 1 and "train.csv:2: Edema: '11' is not 1, 0, -1 or blank" in result.stderr
+        assert len(result.stderr.splitlines()) == 1
+    else:
+        assert result.exit_code == 0, result.stderr
+        assert [r["labels"] for r in result.records] == [labels]      # 'frontal' in lower case is frontal
+
+
+def test_a_mura_study_folder_without_images_is_counted(cli, synth):
+    root = synth("mura", count=24, name="mura-empty-study")
+    table = root / "train_labeled_studies.csv"
+    first = table.read_text().splitlines()[0].split(",")[0]
+    study = root.parent / first if (root.parent / first).is_dir() else root / first.split("/", 1)[1]
+    for f in study.iterdir():
+        f.unlink()
+    result = cli(main, table)
+    assert result.exit_code == 0
+    assert f"1 × study folder without images (first {table}:1" in result.stderr
+    assert cli(main, table, "--strict").exit_code == 1
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
+def test_nih_split_lists_are_read_in_their_encoding(cli, synth, tmp_path, encoding):
+    import shutil
+
+    root = tmp_path / "nih"
+    shutil.copytree(synth("nih", count=20), root)
+    for name in ("train_val_list.txt", "test_list.txt"):
+        text = (root / name).read_text()
+        (root / name).write_text(text, encoding=encoding)
+    result = cli(main, root, "--strict")
+    assert result.exit_code == 0, result.stderr
+    assert all(r.get("split") in ("train", "test") for r in result.records)
+
+
+def test_a_missing_images_hint_fits_the_paths_that_are_missing(cli, tmp_path):
+    image(tmp_path / "data" / "a.png")
+    path = tmp_path / "t.csv"
+    path.write_text("path,label\n/mnt/old/data/a.png,x\nimg/gone.png,y\n")
+    result = cli(main, path, "--strip-prefix", "/mnt/old", "--root", tmp_path)
+    assert result.exit_code == 0 and "1 listed images" in result.stderr
+    assert "--root" in result.stderr and "paths are absolute" not in result.stderr
+    absolute = cli(main, path)
+    assert "2 listed images" in absolute.stderr and "--root says where they are" in absolute.stderr
+    path.write_text("path,label\n/mnt/old/data/a.png,x\n")
+    assert "the table's paths are absolute: --strip-prefix PREFIX --root DIR" in cli(main, path).stderr
+
+
+@pytest.mark.parametrize("order", ["le", "be"])
+def test_utf16_without_a_byte_order_mark_says_which_encoding(cli, tmp_path, order):
+    path = tmp_path / "t.csv"
+    path.write_bytes("path,label\na.png,x\n".encode(f"utf-16-{order}"))
+    result = cli(main, path)
+    assert result.exit_code == 1
+    assert result.stderr == f"xr-index: error: {path}: UTF-16 text without a byte-order mark: pass --encoding utf-16-{order}\n"
+    image(tmp_path / "a.png")
+    assert cli(main, path, "--encoding", f"utf-16-{order}").records[0]["label"] == "x"

@@ -222,6 +222,7 @@ def test_sex_and_age_become_the_contracts_values(cli, tmp_path, column, cell, ex
 @pytest.mark.parametrize("column, bad, why", [
     pytest.param("sex", "O", "sex that is not F or M", id="sex"),
     pytest.param("age", "adult", "age that is not a number of years", id="age"),
+    pytest.param("age", "²", "age that is not a number of years", id="age-superscript-digit"),
 ])
 def test_values_that_cannot_be_read_are_counted_with_their_line_and_strict_fails(cli, tmp_path, column,
                                                                                  bad, why):

@@ -166,7 +166,7 @@ def workers_option(fn):
 
 
 def seed_option(fn):
-    return click.option("--seed", default=0, show_default=True, type=int,
+    return click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2 ** 63 - 1),
                         help="Random seed: the same inputs and seed give the same output.")(fn)
 
 

@@ -132,7 +132,7 @@ def _report(tally, opts):
         report.info(f"skipped {n:,} × {why}")
     if tally.missing:
         report.warn(f"{tally.missing:,} listed images or folders do not exist "
-                    f"(e.g. {tally.missing_examples[0]}); {tally.missing_hint(opts.root)}")
+                    f"(e.g. {tally.missing_examples[0]}); {tally.missing_hint(opts.root, opts.strip_prefix)}")
     for line in problem_lines(tally):
         report.warn(line)
     for line in tally.unreadable[:20]:

@@ -6,6 +6,8 @@ command never splits strings itself: ``A,B,C`` lists, ``KEY=VALUE`` pairs
 channel specs, the one ``--size/--fit/--channels`` group, ``--max-pixels`` and ``--tta``.
 """
 
+import math
+
 import click
 
 from libxr.errors import UsageError
@@ -60,8 +62,8 @@ class CommaList(click.ParamType):
             items = tuple(self.item(w) for w in words)
         except ValueError:
             self.fail(f"{value!r} is not a list of numbers", param, ctx)
-        if self.positive and any(v <= 0 for v in items):
-            self.fail("weights must be positive", param, ctx)
+        if self.positive and not all(0 < v < math.inf for v in items):
+            self.fail("weights must be positive, finite numbers", param, ctx)
         return items
 
 

@@ -13,7 +13,7 @@ import os
 
 from libxr.errors import UsageError, XRError
 from libxr.index import chexpert, csv_layout, folders, mura, nih, npz
-from libxr.index.paths import SPLIT_NAMES, ExistenceCache, FromName, Tally
+from libxr.index.paths import SPLIT_NAMES, ExistenceCache, FromName, Tally, is_absolute
 from libxr.index.select import Relabel, describe
 from libxr.index.table import Table
 from libxr.records.manifest import unlabelled
@@ -60,8 +60,12 @@ class IndexOptions:
 NO_LABEL = "record with no label"
 NOT_UTF8 = "file name that is not UTF-8, left out"
 NO_PATIENT = "file name --patient-regex does not match (no patient id)"
+REPEATED = "row repeating an earlier row's image and labels, left out"
+CONFLICT = "row labelling an earlier row's image otherwise, left out (the first kept)"
+FOLDER = "row naming a folder, not an image, left out"
 HINTS = {NO_LABEL: "--drop-unlabelled leaves them out",
-         NOT_UTF8: "manifests are UTF-8 JSON: rename the files, e.g. with convmv"}
+         NOT_UTF8: "manifests are UTF-8 JSON: rename the files, e.g. with convmv",
+         CONFLICT: "the table labels one image twice: correct it"}
 TABLE_EXTENSIONS = (".csv", ".tsv")
 IMAGE_HINT = "index the folder that holds it"
 ARCHIVE_HINT = "unpack it and index what it holds"
@@ -155,6 +159,9 @@ def refuse_binary(path, encoding="utf-8"):
         kind, hint = "a DICOM image", IMAGE_HINT
     wide = head.startswith((b"\xff\xfe", b"\xfe\xff")) or "16" in encoding or "32" in encoding
     if kind is None and b"\x00" in head and not wide:
+        for order, zeros, text in (("le", head[1::2], head[0::2]), ("be", head[0::2], head[1::2])):
+            if zeros.count(0) > 0.9 * len(zeros) and text.count(0) < 0.1 * len(text):
+                raise XRError(f"{path}: UTF-16 text without a byte-order mark: pass --encoding utf-16-{order}")
         kind = "binary data"
     if kind is None:
         return
@@ -186,6 +193,7 @@ def index(source, layout=None, opts=None, tally=None):
     patient_of = FromName(opts.patient_regex) if opts.patient_regex else None
     extra = [(name, FromName(pattern, f"--field {name}=")) for name, pattern in opts.fields]
     exists = ExistenceCache() if layout in TABLE_LAYOUTS else None
+    labels_of = {}      # id -> its labels: a table may list an image twice; a manifest may not
     for rec in records:
         if not rec["path"].isascii() and not _utf8(rec["path"]):
             tally.problem(NOT_UTF8, os.fsencode(rec["path"]).decode("utf-8", "backslashreplace"))
@@ -202,8 +210,16 @@ def index(source, layout=None, opts=None, tally=None):
                 rec[name] = value
         if relabel is not None:
             rec = relabel(rec)
+        labels = _labels(rec)
+        first = labels_of.setdefault(rec["id"], labels)
+        if first is not labels:
+            tally.problem(REPEATED if first == labels else CONFLICT, _where(rec, source), rec["id"])
+            continue
         if exists is not None and not exists(rec["path"]):
-            tally.miss(rec["path"])
+            if exists.folder(rec["path"]):
+                tally.problem(FOLDER, _where(rec, source), rec["path"])
+                continue
+            tally.miss(rec["path"], absolute=rec["id"] == rec["path"] and is_absolute(rec["path"]))
             if opts.drop_missing:
                 continue
         if unlabelled(rec):
@@ -215,6 +231,12 @@ def index(source, layout=None, opts=None, tally=None):
     if relabel is not None:
         tally.warnings.extend(f"--map {name}={relabel.names[name]}: no record has the label {name!r}"
                               for name in relabel.unused())
+
+
+def _labels(rec):
+    """What a record says of its image, comparable across rows; a fresh object every call."""
+    labels = rec.get("labels")
+    return [rec.get("label"), sorted(labels.items()) if isinstance(labels, dict) else labels]
 
 
 def _utf8(text):

@@ -31,6 +31,8 @@ _VALUES = {"1": 1, "1.0": 1, "0": 0, "0.0": 0, "-1": -1, "-1.0": -1, "": None,
            " ": None}
 _OFFICIAL = columns.by_canon(OBSERVATIONS)
 _EXTRAS = ("Frontal/Lateral", "AP/PA", "Sex", "Age")
+_FRONTAL = {"frontal": "Frontal", "lateral": "Lateral"}
+"""Frontal/Lateral cells in any case, as CheXpert writes them."""
 _PATIENT_STUDY = re.compile(r"(patient\d+)/(study\d+)/")
 
 
@@ -106,7 +108,7 @@ def _read_table(path, opts, tally):
     label_like = columns.LabelLike(header, table.used)
     extras_of = operator.itemgetter(*[i_path if i is None else i for i in extra])
     absent = [k for k, i in enumerate(extra) if i is None]
-    cells_of = operator.itemgetter(*[i for _, i in observations])
+    cells_of = _cells([i for _, i in observations])
     # One lookup table per run: raw cell -> final value. Propagation needs the
     # raw -1 before the policy applies, so it takes the slower path.
     raw = dict(_VALUES, **{k: blank for k, v in _VALUES.items() if v is None})
@@ -124,13 +126,14 @@ def _read_table(path, opts, tally):
         if absent:
             frontal, view, sex, age = ("" if k in absent else v
                                        for k, v in enumerate((frontal, view, sex, age)))
+        frontal = _FRONTAL.get(frontal.strip().lower(), frontal)
         if opts.frontal_only and frontal != "Frontal":
             tally.skip("row not frontal (--frontal-only)")
             continue
         try:
             values = list(map(final.__getitem__, cells_of(row)))
         except KeyError as exc:
-            name = names[list(cells_of(row)).index(exc.args[0])]
+            name = names[cells_of(row).index(exc.args[0])]
             raise ManifestError(path, lineno, f"{name}: {exc.args[0]!r} is not 1, 0, -1 or blank") from None
         labels = {n: v for n, v in zip(names, values) if v is not None}
         if opts.propagate:
@@ -154,6 +157,14 @@ def _read_table(path, opts, tally):
         rec["source"] = {"table": source_name, "line": lineno}
         yield rec
     label_like.report(tally, path, "not one of CheXpert's 14 observations (--layout csv --label-cols takes any)")
+
+
+def _cells(positions):
+    """row -> the tuple of cells at ``positions``; itemgetter of one position gives the cell itself."""
+    if len(positions) == 1:
+        (i,) = positions
+        return lambda row: (row[i],)
+    return operator.itemgetter(*positions)
 
 
 def _took(path, header, observations, tally):

@@ -93,7 +93,7 @@ def age(cell):
     """Whole years from ``57``, ``57.5``, ``057Y``, ``6M`` (DICOM age strings), ``57 years``;
     "" when the cell states nothing; None when it is not an age."""
     value = cell.strip()
-    if value.isdigit():
+    if value.isdecimal():       # not isdigit: "²" is a digit that int() refuses
         return int(value)
     if value.lower() in NOT_STATED:
         return ""

@@ -82,8 +82,6 @@ def read(source, opts, tally):
         if label_like.candidates:
             label_like.see(row)
         image_id, image_path = resolve(row[i_path], lineno)
-        if not image_id:
-            raise ManifestError(path, lineno, "empty path cell")
         rec = {"id": image_id, "path": image_path}
         if multi:
             labels = {}

@@ -16,6 +16,26 @@ def entries(path):
         return sorted(it, key=lambda e: e.name)
 
 
+def walk(top, tally):
+    """(folder, sorted file names) below ``top``, in sorted order. Linked folders are followed
+    (datasets are often assembled from links), each real folder once, so a link loop ends;
+    hidden folders are skipped and counted."""
+    seen = {os.path.realpath(top)}
+    for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
+        keep = []
+        for d in sorted(dirnames):
+            real = os.path.realpath(os.path.join(dirpath, d))
+            if d.startswith("."):
+                tally.skip(f"hidden folder {d}")
+            elif real in seen:
+                tally.skip(f"folder {d}, a link to a folder already indexed")
+            else:
+                seen.add(real)
+                keep.append(d)
+        dirnames[:] = keep
+        yield dirpath, sorted(filenames)
+
+
 def _skip_reason(name):
     return f"non-image file {name}" if name.startswith(".") or "." in name else "file without extension"
 
@@ -45,9 +65,8 @@ def _classes(root, split_dir, split, opts, tally):
         if entry.name.startswith("."):
             tally.skip(f"hidden folder {entry.name}")
             continue
-        for dirpath, dirnames, filenames in os.walk(entry.path):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in sorted(filenames):
+        for dirpath, filenames in walk(entry.path, tally):
+            for name in filenames:
                 if not is_image_name(name):
                     tally.skip(_skip_reason(name))
                     continue

@@ -9,6 +9,7 @@ import os
 import re
 
 from libxr.errors import ManifestError
+from libxr.index.folders import walk
 from libxr.index.paths import SPLIT_NAMES, TablePaths, posix
 from libxr.index.table import open_table
 from libxr.pixels.files import is_image_name
@@ -56,9 +57,8 @@ def read(root, opts, tally):
         for table in tables:
             yield from read_table(table, opts, tally)
         return
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(filenames):
+    for dirpath, filenames in walk(root, tally):
+        for name in filenames:
             path = os.path.join(dirpath, name)
             image_id = posix(os.path.relpath(path, root))
             rec = record(image_id, path, {"folder": posix(os.path.relpath(dirpath, root))}) \
@@ -101,10 +101,16 @@ def _study(path, lineno, row, resolve, source, tally):
     if len(row) > 1 and row[1].strip() not in ("0", "1"):
         raise ManifestError(path, lineno, f"label {row[1]!r} is not 0 or 1")
     try:
-        names = sorted(n for n in os.listdir(study_dir) if is_image_name(n))
+        listed = sorted(os.listdir(study_dir))
     except OSError:
         tally.miss(study_dir)
         return
+    names = [n for n in listed if is_image_name(n)]
+    for name in listed:
+        if not is_image_name(name):
+            tally.skip(f"non-image file {name}")
+    if not names:
+        tally.problem("study folder without images", f"{path}:{lineno}", study_dir)
     for name in names:
         rec = record(study_id + name, os.path.join(study_dir, name), source)
         if len(row) > 1 and rec["label"] != ("abnormal" if row[1].strip() == "1" else "normal"):

@@ -12,7 +12,7 @@ import os
 
 from libxr.errors import ManifestError, UsageError
 from libxr.index import columns
-from libxr.index.table import open_table
+from libxr.index.table import Table, open_table
 
 FINDINGS = ("Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule",
             "Pneumonia", "Pneumothorax", "Consolidation", "Edema", "Emphysema", "Fibrosis",
@@ -53,13 +53,15 @@ def _image_dirs(base, root):
     return dirs or [base]
 
 
-def _splits(base):
+def _splits(base, encoding):
+    """{image: split} from the official lists, read like the table (a byte-order mark decides,
+    an undecodable line is an error at its line)."""
     splits = {}
     for name, split in SPLIT_LISTS.items():
         path = os.path.join(base, name)
         if os.path.isfile(path):
-            with open(path, encoding="utf-8") as f:
-                splits.update((line.strip(), split) for line in f if line.strip())
+            listed = Table(path, encoding=encoding, delimiter="\t", header=False)
+            splits.update((row[0].strip(), split) for _, row in listed.rows(skip_header=False) if row[0].strip())
     return splits
 
 
@@ -78,7 +80,7 @@ def read(root, opts, tally):
     if len(dirs) > 1:
         for d in dirs:
             locate.update((n, d) for n in os.listdir(d))
-    splits = _splits(base)
+    splits = _splits(base, opts.encoding)
     names = list(FINDINGS) + [NO_FINDING]
     if opts.labels:
         unknown = [n for n in opts.labels if finding(n) is None]
@@ -100,6 +102,8 @@ def read(root, opts, tally):
         if label_like.candidates:
             label_like.see(row)
         image = row[i_image].strip()
+        if not image:
+            raise ManifestError(path, lineno, f"empty {header[i_image]!r} cell")
         findings = {f.strip() for f in row[i_findings].split("|") if f.strip()}
         if not findings.issubset(_NAMES):
             findings = _official(findings, path, lineno)

@@ -4,7 +4,7 @@ import collections
 import os
 import re
 
-from libxr.errors import UsageError
+from libxr.errors import ManifestError, UsageError
 
 SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val",
                "validation": "val", "dev": "val", "test": "test", "testing": "test"}
@@ -52,7 +52,7 @@ class TablePaths:
                 value = value[len(self.strip):].lstrip("/")
             elif value:
                 self._kept(f"path does not start with --strip-prefix {self.strip}, kept as it is", line, value)
-        if value.startswith("/") or value[1:3] == ":/":  # absolute, or a Windows drive path
+        if is_absolute(value):
             if self.tally is not None:
                 self.tally.absolute += 1
             if self.root_prefix is not None and self.strip is None:
@@ -61,6 +61,8 @@ class TablePaths:
             return value, value
         in_dataset = value.startswith(self.dataset_prefix)
         image_id = value[len(self.dataset_prefix):] if in_dataset else value
+        if not image_id.strip("/"):
+            raise ManifestError(self.table_path, line, "empty path cell")
         if self.root_prefix is not None:
             return image_id, self.root_prefix + value
         if in_dataset:
@@ -70,6 +72,11 @@ class TablePaths:
     def _kept(self, why, line, value):
         if self.tally is not None:
             self.tally.problem(why, f"{self.table_path}:{line}", value)
+
+
+def is_absolute(path):
+    """A POSIX absolute path or a Windows drive path (``D:/``), wherever xr runs."""
+    return path.startswith("/") or path[1:3] == ":/"
 
 
 def tidy(path):
@@ -102,21 +109,32 @@ class ExistenceCache:
         self.absent = []  # prefixes of the topmost folders found not to exist
 
     def __call__(self, path):
+        """Whether ``path`` exists and is not a folder (a folder is not an image)."""
+        return os.path.basename(path) in self._listing(path)[0]
+
+    def folder(self, path):
+        """Whether ``path`` is a folder (asked after :meth:`__call__`, from the same listing)."""
+        return os.path.basename(path) in self._listing(path)[1]
+
+    def _listing(self, path):
+        """(file names, folder names) of ``path``'s directory."""
         for prefix in self.absent:
             if path.startswith(prefix):
-                return False
-        directory, name = os.path.split(path)
-        names = self.listings.get(directory)
-        if names is None:
+                return _NOTHING
+        directory = os.path.dirname(path)
+        listing = self.listings.get(directory)
+        if listing is None:
             try:
-                names = frozenset(os.listdir(directory or "."))
+                with os.scandir(directory or ".") as it:
+                    entries = [(e.name, _is_dir(e)) for e in it]
+                listing = (frozenset(n for n, d in entries if not d), frozenset(n for n, d in entries if d))
             except OSError:
-                names = frozenset()
+                listing = _NOTHING
                 self._note_absent(directory)
-            self.listings[directory] = names
+            self.listings[directory] = listing
             if len(self.listings) > self.size:
                 self.listings.popitem(last=False)
-        return name in names
+        return listing
 
     def _note_absent(self, directory):
         if not directory or os.path.isdir(directory) or len(self.absent) >= 64:
@@ -124,6 +142,16 @@ class ExistenceCache:
         while os.path.dirname(directory) and not os.path.isdir(os.path.dirname(directory)):
             directory = os.path.dirname(directory)
         self.absent.append(directory.rstrip(os.sep) + os.sep)
+
+
+_NOTHING = (frozenset(), frozenset())
+
+
+def _is_dir(entry):
+    try:
+        return entry.is_dir()
+    except OSError:     # a link whose target cannot be read: not a folder to index
+        return False
 
 
 class FromName:
@@ -162,6 +190,7 @@ class Tally:
         self.warnings = []
         self.problems = {}  # why -> [count, first FILE:LINE or path, its value or None]
         self.absolute = 0   # table cells that were absolute paths, kept as they are
+        self.missing_absolute = 0   # of the listed images that do not exist
 
     def skip(self, why):
         self.skipped[why] += 1
@@ -173,14 +202,17 @@ class Tally:
         else:
             self.problems[why] = [1, where, value]
 
-    def miss(self, where):
+    def miss(self, where, absolute=False):
+        """A listed image that does not exist; ``absolute``: the table named it by an absolute path."""
         self.missing += 1
+        self.missing_absolute += absolute
         if len(self.missing_examples) < 3:
             self.missing_examples.append(where)
 
-    def missing_hint(self, root):
-        """What to do about listed images that do not exist, given the ``--root`` used."""
-        if self.absolute:
+    def missing_hint(self, root, strip=None):
+        """What to do about listed images that do not exist, given the ``--root`` and
+        ``--strip-prefix`` used."""
+        if self.missing_absolute == self.missing and strip is None:
             return "the table's paths are absolute: --strip-prefix PREFIX --root DIR rebases them"
         if root is not None:
             return f"they were looked for under --root {root}"

@@ -12,7 +12,14 @@ import os
 import numpy as np
 
 from libxr.errors import XRError
-from libxr.pixels.files import DICOM_EXTENSIONS, MAX_PIXELS, dicom_size_problem, open_pillow, size_problem
+from libxr.pixels.files import (
+    DICOM_EXTENSIONS,
+    MAX_PIXELS,
+    dicom_error,
+    dicom_size_problem,
+    open_pillow,
+    size_problem,
+)
 
 
 class DecodeError(XRError):
@@ -115,7 +122,7 @@ def _load_dicom(path, max_pixels):
     except FileNotFoundError:
         raise DecodeError("missing") from None
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types for bad or compressed files
-        raise DecodeError(f"unreadable DICOM{syntax}: {' '.join(str(exc).split())}") from None
+        raise DecodeError(dicom_error(exc, syntax)) from None
     if pixels.ndim == 3:
         pixels = pixels[..., :3].mean(-1)       # colour DICOM (rare for radiographs)
     pixels = apply_modality_lut(pixels, ds)

@@ -71,13 +71,27 @@ def _dicom_problem(path, max_pixels):
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types for bad files
-        return f"unreadable DICOM: {' '.join(str(exc).split())}"     # pydicom's messages span lines
+        return dicom_error(exc)
     return dicom_size_problem(ds, max_pixels)
 
 
+def dicom_error(exc, syntax=""):
+    """pydicom's error as one line a user can act on (its messages span lines, and the one for
+    a file without the DICOM preamble tells the programmer to pass force=True)."""
+    from pydicom.errors import InvalidDicomError
+
+    if isinstance(exc, InvalidDicomError):
+        return "not a DICOM file (no 'DICM' preamble and file meta information)"
+    return f"unreadable DICOM{syntax}: {' '.join(str(exc).split())}"
+
+
 def dicom_size_problem(ds, max_pixels):
-    """:func:`size_problem` of a DICOM dataset's frame, Columns x Rows (xr decodes the first frame only)."""
-    return size_problem(int(getattr(ds, "Columns", 0) or 0), int(getattr(ds, "Rows", 0) or 0), max_pixels)
+    """:func:`size_problem` of a DICOM dataset's frame, Columns x Rows (xr decodes the first frame only);
+    a dataset without them holds no image (a structured report, a dose sheet)."""
+    columns, rows = int(getattr(ds, "Columns", 0) or 0), int(getattr(ds, "Rows", 0) or 0)
+    if columns < 1 or rows < 1:
+        return "DICOM without an image (no Rows and Columns)"
+    return size_problem(columns, rows, max_pixels)
 
 
 def check_headers(records, workers=None, chunk=256, max_pixels=MAX_PIXELS):

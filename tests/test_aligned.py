@@ -51,6 +51,22 @@ def two(i, p, **extra):
                  id="no-pred-is-single-label"),
     pytest.param([rec("r1", {"A": 0.1, "B": 0.9}, "B"), rec("r2", {"A": 0.8, "B": 0.2}, ["A"])], "binary",
                  ["A", "B"], id="the-first-scored-record-decides"),
+    # the truth decides before `pred`, as in xr-eval: three labels without a pred were taken as multiclass
+    pytest.param([{"id": "r1", "labels": {"Edema": 1, "Effusion": 1, "Mass": 0},
+                   "scores": {"Edema": 0.9, "Effusion": 0.8, "Mass": 0.1}}], "multilabel",
+                 ["Edema", "Effusion", "Mass"], id="labels-without-pred-three"),
+    pytest.param([{"id": "r1", "labels": {"Edema": 1}, "scores": {"Edema": 0.9, "Effusion": 0.8}}], "multilabel",
+                 ["Edema", "Effusion"], id="labels-without-pred-two"),
+    pytest.param([rec("r1", {"Edema": 0.9, "Effusion": 0.8}, "Edema", labels={"Edema": 1})], "multilabel",
+                 ["Edema", "Effusion"], id="labels-before-a-pred-string"),
+    pytest.param([rec("r1", {"A": 0.1, "B": 0.2, "C": 0.7}, ["C"], label="C")], "multiclass", ["A", "B", "C"],
+                 id="label-before-a-pred-list"),
+    pytest.param([rec("r1", {"A": 0.1, "B": 0.2, "C": 0.7}, ["C"], labels=None)], "multilabel", ["A", "B", "C"],
+                 id="null-labels-then-pred-list"),
+    pytest.param([{"id": "r0", "error": "x", "labels": {"A": 1}},
+                  {"id": "r1", "scores": {"A": 0.1, "B": 0.2, "C": 0.7}},
+                  {"id": "r2", "labels": {"A": 0}, "scores": {"A": 0.1, "B": 0.2, "C": 0.7}}], "multilabel",
+                 ["A", "B", "C"], id="the-first-scored-record-that-tells-decides"),
 ])
 def test_task_is_inferred_from_the_scores(records, kind, names):
     f = scored("a.jsonl", *records)

@@ -128,6 +128,8 @@ def test_derive_stage_manifests(cli, tmp_path):
     pytest.param(["mean", "A", "Bmissing"], 1, "is not in", id="record-missing-from-a-file"),
     pytest.param(["mean", "A", "Bdup"], 1, "again (first on line 1)", id="duplicate-id"),
     pytest.param(["mean", "A", "B", "--weights", "1"], 2, "one per file", id="too-few-weights"),
+    pytest.param(["mean", "A", "B", "--weights", "nan,1"], 2, "non-negative finite numbers", id="nan-weight"),
+    pytest.param(["vote", "A", "B", "--weights", "inf,1"], 2, "non-negative finite numbers", id="infinite-weight"),
     pytest.param(["chain", "--stage", "A", "--stage", "B"], 2, "need 1 --gate", id="chain-without-gate"),
     pytest.param(["chain", "--stage", "A"], 2, "two or more --stage", id="chain-of-one-stage"),
     pytest.param(["chain", "--stage", "A", "--stage", "B", "--gate", "COVID"], 1,
@@ -214,6 +216,15 @@ def test_multilabel_mean_and_vote(cli, tmp_path):
     assert run(cli, "vote", a, b)["r1"]["pred"] == []          # 1 of 2 is not a majority
 
 
+@pytest.mark.parametrize("names", [("Edema", "Effusion"), ("Edema", "Effusion", "Mass")], ids=["two", "three"])
+def test_multilabel_records_without_pred_stay_multilabel(cli, tmp_path, names):
+    """Their `labels` make them multi-label, as for xr-eval: Edema became 1 - P(Effusion) and pred a string."""
+    scores = dict(zip(names, (0.9, 0.8, 0.1)))
+    a = write_jsonl(tmp_path / "a.jsonl", [{"id": "a", "labels": {n: 1 for n in names}, "scores": scores}])
+    out = run(cli, "mean", a, a)["a"]
+    assert out["scores"] == scores and out["pred"] == ["Edema", "Effusion"]
+
+
 @pytest.mark.parametrize("value, message", [
     pytest.param(1.18, "the score of 'PNEUMONIA' is not a probability from 0 to 1 (1.18)", id="above-1"),
     pytest.param(float("nan"), "the score of 'PNEUMONIA' is not a probability from 0 to 1 (nan)", id="nan"),
@@ -238,3 +249,128 @@ def test_a_subcommand_usage_error_names_the_subcommand(cli, tmp_path):
     assert result.exit_code == 2
     assert result.stderr.strip() == ("xr-cascade derive: error: Invalid value for '--merge': 'x' is not NEW=A,B "
                                      "(see 'xr-cascade derive --help')")
+
+
+def stage_files(tmp_path, s1=None, s2=None):
+    """Two stages over records a, b (Normal vs infected, then Covid vs Viral Pneumonia); ``s1``/``s2``:
+    {(record index, field): value} changes, a value of None removing the field."""
+    stages = [[{"id": i, "label": "Covid", "scores": {"Normal": 0.2, "infected": 0.8}, "pred": "infected"}
+               for i in "ab"],
+              [{"id": i, "label": "Covid", "scores": {"Covid": 0.75, "Viral Pneumonia": 0.25}, "pred": "Covid"}
+               for i in "ab"]]
+    paths = []
+    for k, (recs, changes) in enumerate(zip(stages, (s1, s2)), 1):
+        for (row, field), value in (changes or {}).items():
+            if value is None:
+                del recs[row][field]
+            else:
+                recs[row][field] = value
+        paths.append(write_jsonl(tmp_path / f"s{k}.jsonl", recs))
+    return paths
+
+
+@pytest.mark.parametrize("s1, s2, where, message", [
+    pytest.param(None, {(1, "pred"): None}, "s2.jsonl:2", "record has no `pred` (run xr-predict first)",
+                 id="stage-2-without-pred"),
+    pytest.param({(0, "pred"): None}, None, "s1.jsonl:1", "record has no `pred` (run xr-predict first)",
+                 id="stage-1-without-pred"),
+    pytest.param(None, {(0, "pred"): "Bacteria"}, "s2.jsonl:1",
+                 "pred 'Bacteria' is not one of the stage's classes (Covid, Viral Pneumonia)", id="pred-not-a-class"),
+    pytest.param({(1, "pred"): ["infected"]}, None, "s1.jsonl:2",
+                 "pred ['infected'] is not one of the stage's classes (Normal, infected)", id="pred-a-list"),
+    pytest.param(None, {(0, "scores"): {"Covid": 0.35, "Viral Pneumonia": 0.25}}, "s2.jsonl:1",
+                 "the class scores sum to 0.6, not 1", id="stage-2-scores-short-of-1"),
+    pytest.param({(1, "scores"): {"Normal": 0.5, "infected": 0.8}}, None, "s1.jsonl:2",
+                 "the class scores sum to 1.3, not 1", id="stage-1-scores-past-1"),
+])
+def test_chain_refuses_bad_stage_records_at_their_line(cli, tmp_path, s1, s2, where, message):
+    """A missing pred was a KeyError traceback; a pred of another class was copied out; scores summing
+    to 0.6 composed into output scores summing to 0.904, with exit 0."""
+    p1, p2 = stage_files(tmp_path, s1, s2)
+    result = cli(main, "chain", "--stage", p1, "--stage", p2, "--gate", "infected")
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.strip() == f"xr-cascade chain: error: {tmp_path / where}: {message}"
+
+
+def test_chain_rescales_stage_scores_within_xr_evals_tolerance(cli, tmp_path):
+    p1, p2 = stage_files(tmp_path, {(0, "scores"): {"Normal": 0.2, "infected": 0.795}},
+                         {(0, "scores"): {"Covid": 0.75, "Viral Pneumonia": 0.255}})
+    out = run(cli, "chain", "--stage", p1, "--stage", p2, "--gate", "infected")
+    assert sum(out["a"]["scores"].values()) == pytest.approx(1, abs=2e-6)
+    assert out["a"]["scores"]["Normal"] == round(0.2 / 0.995, 6)
+    assert out["a"]["stages"][1]["scores"] == {"Covid": 0.75, "Viral Pneumonia": 0.255}    # kept as given
+    assert out["b"]["scores"] == {"Normal": 0.2, "Covid": 0.6, "Viral Pneumonia": 0.2}
+
+
+def test_chain_refuses_a_multilabel_stage(cli, tmp_path):
+    p1, p2 = stage_files(tmp_path, None, {(0, "labels"): {"Covid": 1}, (1, "labels"): {"Covid": 1}})
+    result = cli(main, "chain", "--stage", p1, "--stage", p2, "--gate", "infected")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (f"xr-cascade chain: error: {p2}: a cascade stage decides one class per "
+                                     "record; these records are multi-label")
+
+
+def test_route_refuses_an_expert_value_given_twice(cli, tmp_path):
+    """The last file used to win in silence."""
+    rows = [("r1", "NORMAL", [0.6, 0.4], "NORMAL")]
+    a, b = preds(tmp_path, "a", rows, group="G1"), preds(tmp_path, "b", rows, group="G1")
+    result = cli(main, "route", "--expert", f"G1={a}", "--expert", f"G1={b}")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.strip() == "xr-cascade route: error: --expert: 'G1' is given twice"
+
+
+def test_stack_load_of_a_malformed_meta_model_is_one_line(cli, tmp_path):
+    rows = [("r1", "NORMAL", [0.6, 0.4], "NORMAL"), ("r2", "PNEUMONIA", [0.3, 0.7], "PNEUMONIA")]
+    a, b = preds(tmp_path, "a", rows), preds(tmp_path, "b", rows)
+    path = tmp_path / "meta.json"
+    path.write_text(json.dumps({"format": "xr-stacker-1", "task": {"kind": "binary", "names": ["NORMAL", "PNEUMONIA"]},
+                                "files": 2, "coef": [[1, "x"]], "intercept": [0]}))
+    result = cli(main, "stack", a, b, "--load", path)
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.strip() == (f"xr-cascade stack: error: {path}: not an xr-cascade stack meta-model "
+                                     "(coef holds 'x', not a number)")
+
+
+FOUR = [{"id": f"r{i}", "label": "ABCD"[i % 4], "path": f"{i}.png"} for i in range(8)]
+
+
+@pytest.mark.parametrize("records, merges, code, message", [
+    pytest.param(FOUR, ["A=B,C"], 2, "--merge A: 'A' is a class already: name the merged class otherwise",
+                 id="new-name-is-another-class"),
+    pytest.param(FOUR, ["A=A,B"], 2, "--merge A: 'A' is a class already: name the merged class otherwise",
+                 id="new-name-is-a-merged-class"),
+    pytest.param(FOUR[:3] + [FOUR[0]], ["x=B,C"], 1, "M.jsonl:4: id 'r0' again (first on line 1)",
+                 id="duplicate-id"),
+    pytest.param(FOUR[:2] + [{"id": "m", "labels": {"A": 1}}], ["x=A,B"], 1,
+                 "M.jsonl:3: cascades split single-label manifests; this record carries multi-label `labels`",
+                 id="multilabel-record"),
+])
+def test_derive_refuses(cli, tmp_path, records, merges, code, message):
+    """A new name equal to a class mixed the two in stage 1 in silence; duplicate ids passed."""
+    manifest = write_jsonl(tmp_path / "M.jsonl", records)
+    args = [a for m in merges for a in ("--merge", m)]
+    result = cli(main, "derive", manifest, *args, "--out-dir", tmp_path / "st")
+    assert result.exit_code == code and result.stdout == ""
+    assert result.stderr.strip().startswith(f"xr-cascade derive: error: {message.replace('M.jsonl', str(manifest))}")
+    assert not (tmp_path / "st").exists()
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["counted", "strict"])
+def test_derive_leaves_unlabelled_records_out_and_reports_them(cli, tmp_path, strict):
+    """They were written with "label": null into stage 1, and logged as a class "None"."""
+    records = FOUR[:4] + [{"id": "u1", "path": "u1.png"}, FOUR[4], {"id": "u2", "label": None}]
+    manifest = write_jsonl(tmp_path / "M.jsonl", records)
+    result = cli(main, "derive", manifest, "--merge", "x=B,C", "--out-dir", tmp_path / "st",
+                 *(["--strict"] if strict else []))
+    problem = f"2 × record with no label, left out of every stage (first {manifest}:5)"
+    if strict:
+        assert result.exit_code == 1 and result.stdout == "" and not (tmp_path / "st").exists()
+        assert result.stderr.strip() == f"xr-cascade derive: error: --strict: {problem}"
+        return
+    assert result.exit_code == 0, result.stderr
+    assert f"xr-cascade derive: warning: {problem}" in result.stderr and "None" not in result.stderr
+    stage1 = [json.loads(line) for line in (tmp_path / "st" / "stage1.jsonl").read_text().splitlines()]
+    stage2 = [json.loads(line) for line in (tmp_path / "st" / "x.jsonl").read_text().splitlines()]
+    assert [(r["id"], r["label"]) for r in stage1] == [("r0", "A"), ("r1", "x"), ("r2", "x"), ("r3", "D"),
+                                                       ("r4", "A")]
+    assert [r["id"] for r in stage2] == ["r1", "r2"]

@@ -12,7 +12,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from libxr.combining.aligned import Scored
-from libxr.combining.ensemble import Stacker, mean, route, stack, vote
+from libxr.combining.ensemble import Stacker, _records, mean, route, stack, vote
 from libxr.errors import UsageError, XRError
 from libxr.records.tasks import Task
 
@@ -74,6 +74,8 @@ def mean_files():
                  id="zero-weight-is-the-first-file"),
     pytest.param([2, 2], 0.25, {"r1": 0.6, "r2": 0.3, "r3": 0.7}, ["PNEUMONIA", "PNEUMONIA", "PNEUMONIA"],
                  id="weights-normalised"),
+    pytest.param([1e308, 1e308], 0.5, {"r1": 0.6, "r2": 0.3, "r3": 0.7}, ["PNEUMONIA", "NORMAL", "PNEUMONIA"],
+                 id="huge-weights-whose-sum-overflows"),
 ])
 def test_mean_binary_by_hand(weights, threshold, expected, preds):
     out = list(mean(list(mean_files()), weights, threshold))
@@ -223,9 +225,12 @@ def test_vote_refuses_a_pred_that_is_not_a_class(pred, shown):
     pytest.param([1], id="too-few"), pytest.param([1, 2, 3], id="too-many"),
     pytest.param([1, -1], id="negative-summing-to-zero"), pytest.param([2, -1], id="negative"),
     pytest.param([0, 0], id="all-zero"),
+    pytest.param([math.nan, 1], id="nan"), pytest.param([math.inf, 1], id="infinite"),
+    pytest.param([-math.inf, 1], id="minus-infinite"),
 ])
 def test_bad_weights_are_usage_errors(combine, weights):
-    message = "--weights: give 2 non-negative numbers, not all zero (one per file)"
+    """NaN and infinity used to pass, and end in StopIteration (NaN rows taken for unscored records)."""
+    message = "--weights: give 2 non-negative finite numbers, not all zero (one per file)"
     with pytest.raises(UsageError, match=f"^{re.escape(message)}$"):
         list(combine(list(mean_files()), weights))
 
@@ -295,6 +300,19 @@ def test_unscored_records_stay_unscored(combine, errors, unscored):
         else:
             assert "error" not in r and set(r["scores"]) == {"NORMAL", "PNEUMONIA"}
             assert r["pred"] in r["scores"]
+
+
+def test_nan_from_a_combination_of_scored_records_is_an_error_not_an_unscored_record():
+    """A meta-model whose scores overflow (inf - inf) gives NaN though every file scored the record:
+    an error naming it, where `_unscored` used to raise StopIteration."""
+    stacker = Stacker(THREE, np.full((3, 3), 1e308), [1e308, 0, 0], 1)
+    f = three("a.jsonl", [("r1", [0.2, 0.3, 0.5], "Viral")])
+    with np.errstate(over="ignore", invalid="ignore"):
+        p = stacker.probabilities([f], ["r1"])
+        assert np.isnan(p).any()
+        message = "record 'r1': the combined probabilities are not numbers, though every file scored it"
+        with pytest.raises(XRError, match=f"^{re.escape(message)}$"):
+            list(_records([f], ["r1"], p, 0.5))
 
 
 def test_unscored_records_do_not_change_the_others():
@@ -486,6 +504,70 @@ def test_stacker_load_refuses_other_files(tmp_path, content, reason):
     with pytest.raises(XRError, match=f"^{re.escape(str(path))}: not an xr-cascade stack meta-model \\(.*"
                                       f"{re.escape(reason)}.*\\)$"):
         Stacker.load(str(path))
+
+
+def meta(**changes):
+    """A valid binary meta-model over 2 files, with ``changes``."""
+    return {"format": "xr-stacker-1", "task": {"kind": "binary", "names": ["NORMAL", "PNEUMONIA"]}, "files": 2,
+            "coef": [[1.5, -0.5]], "intercept": [0.25], **changes}
+
+
+@pytest.mark.parametrize("content, reason", [
+    pytest.param(meta(coef=[[1.5, -0.5, 2]]), "coef has shape (1, 3), not (1, 2)", id="coef-of-three-files"),
+    pytest.param(meta(coef=[[1.5], [-0.5]]), "coef has shape (2, 1), not (1, 2)", id="coef-transposed"),
+    pytest.param(meta(coef=[1.5, -0.5]), "coef has shape (2,), not (1, 2)", id="coef-flat"),
+    pytest.param(meta(coef=1.5), "coef has shape (), not (1, 2)", id="coef-a-number"),
+    pytest.param(meta(intercept=[0.25, 0]), "intercept has shape (2,), not (1,)", id="intercept-of-two"),
+    pytest.param(meta(intercept=0.25), "intercept has shape (), not (1,)", id="intercept-a-number"),
+    pytest.param(meta(coef=[["1.5", -0.5]]), "coef holds '1.5', not a number", id="string"),
+    pytest.param(meta(coef=[[True, -0.5]]), "coef holds True, not a number", id="boolean"),
+    pytest.param(meta(intercept=[None]), "intercept holds None, not a number", id="null"),
+    pytest.param(meta(coef=[[1.5, [0]]]), "coef holds [0], not a number", id="nested"),
+    pytest.param(meta(coef=[[math.nan, -0.5]]), "coef holds nan, not a finite number", id="nan"),
+    pytest.param(meta(intercept=[-math.inf]), "intercept holds -inf, not a finite number", id="infinite"),
+    pytest.param(meta(files=0), "files 0 is not a count of files", id="no-files"),
+    pytest.param(meta(files="2"), "files '2' is not a count of files", id="files-a-string"),
+    pytest.param(meta(files=True), "files True is not a count of files", id="files-boolean"),
+    pytest.param(meta(task={"kind": "binary", "names": ["a", "b", "c"]}), "a 'binary' task of 3 classes",
+                 id="binary-of-three"),
+    pytest.param(meta(task={"kind": "multiclass", "names": ["a", "b"]}), "a 'multiclass' task of 2 classes",
+                 id="multiclass-of-two"),
+    pytest.param(meta(task={"kind": "other", "names": ["a", "b"]}), "a 'other' task of 2 classes",
+                 id="unknown-kind"),
+    pytest.param(meta(task={"kind": "binary", "names": ["a", "a"]}), "task names ['a', 'a'] are not distinct",
+                 id="names-twice"),
+    pytest.param(meta(task={"kind": "binary", "names": ["a", 1]}), "task names ['a', 1] are not distinct",
+                 id="name-not-text"),
+    pytest.param(meta(task={"kind": "multiclass", "names": ["a", "b", "c"]}, coef=[[1, 2]] * 3, intercept=[0] * 3),
+                 "coef has shape (3, 2), not (3, 6)", id="multiclass-coef-of-one-file"),
+    pytest.param(meta(task={"kind": "multilabel", "names": ["a", "b"]}, coef=[[1, 2, 3, 4]], intercept=[0, 0]),
+                 "coef has shape (1, 4), not (2, 4)", id="multilabel-coef-of-one-label"),
+    pytest.param(meta(task={"kind": "multilabel", "names": ["a", "b"]}, coef=[[1, 2, 3, 4], [1, 2]],
+                      intercept=[0, 0]), "coef has shape (2,), not (2, 4)", id="ragged"),
+])
+def test_stacker_load_refuses_a_malformed_meta_model(tmp_path, content, reason):
+    """A wrong shape used to broadcast into wrong probabilities (exit 0), a string end in a traceback,
+    NaN in StopIteration."""
+    path = tmp_path / "meta.json"
+    path.write_text(json.dumps(content))
+    message = f"{path}: not an xr-cascade stack meta-model ({reason}"
+    with pytest.raises(XRError, match=f"^{re.escape(message)}"):
+        Stacker.load(str(path))
+
+
+@pytest.mark.parametrize("task, coef, intercept", [
+    pytest.param({"kind": "binary", "names": ["NORMAL", "PNEUMONIA"]}, [[1.5, -0.5]], [0.25], id="binary"),
+    pytest.param({"kind": "multiclass", "names": ["a", "b", "c"]}, [[1, 0, 0, 0, 0, 2]] * 3, [0, 1, 2],
+                 id="multiclass"),
+    pytest.param({"kind": "multilabel", "names": ["a", "b", "c"]}, [[0.5] * 6] * 3, [0, 0, -1], id="multilabel"),
+    pytest.param({"kind": "multilabel", "names": ["a"]}, [[1, -1]], [0], id="multilabel-of-one-label"),
+])
+def test_stacker_load_takes_every_well_formed_shape(tmp_path, task, coef, intercept):
+    path = tmp_path / "meta.json"
+    path.write_text(json.dumps(meta(task=task, coef=coef, intercept=intercept)))
+    back = Stacker.load(str(path))
+    assert back.task == Task(**task) and back.files == 2
+    assert back.coef.tolist() == coef and back.intercept.tolist() == intercept
 
 
 def test_stacker_load_refuses_json_that_is_not_an_object(tmp_path):

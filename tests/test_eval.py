@@ -321,6 +321,10 @@ def test_leaderboard_ranks_runs(cli, tmp_path):
     pytest.param(lambda rs: rs[3].update(temperature=1.5, shift=float("inf")), 4, "shift inf is not a finite number",
                  id="shift-infinite"),
     pytest.param(lambda rs: rs[3].update(shift=-0.5), 4, "shift without a temperature", id="shift-alone"),
+    pytest.param(lambda rs: rs[2]["scores"].update(NORMAL=0.9, PNEUMONIA=0.9), 3, "the class scores sum to 1.8",
+                 id="binary-scores-not-summing-to-1"),
+    pytest.param(lambda rs: rs[0].update(scores={"NORMAL": 1.0}), 1,
+                 "scores for one class only ('NORMAL'): a classifier scores two classes or more", id="one-class"),
 ])
 def test_bad_prediction_records_name_the_line(cli, tmp_path, edit, line, message):
     recs = binary_records(20)
@@ -336,6 +340,7 @@ def test_bad_prediction_records_name_the_line(cli, tmp_path, edit, line, message
     pytest.param(["--split", "train"], 1, "no scored records of split train", id="split-without-records"),
     pytest.param(["--by", "hospital"], 1, "no record has a `hospital` field", id="by-absent-field"),
     pytest.param(["--aggregate", "visit"], 1, "has no `visit`", id="aggregate-by-absent-field"),
+    pytest.param(["-o", "report.md"], 2, "give --format md or --format json", id="output-of-tables"),
 ])
 def test_bad_options(cli, tmp_path, args, code, message):
     result = cli(main, write_jsonl(tmp_path / "p.jsonl", binary_records(20)), *args)
@@ -353,7 +358,8 @@ def test_unreadable_records_are_left_out_and_counted(cli, tmp_path):
     recs = binary_records(20)
     recs[3] = {"id": "bad", "label": "NORMAL", "split": "test", "error": "x.png: truncated"}
     report, err = evaluate(cli, tmp_path, recs)
-    assert report["records"] == 19 and "1 records have an `error`" in err
+    assert report["records"] == 19
+    assert f"1 records have an `error` (unreadable images) and are left out (first {tmp_path / 'p.jsonl'}:4)" in err
 
 
 def test_multilabel_truth_and_scores_that_do_not_meet_are_named(cli, tmp_path):
@@ -372,3 +378,110 @@ def test_a_record_in_two_files_is_an_error(cli, tmp_path):
     result = cli(main, a, b)
     assert result.exit_code == 1 and result.stdout == ""
     assert result.stderr.strip() == f"xr-eval: error: {b}:1: id 'r5' again (first at {a}:6)"
+
+
+def test_files_whose_scores_list_the_classes_in_another_order_are_one_task(cli, tmp_path):
+    recs = three_class_records(30)
+    a = write_jsonl(tmp_path / "a.jsonl", recs[:20])
+    b = write_jsonl(tmp_path / "b.jsonl", [{**r, "scores": dict(reversed(r["scores"].items()))} for r in recs[20:]])
+    result = cli(main, a, b, "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["sections"] == evaluate(cli, tmp_path, recs)[0]["sections"]
+    cats = [{"id": str(i), "label": ["cat", "dog"][i % 2], "scores": {"cat": 0.7 - 0.4 * (i % 2), "dog": 0.3 + 0.4 * (i % 2)}}
+            for i in range(8)]
+    a = write_jsonl(tmp_path / "c1.jsonl", cats[:4])
+    b = write_jsonl(tmp_path / "c2.jsonl", [{**r, "scores": {"dog": r["scores"]["dog"], "cat": r["scores"]["cat"]}}
+                                           for r in cats[4:]])
+    joined = json.loads(cli(main, a, b, "--format", "json", "-q").stdout)
+    assert joined["task"]["names"] == ["cat", "dog"] and joined["sections"]["all"]["accuracy"] == 1.0
+
+
+def test_multiclass_per_class_decisions_are_the_argmax_ones(cli, tmp_path):
+    recs = three_class_records(90)
+    report, _ = evaluate(cli, tmp_path, recs)
+    y = np.array([THREE.index(r["label"]) for r in recs])
+    pred = np.array([[r["scores"][n] for n in THREE] for r in recs]).argmax(1)
+    for j, name in enumerate(THREE):
+        row = report["sections"]["all"]["per_class"][name]
+        truth, called = y == j, pred == j
+        tn, _, fn, _ = m.confusion_matrix(truth, called).ravel()
+        assert row["npv"] == pytest.approx(tn / (tn + fn))
+        assert row["kappa"] == pytest.approx(m.cohen_kappa_score(truth, called))
+        assert row["balanced_accuracy"] == pytest.approx(m.balanced_accuracy_score(truth, called))
+
+
+@pytest.mark.parametrize("args", [[], ["--by", "group"], ["--bootstrap", "20"]])
+def test_multilabel_splits_and_groups_with_nothing_stated_are_undefined_not_a_crash(cli, tmp_path, args):
+    recs = [{"id": str(i), "labels": {"E": i % 2, "A": 1 - i % 2}, "scores": {"E": 0.2 + 0.6 * (i % 2), "A": 0.5},
+             "split": "val", "group": "G1"} for i in range(6)]
+    recs += [{"id": f"u{i}", "labels": {"E": -1, "A": None}, "scores": {"E": 0.2, "A": 0.3}, "split": "test",
+              "group": "G2"} for i in range(3)]
+    report, _ = evaluate(cli, tmp_path, recs, *args)
+    test = report["sections"]["test"]
+    assert test["stated"] == 0 and test["accuracy"] is None and test["f1_micro"] is None
+    assert report["sections"]["val"]["accuracy"] == pytest.approx(0.75)     # E all right, A (0.5: yes) half
+
+
+def test_bootstrap_groups_patient_1_and_its_string_as_one_and_patient_0_as_a_patient(cli, tmp_path):
+    recs = binary_records(40, splits=("test",))
+    for i, r in enumerate(recs):
+        r["patient"] = [0, "0", 1, "1"][i % 4]            # two patients, each spelt two ways
+    report, _ = evaluate(cli, tmp_path, recs, "--bootstrap", "50")
+    section = report["sections"]["test"]
+    assert section["ci_resampled"] == "patients"
+    low, high = section["ci"]["accuracy"]
+    # two patients: a resample holds patient 0, patient 1, or both: at most three accuracies
+    values = set()
+    for members in ([0, 1], [2, 3], [0, 1, 2, 3]):
+        part = [r for i, r in enumerate(recs) if i % 4 in members]
+        values.add(np.mean([(r["scores"]["PNEUMONIA"] >= 0.5) == (r["label"] == "PNEUMONIA") for r in part]))
+    assert min(values) <= low <= high <= max(values) and {round(low, 6), round(high, 6)} <= {round(v, 6) for v in values}
+
+
+def test_aggregated_studies_keep_the_fields_their_images_share_and_refuse_a_study_in_two_splits(cli, tmp_path):
+    recs = binary_records(60, splits=("test",), sex="F")
+    for i, r in enumerate(recs):                        # studies of two images that share their truth
+        r["study"], r["label"] = f"s{i // 2}", recs[i - i % 2]["label"]
+    report, _ = evaluate(cli, tmp_path, recs, "--aggregate", "study", "--by", "sex")
+    assert list(report["sections"]["test"]["by"]["sex"]) == ["F"]
+    recs[1]["split"] = "val"
+    result = cli(main, write_jsonl(tmp_path / "two.jsonl", recs), "--aggregate", "study")
+    assert result.exit_code == 1 and "study 's0': its records are in more than one split (test, val)" in result.stderr
+
+
+def test_positive_is_for_binary_tasks(cli, tmp_path):
+    result = cli(main, write_jsonl(tmp_path / "p.jsonl", three_class_records(9)), "--positive", "Bogus")
+    assert result.exit_code == 2 and "--positive is for binary tasks; these scores are multiclass" in result.stderr
+
+
+def test_no_json_report_is_left_when_the_run_history_is_bad(cli, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"epoch": 1, "train_loss": 0.5}\n{"epoch": "x"}\n{"epoch": 3}\n')
+    out = tmp_path / "e.json"
+    result = cli(main, write_jsonl(tmp_path / "p.jsonl", binary_records(20)), "--run", run, "--plots",
+                 tmp_path / "plots", "--json", out)
+    assert result.exit_code == 1 and not out.exists()
+
+
+@pytest.mark.parametrize("report, message", [
+    pytest.param({"task": {"kind": "binary"}, "sections": {}}, "no sections", id="no-sections"),
+    pytest.param({"task": {"kind": "foo"}, "sections": {"test": {"n": 1}}}, "task 'foo'", id="unknown-task"),
+    pytest.param({"task": {"kind": "binary"}, "sections": {"test": {}}}, "KeyError: 'n'", id="section-without-n"),
+    pytest.param({"task": {"kind": "binary"}, "sections": {"test": {"n": 3, "auc": "high"}}}, "auc is 'high'",
+                 id="metric-not-a-number"),
+])
+def test_malformed_leaderboard_reports_are_one_line_errors(cli, tmp_path, report, message):
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(report))
+    result = cli(main, "--leaderboard", path)
+    assert result.exit_code == 1 and len(result.stderr.splitlines()) == 1
+    assert result.stderr.startswith(f"xr-eval: error: {path}: not an xr-eval JSON report (") and message in result.stderr
+
+
+def test_reports_of_two_tasks_are_not_ranked_together(cli, tmp_path):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps({"task": {"kind": "binary"}, "sections": {"test": {"n": 3, "auc": 0.9}}}))
+    b.write_text(json.dumps({"task": {"kind": "multiclass"}, "sections": {"test": {"n": 3, "auc_macro": 0.8}}}))
+    result = cli(main, "--leaderboard", a, b)
+    assert result.exit_code == 1 and "reports of different tasks cannot be ranked together" in result.stderr

@@ -2,6 +2,7 @@
 HTML page are written, bad requests are clear errors."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -125,6 +126,9 @@ def test_error_sheets_by_group(cli, tmp_path, trained):
                  id="unknown-layer"),
     pytest.param(["-m", "CKPT", "--cam", "--class", "COVID"], "is not one of NORMAL, PNEUMONIA",
                  id="unknown-class"),
+    pytest.param(["-m", "CKPT", "--maps", "--layers", "features.0,nope"], "--layers 'nope' is not a layer of this",
+                 id="unknown-layers"),
+    pytest.param(["-m", "CKPT", "--cam", "--device", "tpu"], "--device 'tpu' is not a device", id="unknown-device"),
 ])
 def test_bad_requests(cli, trained, tmp_path, args, message):
     args = [str(trained["ckpt"]) if a == "CKPT" else a for a in args]
@@ -154,4 +158,72 @@ def test_a_missing_image_argument_or_nothing_shown_is_an_error(cli, trained, tmp
     bad.write_bytes(b"not a png")
     result = cli(main, "-m", trained["ckpt"], bad, "--out-dir", tmp_path / "o")    # maps and Grad-CAM
     assert result.exit_code == 1 and result.stdout == "" and not (tmp_path / "o" / "index.html").exists()
-    assert "1 images could not be shown" in result.stderr and "no image could be shown (broken.png" in result.stderr
+    assert "1 images could not be shown" in result.stderr and f"no image could be shown ({bad}: " in result.stderr
+
+
+def _film(path, seed):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((np.random.default_rng(seed).random((40, 40)) * 255).astype(np.uint8)).save(path)
+    return path
+
+
+def test_every_image_gets_its_own_files(cli, trained, tmp_path):
+    """Same file name in two folders, ids alike but for the extension, or for a character a file
+    name cannot hold: each its own PNG, each on the page."""
+    images = [_film(tmp_path / "i" / "d1" / "chest.png", 1), _film(tmp_path / "i" / "d2" / "chest.png", 2),
+              _film(tmp_path / "x.png", 3), _film(tmp_path / "x.jpg", 4)]
+    manifest = write_jsonl(tmp_path / "m.jsonl", [{"id": "a/b", "path": str(images[0])},
+                                                  {"id": "a_b", "path": str(images[1])}])
+    result = cli(main, "-m", trained["ckpt"], *images, manifest, "--cam", "--out-dir", tmp_path / "o")
+    assert result.exit_code == 0, result.stderr
+    pngs = result.stdout.split()[:-1]
+    assert len(pngs) == len(set(pngs)) == 6
+    assert [p.split("/")[-1] for p in pngs[:2]] == ["cam-d1_chest.png", "cam-d2_chest.png"]
+    page = (tmp_path / "o" / "index.html").read_text()
+    shown = re.findall(r"data:image/png;base64,([^']+)", page)
+    assert len(shown) == len(set(shown)) == 6
+    again = cli(main, "-m", trained["ckpt"], *images, manifest, "--cam", "--out-dir", tmp_path / "o2")
+    assert [p.split("/")[-1] for p in again.stdout.split()] == [p.split("/")[-1] for p in result.stdout.split()]
+
+
+def test_file_names_are_distinct_and_stable():
+    from libxr.looking.featmap import file_names
+
+    keys = ["a/b", "a_b", "x.png", "x.jpg", "Chest", "chest", "one", "one"]
+    names = file_names(keys)
+    assert len({n.lower() for n in names}) == len(keys) and names == file_names(keys)
+    assert names[-2:] == ["one", "one-2"] and names[0].startswith("a_b-") and names[2].startswith("x-")
+
+
+def test_a_sheet_of_records_scored_without_pred(cli, trained, tmp_path):
+    """Another tool's scores, no decision: the top score stands in for it (no KeyError)."""
+    from xrtools.predict import main as predict
+
+    from libxr.looking.featmap import _caption, is_wrong
+
+    records = cli(predict, "-m", trained["ckpt"], trained["h5"]).records[:6]
+    for r in records[:3]:
+        del r["pred"]
+    result = cli(main, write_jsonl(tmp_path / "s.jsonl", records), "--sheet", "--out-dir", tmp_path / "o")
+    assert result.exit_code == 0, result.stderr
+    assert [p.split("/")[-1] for p in result.stdout.split()] == ["sheet.png", "index.html"]
+    rec = {"id": "r", "label": "NORMAL", "scores": {"NORMAL": 0.3, "PNEUMONIA": 0.7}}
+    assert _caption(rec) == "true NORMAL\ntop PNEUMONIA 0.70" and is_wrong(rec)
+
+
+def test_a_record_without_an_image_is_skipped_and_counted(cli, trained, tmp_path):
+    """Neither `path` nor `h5`/`row`: skipped like an unreadable file, counted, its FILE:LINE named."""
+    from libxr.looking.featmap import safe_name
+
+    good = json.loads(trained["h5"].read_text().splitlines()[0])
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    manifest = write_jsonl(tmp_path / "m.jsonl", [good, {"id": "lost", "label": "NORMAL"},
+                                                  {"id": "bad", "path": str(broken)}])
+    result = cli(main, "-m", trained["ckpt"], manifest, "--cam", "--out-dir", tmp_path / "o")
+    assert result.exit_code == 0, result.stderr
+    assert [p.split("/")[-1] for p in result.stdout.split()] == [f"cam-{safe_name(good['id'])}.png", "index.html"]
+    assert (f"2 images could not be shown; the first: {manifest}:2: record 'lost' has neither `h5`/`row` "
+            "nor `path`: no image") in result.stderr

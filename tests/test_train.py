@@ -860,6 +860,10 @@ def test_validation_with_ema_and_tta_is_what_xr_predict_scores(cli, manifests, l
     pytest.param(["--progressive", "32"], "--progressive 32: the images are 32 px; START must be smaller",
                  id="start-not-smaller"),
     pytest.param(["--ema", "1"], "Invalid value for '--ema': 1.0 is not in the range 0<x<1", id="ema-of-1"),
+    pytest.param(["--device", "tpu"], "--device 'tpu' is not a device: give auto, cpu, cuda or cuda:N",
+                 id="unknown-device"),
+    pytest.param(["--device", "meta"], "--device 'meta' is not a device: give auto, cpu, cuda or cuda:N",
+                 id="a-torch-device-xr-does-not-run-on"),
 ])
 def test_a_lever_that_cannot_take_effect_is_a_usage_error(cli, manifests, tmp_path, args, message):
     result = cli(main, manifests[0], "--run-dir", tmp_path / "run", *FAST, "--epochs", 1, *args)

@@ -8,7 +8,7 @@ from xrtools.console import report
 from xrtools.params import CommaList, KeyValue, file_name, once
 
 from libxr.atomic import atomic_output
-from libxr.errors import UsageError
+from libxr.errors import UsageError, XRError
 from libxr.records.manifest import read_records, write_records
 
 
@@ -62,7 +62,8 @@ xr-cascade derive covid.jsonl --merge infected=Covid,'Viral Pneumonia' --out-dir
               help="Classes A, B, ... become NEW for stage 1, and NEW's records form a stage-2 manifest.")
 @click.option("--out-dir", required=True, type=click.Path(file_okay=False),
               help="Write stage1.jsonl and NEW.jsonl here.")
-def derive_cmd(manifest, merges, out_dir, quiet, verbose):
+@click.option("--strict", is_flag=True, help="Exit 1, writing nothing, if a record has no label.")
+def derive_cmd(manifest, merges, out_dir, strict, quiet, verbose):
     """The training manifests of a cascade's stages from one multiclass manifest."""
     from libxr.combining.cascade import derive
 
@@ -73,13 +74,20 @@ def derive_cmd(manifest, merges, out_dir, quiet, verbose):
             raise UsageError("--merge: 'stage1' is stage 1's manifest: name the merged class otherwise")
     stream, name = open_input(manifest)
     with stream:
-        stages = derive(read_records(stream, name), {new: list(old) for new, old in merges})
+        stages, unlabelled = derive(read_records(stream, name, numbered=True, unique=True), name,
+                                    {new: list(old) for new, old in merges})
+    if unlabelled:
+        problem = (f"{len(unlabelled):,} × record with no label, left out of every stage "
+                   f"(first {name}:{unlabelled[0]})")
+        if strict:
+            raise XRError(f"--strict: {problem}")
+        report.warn(problem)
     os.makedirs(out_dir, exist_ok=True)
     for stage, records in stages.items():
         path = os.path.join(out_dir, f"{stage}.jsonl")
         with atomic_output(path) as out:
             write_records(records, out)
-        labels = sorted({str(r.get("label")) for r in records})
+        labels = sorted({str(r["label"]) for r in records})
         report.info(f"{path}: {len(records)} records, classes {', '.join(labels)}")
         print(path)
 
@@ -99,8 +107,7 @@ def chain_cmd(stages, gates, output, quiet, verbose):
     from libxr.combining.cascade import chain
 
     files = _scored(stages)
-    ids = same_ids(files)
-    _write(chain([[f.records[i] for i in ids] for f in files], list(gates)), output)
+    _write(chain(files, same_ids(files), list(gates)), output)
 
 
 @subcommand(main, "vote", example="""
@@ -142,6 +149,7 @@ def route_cmd(field, experts, output, quiet, verbose):
     """Mixture of experts: each record takes its group's expert's prediction."""
     from libxr.combining.ensemble import route
 
+    once("--expert", [value for value, _ in experts])
     files = _scored([path for _, path in experts])
     _write(route(files, {value: f for (value, _), f in zip(experts, files)}, field), output)
 

@@ -31,7 +31,7 @@ xr-eval --leaderboard runs/*/eval.json --rank-by kappa > leaderboard.csv
               help="One prediction per FIELD value (mean probability), e.g. study for MURA.")
 @click.option("--positive", help="Binary: the positive class (default: the one not named normal/negative).")
 @click.option("--bootstrap", type=click.IntRange(0), default=0, show_default=True, metavar="N",
-              help="95 %% intervals from N resamples of patients.")
+              help="95 % intervals from N resamples of patients.")
 @click.option("--format", "fmt", type=click.Choice(("table", "md", "json")), default="table", show_default=True,
               help="table: rich tables on stderr; md or json: the report on stdout.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), metavar="FILE",
@@ -58,6 +58,8 @@ def main(files, threshold, tune_on, splits, by, aggregate, positive, bootstrap, 
     """
     if leaderboard:
         return _leaderboard(files, splits, rank_by, output)
+    if fmt == "table" and output != "-":
+        raise UsageError("-o writes the md or json report: give --format md or --format json (tables go to stderr)")
     from libxr.judging.evaluation import EvalOptions, evaluate, read_predictions
     from libxr.judging.evaluation import aggregate as per_field
     from libxr.judging.thresholds import parse
@@ -69,8 +71,10 @@ def main(files, threshold, tune_on, splits, by, aggregate, positive, bootstrap, 
         stream, source = open_input(path)
         with stream:
             part = read_predictions(read_records(stream, source, numbered=True, unique=True), source, positive,
-                                    report.warn, seen)
-        preds = part if preds is None else preds.join(part, source)
+                                    report.warn, seen, None if preds is None else preds.task)
+        preds = part if preds is None else preds.join(part)
+    if positive is not None and preds.task.kind != "binary":
+        raise UsageError(f"--positive is for binary tasks; these scores are {preds.task.kind}")
     if aggregate:
         preds = per_field(preds, aggregate)
     opts = EvalOptions(threshold=threshold, tune_on=tune_on, by=by, aggregate=aggregate, bootstrap=bootstrap,
@@ -78,14 +82,14 @@ def main(files, threshold, tune_on, splits, by, aggregate, positive, bootstrap, 
     with report.bar("bootstrap", unit="resamples") as tick:
         result = evaluate(preds, opts, report.warn, tick)
     result["name"] = name or (os.path.basename(os.path.normpath(run)) if run else ", ".join(files or ("<stdin>",)))
+    if plots:       # before --json: a run whose history is bad fails with no report written that make trusts
+        from libxr.judging.plots import report_plots
+
+        report.info(f"wrote {len(report_plots(preds, result, plots, _history(run)))} plots to {plots}")
     if json_path:
         with atomic_output(json_path) as f:
             json.dump(result, f, indent=1)
             f.write("\n")
-    if plots:
-        from libxr.judging.plots import report_plots
-
-        report.info(f"wrote {len(report_plots(preds, result, plots, _history(run)))} plots to {plots}")
     if fmt == "table":
         from libxr.judging.tables import rich_tables
 

@@ -47,7 +47,7 @@ def main(inputs, checkpoint, out_dir, maps, cam, sheet, count, sheet_size, layer
     from libxr.looking import featmap
     from libxr.looking.gallery import write_page
 
-    records = _records(inputs or ("-",))
+    records, origins = _records(inputs or ("-",))
     scored = any("scores" in r for r in records)
     if not (maps or cam or sheet):
         maps = cam = checkpoint is not None
@@ -61,8 +61,13 @@ def main(inputs, checkpoint, out_dir, maps, cam, sheet, count, sheet_size, layer
     os.makedirs(out_dir, exist_ok=True)
     chosen = [r for r in records if featmap.is_wrong(r)] if errors else records
     chosen = chosen[:count]
-    skipped = []
+    skipped = {}        # per record, the first reason: one maps, Grad-CAM and a sheet all skip is one image
     sections = []
+
+    def skip(rec, reason):
+        where = origins.get(id(rec))
+        skipped.setdefault(id(rec), f"{where}: {reason}" if where else reason)
+
     if maps or cam:
         from libxr.pixels.sources import changed_sources
         from libxr.predicting.classifier import Classifier
@@ -73,14 +78,14 @@ def main(inputs, checkpoint, out_dir, maps, cam, sheet, count, sheet_size, layer
         if maps:
             names = [n.strip() for n in layers.split(",") if n.strip()] if layers else None
             sections.append(("Feature maps", featmap.feature_maps(clf, chosen, out_dir, names, every,
-                                                                  skip=skipped.append, max_pixels=max_pixels)))
+                                                                  skip=skip, max_pixels=max_pixels)))
         if cam:
             sections.append(("Grad-CAM", featmap.cam_overlays(clf, chosen, out_dir, class_name, layer,
-                                                         skip=skipped.append, max_pixels=max_pixels)))
+                                                         skip=skip, max_pixels=max_pixels)))
     if sheet:
         sections.append(("Predictions", featmap.sheets(records, out_dir, count=sheet_size, errors=errors, by=by,
-                                                       skip=skipped.append, max_pixels=max_pixels)))
-    skipped = list(dict.fromkeys(skipped))      # an image maps and Grad-CAM both skip is one image
+                                                       skip=skip, max_pixels=max_pixels)))
+    skipped = list(skipped.values())
     if skipped:
         report.warn(f"{len(skipped)} images could not be shown; the first: {skipped[0]}")
         if not any(pngs for _, pngs in sections):
@@ -95,18 +100,38 @@ def main(inputs, checkpoint, out_dir, maps, cam, sheet, count, sheet_size, layer
 
 
 def _records(inputs):
+    """The records of ``inputs`` and where each came from (by ``id()`` of the record): FILE:LINE
+    of a manifest's, for reporting the ones skipped; an image argument's reasons name its path."""
     from libxr.pixels.files import is_image_name
 
-    records = []
+    images = [p for p in inputs if p != "-" and is_image_name(p)]
+    ids = _image_ids(images)
+    records, origins = [], {}
     for path in inputs:
-        if path != "-" and is_image_name(path):
+        if path in ids:
             if not os.path.isfile(path):
                 raise XRError(f"{path}: no such image file")
-            records.append({"id": os.path.basename(path), "path": path})
+            records.append({"id": ids[path], "path": path})
             continue
         stream, name = open_input(path)
         with stream:
-            records.extend(read_records(stream, name))
+            for line, rec in read_records(stream, name, numbered=True):
+                origins[id(rec)] = f"{name}:{line}"
+                records.append(rec)
     if not records:
         raise XRError("no records or images to look at (the input is empty)")
-    return records
+    return records, origins
+
+
+def _image_ids(paths):
+    """Each image argument's id: its file name, with as many of its folders as tell it from the
+    other arguments' (`d1/chest.png`, `d2/chest.png`), so that titles and file names differ."""
+    parts = {p: os.path.normpath(p).split(os.sep) for p in paths}
+    ids = {}
+    for p, mine in parts.items():
+        others = [o for o in parts.values() if o != mine]
+        depth = 1
+        while depth < len(mine) and any(o[-depth:] == mine[-depth:] for o in others):
+            depth += 1
+        ids[p] = "/".join(mine[-depth:])
+    return ids

@@ -13,7 +13,8 @@ from libxr.records.tasks import record_scores, task_from_scores
 
 
 class Scored:
-    """One prediction file: records by id, in file order, and the task their scores imply."""
+    """One prediction file: records by id, in file order, and the task their scores imply —
+    multi-label when the truth is (`labels` an object, as xr-eval reads it), else when `pred` is a list."""
 
     def __init__(self, stream, name):
         self.name = name
@@ -26,19 +27,32 @@ class Scored:
                 continue
             scores = record_scores(rec, name, line)
             if self.names is None:
-                self.names, multilabel = list(scores), isinstance(rec.get("pred"), list)
+                self.names = list(scores)
             elif set(scores) != set(self.names):
                 raise ManifestError(name, line, f"scores for {', '.join(scores)}, earlier records had "
                                                 f"{', '.join(self.names)}")
+            if multilabel is None:              # the first scored record that tells decides
+                multilabel = _multilabel(rec)
         if self.names is None:
             raise XRError(f"{name}: no scored records")
-        self.task = task_from_scores(self.names, multilabel)
+        self.task = task_from_scores(self.names, bool(multilabel))
 
     def probabilities(self, ids):
         """(len(ids), classes) scores in task order; NaN rows for records with an `error`."""
         rows = [self.records[i].get("scores") for i in ids]
         return np.array([[np.nan] * len(self.task.names) if s is None else [float(s[n]) for n in self.task.names]
                          for s in rows])
+
+
+def _multilabel(record):
+    """Whether ``record`` is multi-label: its truth decides, as in xr-eval's read_predictions (`labels` an
+    object, or a `label`), else its `pred` (a list); None when neither tells."""
+    if isinstance(record.get("labels"), dict):
+        return True
+    if record.get("label") is not None:
+        return False
+    pred = record.get("pred")
+    return None if pred is None else isinstance(pred, list)
 
 
 def same_task(files):

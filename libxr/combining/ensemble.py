@@ -18,8 +18,12 @@ from libxr.predicting.predict import decision
 
 
 def _unscored(files, i):
-    """Record ``i`` of the first file, marked with the file that could not score it."""
-    bad = next(f.name for f in files if "error" in f.records[i])
+    """Record ``i`` of the first file, marked with the file that could not score it; NaN where
+    every file scored the record is a fault of the combination, never an `error` to hide it in."""
+    bad = next((f.name for f in files if "error" in f.records[i]), None)
+    if bad is None:
+        raise XRError(f"record {i!r}: the combined probabilities are not numbers, "
+                      "though every file scored it")
     return {**base(files[0].records[i]), "error": f"not scored in {bad}"}
 
 
@@ -38,8 +42,9 @@ def _weights(weights, count):
     if weights is None:
         return np.ones(count) / count
     w = np.asarray(weights, np.float64)
-    if len(w) != count or (w < 0).any() or w.sum() == 0:
-        raise UsageError(f"--weights: give {count} non-negative numbers, not all zero (one per file)")
+    if len(w) != count or not np.isfinite(w).all() or (w < 0).any() or w.max() == 0:
+        raise UsageError(f"--weights: give {count} non-negative finite numbers, not all zero (one per file)")
+    w = w / w.max()                 # 1e308,1e308 would sum to infinity
     return w / w.sum()
 
 
@@ -163,9 +168,42 @@ class Stacker:
                 d = json.load(f)
             if not isinstance(d, dict) or d.get("format") != "xr-stacker-1":
                 raise ValueError("no xr-stacker-1 format tag")
-            return cls(Task(**d["task"]), d["coef"], d["intercept"], d["files"])
+            task, files = Task(**d["task"]), d["files"]
+            _check_task(task)
+            if isinstance(files, bool) or not isinstance(files, int) or files < 1:
+                raise ValueError(f"files {files!r} is not a count of files")
+            outputs = 1 if task.kind == "binary" else len(task.names)
+            features = files * (1 if task.kind == "binary" else len(task.names))
+            return cls(task, _numbers(d["coef"], (outputs, features), "coef"),
+                       _numbers(d["intercept"], (outputs,), "intercept"), files)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise XRError(f"{path}: not an xr-cascade stack meta-model ({exc})") from None
+
+
+def _check_task(task):
+    """ValueError unless ``task`` is one Scored could infer: distinct names, as many as its kind has."""
+    names = task.names
+    if (not isinstance(names, list) or not all(isinstance(n, str) for n in names)
+            or len(set(names)) != len(names)):
+        raise ValueError(f"task names {names!r} are not distinct class names")
+    fits = {"binary": len(names) == 2, "multiclass": len(names) > 2, "multilabel": len(names) > 0}
+    if not fits.get(task.kind):
+        raise ValueError(f"a {task.kind!r} task of {len(names)} classes")
+
+
+def _numbers(value, shape, what):
+    """``value`` (from JSON) as a float array of ``shape``, or ValueError: a meta-model of another
+    shape would broadcast into wrong probabilities, and NaN or infinity into none."""
+    a = np.asarray(value, dtype=object)          # ragged lists stay lists, so the shape shows it
+    if a.shape != shape:
+        raise ValueError(f"{what} has shape {a.shape}, not {shape}")
+    bad = [v for v in a.flat if isinstance(v, bool) or not isinstance(v, (int, float))]
+    if bad:
+        raise ValueError(f"{what} holds {bad[0]!r}, not a number")
+    a = a.astype(np.float64)
+    if not np.isfinite(a).all():
+        raise ValueError(f"{what} holds {a[~np.isfinite(a)][0]}, not a finite number")
+    return a
 
 
 def stack(files, fit_on="val", load=None, save=None, threshold=0.5, seed=0, log=print):

@@ -18,12 +18,16 @@ import numpy as np
 from libxr.errors import ManifestError, XRError
 from libxr.judging import calibration, thresholds
 from libxr.judging.metrics import HEADLINE, metrics
+from libxr.records.manifest import group_key
 from libxr.records.tasks import Task, guessed_positive, record_scores, task_from_scores
 
 SECTION_ORDER = ("train", "val", "test")
 CALIBRATION = ("ece", "brier", "log_loss")
 """The metrics a temperature changes, reported before it (``ece_raw``) as well as after."""
 CI_LEVEL = 0.95
+PER_IMAGE = ("id", "path", "h5", "row", "scores", "pred", "source", "sha256")
+"""Fields of one image, not of the study its records are aggregated into (the others are kept
+when every image of the study agrees on them)."""
 
 
 @dataclasses.dataclass
@@ -39,11 +43,8 @@ class Predictions:
         return Predictions(self.task, self.y[index], self.p[index], [self.records[i] for i in index],
                            None if self.raw is None else self.raw[index])
 
-    def join(self, other, source):
-        """These predictions followed by ``other``'s (read from ``source``)."""
-        if other.task != self.task:
-            raise XRError(f"{source}: scores for {', '.join(other.task.names)}, the files before had "
-                          f"{', '.join(self.task.names)}")
+    def join(self, other):
+        """These predictions followed by ``other``'s (read with this task: :func:`read_predictions`)."""
         raw = None if self.raw is None and other.raw is None else np.concatenate([
             a.p if a.raw is None else a.raw for a in (self, other)])
         return Predictions(self.task, np.concatenate([self.y, other.y]), np.concatenate([self.p, other.p]),
@@ -54,10 +55,11 @@ class Predictions:
         return self.take([i for i, r in enumerate(self.records) if (r.get("split") or "all") == name])
 
 
-def read_predictions(numbered, name, positive=None, warn=print, seen=None):
+def read_predictions(numbered, name, positive=None, warn=print, seen=None, task=None):
     """Predictions from (line number, record) pairs; records with `error` are skipped (counted).
-    ``seen``: {id: "FILE:LINE"} of the files read before, filled in, so that no record is scored twice."""
-    task, rows, skipped = None, [], 0
+    ``seen``: {id: "FILE:LINE"} of the files read before, filled in, so that no record is scored twice;
+    ``task``: theirs, whose class order these files' scores are read in (keys in any order)."""
+    rows, skipped, first_error = [], 0, None
     seen = {} if seen is None else seen
     for line, rec in numbered:
         first = seen.setdefault(rec["id"], f"{name}:{line}")
@@ -65,11 +67,15 @@ def read_predictions(numbered, name, positive=None, warn=print, seen=None):
             raise ManifestError(name, line, f"id {rec['id']!r} again (first at {first})")
         if "error" in rec:
             skipped += 1
+            first_error = first_error or line
             continue
         scores = record_scores(rec, name, line)
         multilabel = isinstance(rec.get("labels"), dict)
         if not multilabel and rec.get("label") is None:
             raise ManifestError(name, line, "record has no `label` or `labels`: nothing to score against")
+        if not multilabel and len(scores) < 2:
+            raise ManifestError(name, line, f"scores for one class only ({', '.join(map(repr, scores))}): "
+                                            "a classifier scores two classes or more")
         if task is None:
             task = task_from_scores(list(scores), multilabel, positive)
             if note := guessed_positive(task, positive):
@@ -79,7 +85,7 @@ def read_predictions(numbered, name, positive=None, warn=print, seen=None):
                                             f"{', '.join(task.names)}")
         rows.append((line, rec))
     if skipped:
-        warn(f"{skipped} records have an `error` (unreadable images) and are left out")
+        warn(f"{skipped} records have an `error` (unreadable images) and are left out (first {name}:{first_error})")
     if task is None:
         raise XRError(f"{name}: no scored records")
     return _arrays(task, rows, name, warn)
@@ -88,8 +94,8 @@ def read_predictions(numbered, name, positive=None, warn=print, seen=None):
 def _arrays(task, rows, name, warn):
     records = [rec for _, rec in rows]
     p = np.array([[float(rec["scores"][n]) for n in task.names] for rec in records])   # checked as read
-    if task.kind == "multiclass":
-        p = _one_per_record(p, rows, name)
+    if task.kind != "multilabel":
+        p = one_per_record(p, rows, name)
     if task.kind == "multilabel":
         index = {n: j for j, n in enumerate(task.names)}
         y = np.full(p.shape, np.nan)
@@ -143,7 +149,7 @@ def _raw(task, p, rows, name):
     return calibration.uncalibrated(task, p, filled(temperatures, "temperature"), shifts)
 
 
-def _one_per_record(p, rows, name):
+def one_per_record(p, rows, name):
     """Class probabilities rescaled to sum to exactly 1: files round them (0.3333 x 3), and
     scikit-learn refuses multiclass AUC for rows that miss 1 by more than its tolerance."""
     sums = p.sum(1)
@@ -166,10 +172,13 @@ def aggregate(preds, field):
         truth = preds.y[members]
         if not np.array_equal(truth, truth[:1].repeat(len(members), 0), equal_nan=True):
             raise XRError(f"{field} {key!r}: its records disagree on the truth")
-        first = preds.records[members[0]]
-        keep.append({**{k: first.get(k) for k in ("patient", "group", "split", "view")},
-                     **{k: first[k] for k in calibration.FIELDS if k in first},
-                     "id": str(key), field: key, "images": len(members)})
+        records = [preds.records[i] for i in members]
+        splits = sorted({str(r.get("split")) for r in records})
+        if len(splits) > 1:
+            raise XRError(f"{field} {key!r}: its records are in more than one split ({', '.join(splits)})")
+        first = records[0]
+        shared = {k: v for k, v in first.items() if k not in PER_IMAGE and all(r.get(k) == v for r in records)}
+        keep.append({**shared, "id": str(key), field: key, "images": len(members)})
         y.append(truth[0])
         p.append(preds.p[members].mean(0))
         raw.append(None if preds.raw is None else preds.raw[members].mean(0))
@@ -213,7 +222,8 @@ def evaluate(preds, opts, warn=print, tick=lambda n, total=None: None):
         if opts.bootstrap:
             section["ci"] = bootstrap(part, cut, opts.bootstrap, opts.seed, tick)
             section["ci_level"] = CI_LEVEL
-            section["ci_resampled"] = "patients" if any(r.get("patient") for r in part.records) else "records"
+            section["ci_resampled"] = ("patients" if any(r.get("patient") is not None for r in part.records)
+                                       else "records")
         for field in opts.by:
             section.setdefault("by", {})[field] = _by(part, field, cut)
         report["sections"][name] = section
@@ -251,7 +261,8 @@ def _before_calibration(part, cut):
 def _warn_undefined(section, name, task, warn):
     key = "auc" if task.kind == "binary" else "auc_macro"
     if section.get(key) is None:
-        warn(f"{name}: ROC-AUC is undefined (only one class present)")
+        why = "only one class present" if task.kind == "binary" else "not every class or label has both truths"
+        warn(f"{name}: ROC-AUC is undefined ({why})")
 
 
 def _by(part, field, cut):
@@ -271,7 +282,7 @@ def bootstrap(part, cut, replicates, seed, tick=lambda n, total=None: None):
     """Percentile intervals of the headline metrics, resampling patients (or records without one)."""
     groups = collections.defaultdict(list)
     for i, rec in enumerate(part.records):
-        groups[rec.get("patient") or rec["id"]].append(i)
+        groups[group_key(rec.get("patient"), rec["id"])].append(i)
     members = [np.array(v) for v in groups.values()]
     rng = np.random.default_rng(seed)
     draws = collections.defaultdict(list)

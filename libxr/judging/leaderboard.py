@@ -14,22 +14,39 @@ def load(paths, split=None):
     rows = []
     for path in paths:
         try:
-            with open(path, encoding="utf-8") as f:
-                report = json.load(f)
-            sections, kind = report["sections"], report["task"]["kind"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise XRError(f"{path}: not an xr-eval JSON report ({exc})") from None
-        name = split or ("test" if "test" in sections else list(sections)[-1])
-        if name not in sections:
-            raise XRError(f"{path}: no {name!r} section (it has {', '.join(sections)})")
-        section = sections[name]
-        row = {"run": report.get("name") or path, "split": name, "task": kind, "n": section["n"]}
-        for key in HEADLINE[kind]:
-            row[key] = section.get(key)
-            if key in section.get("ci", {}):
-                row[f"{key}_low"], row[f"{key}_high"] = section["ci"][key]
-        rows.append(row)
+            rows.append(_row(path, split))
+        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+            raise XRError(f"{path}: not an xr-eval JSON report ({type(exc).__name__}: {exc})") from None
+    kinds = {}
+    for row, path in zip(rows, paths):
+        kinds.setdefault(row["task"], path)
+    if len(kinds) > 1:
+        raise XRError("reports of different tasks cannot be ranked together: "
+                      + ", ".join(f"{kind} ({path})" for kind, path in kinds.items()))
     return rows
+
+
+def _row(path, split):
+    with open(path, encoding="utf-8") as f:
+        report = json.load(f)
+    sections, kind = report["sections"], report["task"]["kind"]
+    if kind not in HEADLINE:
+        raise ValueError(f"task {kind!r}")
+    if not sections:
+        raise ValueError("no sections")
+    name = split or ("test" if "test" in sections else list(sections)[-1])
+    if name not in sections:
+        raise XRError(f"{path}: no {name!r} section (it has {', '.join(sections)})")
+    section = sections[name]
+    row = {"run": report.get("name") or path, "split": name, "task": kind, "n": int(section["n"])}
+    for key in HEADLINE[kind]:
+        value = section.get(key)
+        if value is not None and not isinstance(value, (int, float)):
+            raise ValueError(f"{key} is {value!r}, not a number")
+        row[key] = value
+        if key in section.get("ci", {}):
+            row[f"{key}_low"], row[f"{key}_high"] = section["ci"][key]
+    return row
 
 
 def rank(rows, metric):

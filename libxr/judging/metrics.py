@@ -55,17 +55,8 @@ def _binary(y, p, threshold, detail, names=("negative", "positive")):
     n = len(y)
     tn = n - tp - fp - fn
     both = bool(tp + fn) and bool(tn + fp)
-    sens = _ratio(tp, tp + fn)
-    spec = _ratio(tn, tn + fp)
-    agree, chance = (tp + tn) / n, ((tp + fp) * (tp + fn) + (tn + fn) * (tn + fp)) / n ** 2
     clipped = np.clip(p, 1e-15, 1 - 1e-15)
-    out = {"n": n, "positives": tp + fn, "threshold": float(threshold),
-           "accuracy": agree, "balanced_accuracy": (sens + spec) / 2 if both else None,
-           "sensitivity": sens, "specificity": spec,
-           "precision": _ratio(tp, tp + fp), "npv": _ratio(tn, tn + fn),
-           "f1": _ratio(2 * tp, 2 * tp + fp + fn),
-           # agreement beyond chance means nothing when the truth has one class (a MURA body part's normals)
-           "kappa": (agree - chance) / (1 - chance) if both and chance < 1 else (0.0 if both else None),
+    out = {"n": n, "positives": tp + fn, "threshold": float(threshold), **_decided(tp, fp, fn, tn),
            "auc": m.roc_auc_score(y, p) if both else None,
            "pr_auc": m.average_precision_score(y, p) if tp + fn else None,
            "log_loss": float(-np.mean(y * np.log(clipped) + (1 - y) * np.log(1 - clipped))),
@@ -74,6 +65,20 @@ def _binary(y, p, threshold, detail, names=("negative", "positive")):
     if detail:
         out["confusion"] = {"labels": list(names), "matrix": [[tn, fp], [fn, tp]]}
     return _plain(out)
+
+
+def _decided(tp, fp, fn, tn):
+    """The decision metrics of one class against the rest, from its four confusion counts."""
+    n = tp + fp + fn + tn
+    both = bool(tp + fn) and bool(tn + fp)
+    sens, spec = _ratio(tp, tp + fn), _ratio(tn, tn + fp)
+    agree, chance = (tp + tn) / n, ((tp + fp) * (tp + fn) + (tn + fn) * (tn + fp)) / n ** 2
+    return {"accuracy": agree, "balanced_accuracy": (sens + spec) / 2 if both else None,
+            "sensitivity": sens, "specificity": spec,
+            "precision": _ratio(tp, tp + fp), "npv": _ratio(tn, tn + fn),
+            "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+            # agreement beyond chance means nothing when the truth has one class (a MURA body part's normals)
+            "kappa": (agree - chance) / (1 - chance) if both and chance < 1 else (0.0 if both else None)}
 
 
 def _ratio(a, b):
@@ -130,10 +135,8 @@ def _decisions(counts):
 def _one_vs_rest(counts, j):
     """Class ``j`` against the rest, decided by the argmax: from the confusion counts."""
     n, hits, truth, called = int(counts.sum()), int(counts[j, j]), int(counts[j].sum()), int(counts[:, j].sum())
-    rejected = n - truth - called + hits
-    return {"sensitivity": _ratio(hits, truth), "specificity": _ratio(rejected, n - truth),
-            "precision": _ratio(hits, called), "f1": _ratio(2 * hits, truth + called) or 0.0,
-            "support": truth, "threshold": None, "accuracy": (hits + rejected) / n}
+    decided = _decided(hits, called - hits, truth - hits, n - truth - called + hits)
+    return {**decided, "f1": decided["f1"] or 0.0, "support": truth, "threshold": None}
 
 
 def _multilabel(y, p, threshold, names, detail):
@@ -153,15 +156,17 @@ def _multilabel(y, p, threshold, names, detail):
         values = [r[key] for r in per.values() if r[key] is not None]
         return float(np.mean(values)) if values else None
 
+    def micro(score):       # over every stated cell; none stated (all uncertain) leaves it undefined
+        return score(truth, pred[stated], zero_division=0) if len(truth) else None
+
     complete = stated.all(1)
     out = {"n": len(y), "stated": int(stated.sum()),
            "accuracy": m.accuracy_score(truth, pred[stated]) if len(truth) else None,
            "sensitivity_macro": mean("sensitivity"), "specificity_macro": mean("specificity"),
-           "f1_macro": mean("f1"), "f1_micro": m.f1_score(truth, pred[stated], zero_division=0),
+           "f1_macro": mean("f1"), "f1_micro": micro(m.f1_score),
            "f1_samples": m.f1_score(y[complete].astype(int), pred[complete], average="samples", zero_division=0)
            if complete.any() else None,
-           "precision_micro": m.precision_score(truth, pred[stated], zero_division=0),
-           "recall_micro": m.recall_score(truth, pred[stated], zero_division=0),
+           "precision_micro": micro(m.precision_score), "recall_micro": micro(m.recall_score),
            "kappa_macro": mean("kappa"), "auc_macro": mean("auc"),
            "auc_micro": m.roc_auc_score(truth, prob) if len(np.unique(truth)) == 2 else None,
            "pr_auc_macro": mean("pr_auc"), "log_loss": mean("log_loss"), "brier": mean("brier"),

@@ -78,8 +78,16 @@ def plot_roc(task, y, p, png, title, threshold=None):
         ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
         ax.set(xlabel="1 − specificity (false positive rate)", ylabel="sensitivity (true positive rate)",
                title=f"ROC — {title}", xlim=(0, 1), ylim=(0, 1.01))
-        ax.legend(loc="lower right", fontsize="small")
+        _legend(ax, "lower right", "no curve: a class is missing from this split")
         ax.grid(alpha=0.3)
+
+
+def _legend(ax, loc, empty):
+    """The legend, or what the empty axes mean (matplotlib only warns of a legend with nothing in it)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc=loc, fontsize="small")
+    else:
+        ax.text(0.5, 0.5, empty, ha="center", va="center", transform=ax.transAxes)
 
 
 def plot_pr(task, y, p, png, title):
@@ -92,7 +100,7 @@ def plot_pr(task, y, p, png, title):
                 ax.plot(recall, precision, label=f"{name} (AP {average_precision_score(truth, prob):.3f})")
         ax.set(xlabel="recall (sensitivity)", ylabel="precision", title=f"Precision-recall — {title}",
                xlim=(0, 1), ylim=(0, 1.01))
-        ax.legend(loc="lower left", fontsize="small")
+        _legend(ax, "lower left", "no curve: no positive in this split")
         ax.grid(alpha=0.3)
 
 

@@ -73,8 +73,17 @@ def pick_device(name, local_rank=None):
 
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
+    try:
+        device = torch.device(name)
+    except RuntimeError:        # torch's message lists twenty device types xr has never run on
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise UsageError(f"--device {name!r} is not a device: give auto, cpu, cuda or cuda:N")
+    if device.type == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device here")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UsageError(f"--device {name}: there are {torch.cuda.device_count()} CUDA devices here "
+                         f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})")
     if name == "cuda" and local_rank is not None:
         return torch.device("cuda", local_rank)
-    return torch.device(name)
+    return device

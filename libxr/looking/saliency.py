@@ -23,11 +23,12 @@ def require_convolutions(convs):
         raise UsageError("this model has no convolution: Grad-CAM and feature maps need one")
 
 
-def module(model, name):
+def module(model, name, option="--layer"):
+    """The module ``name``; a usage error naming the ``option`` that gave it when there is none."""
     modules = dict(model.named_modules())
     if name not in modules or not name:
         convs = conv_layers(model) or ["none"]
-        raise UsageError(f"--layer {name!r} is not a layer of this model; its convolutions are "
+        raise UsageError(f"{option} {name!r} is not a layer of this model; its convolutions are "
                          f"{', '.join(convs[:8])}{', ...' if len(convs) > 8 else ''} (last: {convs[-1]})")
     return modules[name]
 

@@ -126,6 +126,16 @@ def unlabelled(record):
     return True
 
 
+def group_key(value, record_id):
+    """A grouping field's value (patient, study) as one comparable key: 1 and "1" are one patient
+    (pandas writes numeric ids as numbers), and a record without one is a group of its own."""
+    if value is None:
+        return ("id", record_id)
+    if isinstance(value, str):
+        return value
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else json.dumps(value)
+
+
 def encode(record):
     """One manifest line, without the newline."""
     return _encode(record)

@@ -17,7 +17,7 @@ import json
 import numpy as np
 
 from libxr.errors import UsageError, XRError
-from libxr.records.manifest import encode, read_records
+from libxr.records.manifest import encode, group_key, read_records
 
 
 @dataclasses.dataclass
@@ -87,10 +87,7 @@ class Pool:
             raise XRError(f"{name}: no records to split (the manifest is empty)")
         self.field = field if any(k is not None for k in self.keys) or group_by else "none"
         self.ungrouped = sum(k is None for k in self.keys) if self.field != "none" else 0
-        # 1 and "1" are one patient (pandas writes numeric ids as numbers)
-        self.keys = [k if isinstance(k, str) else ("id", rid) if k is None
-                     else str(k) if isinstance(k, int) and not isinstance(k, bool) else json.dumps(k)
-                     for k, rid in zip(self.keys, self.ids)]
+        self.keys = [group_key(k, rid) for k, rid in zip(self.keys, self.ids)]
 
 
 def strata(labels):

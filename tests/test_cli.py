@@ -56,6 +56,21 @@ def test_runtime_error_exits_1_in_one_line(cli, tmp_path):
     assert result.stderr.strip() == f"xr-split: error: {bad}:2: not JSON: Expecting value at column 1"
 
 
+def test_an_unforeseen_exception_is_one_line_naming_it(cli, tmp_path, monkeypatch):
+    import xrtools.split
+
+    def broken(*args):
+        raise ValueError("Expected more than 1 value\nper channel")
+
+    monkeypatch.setattr(xrtools.split, "assign", broken)
+    path = write_jsonl(tmp_path / "m.jsonl", [{"id": "a"}, {"id": "b"}])
+    result = cli(main_of("split"), "--val", "0.5", path)
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr == ("xr-split: error: ValueError: Expected more than 1 value per channel (unexpected: "
+                             "--verbose shows the traceback; please report it)\n")
+    assert "Traceback" in cli(main_of("split"), "--val", "0.5", "--verbose", path).stderr
+
+
 def test_verbose_shows_the_traceback(cli, tmp_path):
     bad = write_jsonl(tmp_path / "dup.jsonl", [{"id": "a"}, {"id": "a"}])
     result = cli(main_of("split"), "--val", "0.5", "--verbose", bad)

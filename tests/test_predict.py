@@ -62,6 +62,11 @@ def test_unreadable_images_get_an_error_and_the_run_goes_on(cli, trained, tmp_pa
     assert all("scores" not in out[i] for i in (3, 7, 9, 10)) and all("scores" in out[i] for i in (0, 11))
     assert str(tmp_path / "empty.png") in out[3]["error"] and out[10]["error"] == "failed in xr-preprocess"
     assert "3 images could not be read" in result.stderr and "scored 8 of 12" in result.stderr
+    assert f"1 records have an `error` and are passed on unscored (first {manifest}:11" in result.stderr
+    strict = cli(main, "-m", trained["ckpt"], manifest, "--strict", "-o", tmp_path / "out.jsonl")
+    assert strict.exit_code == 1 and "--strict: 1 records have an `error`" in strict.stderr
+    del source[10]["error"]
+    manifest = write_jsonl(tmp_path / "m.jsonl", source)
     strict = cli(main, "-m", trained["ckpt"], manifest, "--strict", "-o", tmp_path / "out.jsonl")
     assert strict.exit_code == 1 and "empty.png" in strict.stderr
     assert not (tmp_path / "out.jsonl").exists()
@@ -355,10 +360,27 @@ def test_a_duplicate_id_is_an_error_at_its_line(cli, trained, tmp_path, command)
     pytest.param("shift", float("inf"), "shift inf", id="infinite-shift"),
     pytest.param("shift", 1e6, "shift 1000000.0", id="shift-1e6"),
     pytest.param("shift", [0.5, 1.0], "shift [0.5, 1.0]", id="per-label-shifts-on-binary"),
+    pytest.param("task", {"kind": "binary", "names": ["NORMAL", "PNEUMONIA"], "evil": 1}, "task {", id="task-extra-key"),
+    pytest.param("task", {"kind": "binary", "names": ["A", "B", "C"]}, "task {", id="binary-of-three"),
+    pytest.param("task", {"kind": "binary", "names": [1, 2]}, "task {", id="names-not-strings"),
+    pytest.param("task", {"kind": "binary", "names": ["A", "A"]}, "task {", id="one-name-twice"),
+    pytest.param("threshold", [0.3, 0.7], "threshold [0.3, 0.7]", id="per-label-thresholds-on-binary"),
+    pytest.param("threshold", True, "threshold True", id="threshold-true"),
+    pytest.param("arch", "widths=1", "arch 'widths=1'", id="arch-a-string"),
+    pytest.param("arch", {"bogus": 1}, "with {'bogus': 1}", id="arch-unknown-option"),
+    pytest.param("model", [1, 2], "model: a list, not tensors by name", id="model-a-list"),
+    pytest.param("model_name", "nosuchnet", "model 'nosuchnet'", id="unknown-model"),
+    pytest.param("model_name", 7, "model_name 7", id="model-name-a-number"),
+    pytest.param("preprocess", None, "preprocess None", id="no-preprocess"),
+    pytest.param("normalization", {"mean": [0.5, 0.5], "std": [0.2, 0.2]}, "(for 1 channels)",
+                 id="two-channel-normalization-on-one"),
+    pytest.param("model", "NAN", "holds NaN or infinite weights", id="nan-weights"),
 ])
 def test_crafted_checkpoint_fields_are_refused_on_load(cli, trained, tmp_path, field, value, shown):
     """A checkpoint from elsewhere is data: no 5 GB allocation, no all-negative predictions."""
     state = torch.load(trained["ckpt"], weights_only=True)
+    if value == "NAN":
+        value = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in state[field].items()}
     state[field] = value
     crafted = tmp_path / "crafted.pt"
     torch.save(state, crafted)

@@ -17,6 +17,7 @@ import pytest
 from conftest import hdf5_consumers, needs_commands, sh, write_jsonl
 from PIL import Image
 from xrtools.index import main as index
+from xrtools.predict import main as predict_main
 from xrtools.preprocess import main
 
 from libxr.pixels.prepare import prepare, prepare_array
@@ -406,6 +407,38 @@ def test_changed_source_images_are_a_warning_in_every_consumer(cli, synth, train
             f"xr-{command}: warning: {h5}: 2 of {seen} source images differ from when it was written (first: "
             f"{learned[1]['id']!r} at {learned[1]['path']}, modified since): its pixels may be stale "
             "(xr-preprocess --update decodes just those again)")]
+    strict = cli(predict, "-m", trained["ckpt"], manifest, "--strict", "-o", tmp_path / "s.jsonl", "-q")
+    assert strict.exit_code == 1 and not (tmp_path / "s.jsonl").exists()
+    assert strict.stderr.startswith(f"xr-predict: error: --strict: {h5}: 2 of {len(records)} source images differ")
+
+
+def test_records_with_an_error_pass_xr_predict_unscored_counted_and_fail_strict(cli, trained, tmp_path):
+    records = [json.loads(line) for line in trained["h5"].read_text().splitlines()]
+    records[2] = {k: v for k, v in records[2].items() if k not in ("h5", "row")} | {"error": "x.png: empty file"}
+    manifest = write_jsonl(tmp_path / "m.jsonl", records)
+    result = cli(predict_main, "-m", trained["ckpt"], manifest, "-q")
+    assert result.exit_code == 0 and "error" in result.records[2] and "scores" not in result.records[2]
+    assert (f"1 records have an `error` and are passed on unscored (first {manifest}:3: x.png: empty file)"
+            in result.stderr)
+    strict = cli(predict_main, "-m", trained["ckpt"], manifest, "--strict")
+    assert strict.exit_code == 1 and strict.stdout == "" and "--strict: 1 records have an `error`" in strict.stderr
+
+
+def test_nothing_decoded_is_an_error_and_writes_nothing(cli, tmp_path):
+    raw = write_jsonl(tmp_path / "m.jsonl", [{"id": f"r{i}", "path": f"films/{i}.png", "label": "ab"[i % 2],
+                                              "split": "train"} for i in range(6)])
+    result = cli(main, raw, "-o", tmp_path / "d.h5", "--size", 32, "--root", tmp_path / "nowhere")
+    assert result.exit_code == 1 and result.stdout == "" and not (tmp_path / "d.h5").exists()
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"xr-preprocess: error: {tmp_path / 'nowhere'}/films/") and "no image could be read (" in last
+    assert "is --root right?): nothing written" in last
+
+
+def test_the_hdf5_file_cannot_be_the_manifest_read(cli, synth, tmp_path):
+    _, raw = own_copy(cli, synth, tmp_path, "--val", "0.25")
+    before = raw.read_bytes()
+    result = cli(main, raw, "-o", raw, "--size", 32)
+    assert result.exit_code == 2 and "is the manifest being read" in result.stderr and raw.read_bytes() == before
 
 
 def test_update_decodes_only_new_and_changed_images(cli, synth, tmp_path, monkeypatch):

@@ -66,6 +66,19 @@ def test_unlabelled_training_records_are_counted_and_named():
                               "(xr-index --drop-unlabelled)")
 
 
+@pytest.mark.parametrize("silent", [
+    pytest.param({"labels": {}}, id="empty-labels"),
+    pytest.param({"labels": {"a": None, "b": None}}, id="every-label-null"),
+    pytest.param({}, id="no-labels-field"),
+])
+def test_multilabel_records_that_state_no_label_are_named(silent):
+    records = [{"id": "r0", "labels": {"a": 1, "b": 0}}, {"id": "r1", **silent}, {"id": "r2", "labels": {"a": -1}}]
+    with pytest.raises(XRError) as err:
+        targets(records, Task("multilabel", ["a", "b"]))
+    assert str(err.value) == ("1 of 3 records state no label ('r1'): label them, or leave them out "
+                              "(xr-index --drop-unlabelled)")
+
+
 def test_xr_train_names_the_unlabelled_records_before_it_stops(cli, tmp_path):
     from conftest import write_jsonl
     from xrtools.train import main as train

@@ -260,6 +260,27 @@ def test_cnn_and_torchvision_models_train(cli, manifests, tmp_path):
                                 {"weights": "none", "head": "linear", "dropout": 0.0, "freeze": None})
 
 
+def test_a_last_batch_of_one_image_is_left_out_where_batch_norm_cannot_train_on_it(cli, manifests, tmp_path):
+    """ResNet-18 at 32 px ends in 1 x 1 maps: batch norm over one image has no variance."""
+    n = sum('"split":"train"' in line for line in manifests[0].read_text().splitlines())
+    result = cli(main, manifests[0], "--run-dir", tmp_path / "run", "--model", "resnet18", "--epochs", 1,
+                 "--batch-size", n - 1, "-q")
+    finished(result, tmp_path / "run", 1)
+    assert (f"each epoch's last batch would hold one image, which batch norm cannot train on: that image is left "
+            f"out of the epoch (another each epoch; --batch-size {n - 1} leaves one over)") in result.stderr
+    plain = cli(main, manifests[0], "--run-dir", tmp_path / "plain", "--model", "cnn", "--arch", "batch_norm=false",
+                "--epochs", 1, "--max-steps", 1, "--batch-size", n - 1, "-q")
+    assert plain.exit_code == 0 and "batch norm" not in plain.stderr      # no batch norm: every image trains
+
+
+@pytest.mark.parametrize("length, batch, kept", [(9, 4, 8), (8, 4, 8), (1, 4, 1), (5, 1, 5), (7, 2, 6)])
+def test_without_lone_tail(length, batch, kept):
+    from libxr.learning.sampling import without_lone_tail
+
+    order = list(range(length))
+    assert without_lone_tail(order, batch) == order[:kept]
+
+
 def test_early_stopping(cli, manifests, tmp_path):
     result, rows = train_run(cli, manifests[0], tmp_path / "run", "--epochs", 10, "--lr", "1e-12",
                              "--early-stop", "val_loss", "--patience", 2)

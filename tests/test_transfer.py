@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import warnings
 
 import pytest
 import torch
@@ -307,7 +308,9 @@ def test_a_torchscript_archive_is_never_loaded(tmp_path, monkeypatch):
     """torch.load hands TorchScript to torch.jit.load, which runs the archive's code: not here."""
     torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), tmp_path / "script.pt")
     monkeypatch.setattr(torch.jit, "load", lambda *a, **k: pytest.fail("torch.jit.load ran"))
-    with pytest.raises(XRError, match=f"^{tmp_path / 'script.pt'}: not a loadable weights file"):
+    with pytest.raises(XRError, match=f"^{tmp_path / 'script.pt'}: not a loadable weights file"), \
+            warnings.catch_warnings():
+        warnings.simplefilter("error")      # torch's two-line warning of the archive is not the user's to read
         build_model("resnet18", 1, 2, 32, weights=str(tmp_path / "script.pt"))
 
 
@@ -386,4 +389,16 @@ def test_weights_of_another_architecture_are_one_line_and_nothing_is_written(cli
     result = cli(train, trained["h5"], "--model", model, *arch, "--weights", path, "--epochs", "1",
                  "--run-dir", tmp_path / "run")
     assert (result.exit_code, result.stderr) == (1, f"xr-train: error: {path}: {message.format(epoch=epoch)}\n")
+    assert not (tmp_path / "run").exists()
+
+
+def test_weights_holding_nan_are_refused_before_training(cli, trained, tmp_path):
+    state = torch.load(trained["ckpt"], weights_only=True)
+    first = next(k for k, v in state["model"].items() if v.is_floating_point())
+    state["model"][first] = torch.full_like(state["model"][first], float("nan"))
+    path = tmp_path / "nan.pt"
+    torch.save(state, path)
+    result = cli(train, trained["h5"], "--model", "vgg5", "--weights", path, "--epochs", "1",
+                 "--run-dir", tmp_path / "run")
+    assert (result.exit_code, result.stderr) == (1, f"xr-train: error: {path}: {first} holds NaN or infinite weights\n")
     assert not (tmp_path / "run").exists()

@@ -66,13 +66,20 @@ class _XRBehaviour:
             return 0
         except (OSError, MemoryError) as exc:
             return self._fail(ctx, exc, 1)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, never a screen of traceback
+            return self._fail(ctx, exc, 1, bug=True)
 
-    def _fail(self, ctx, exc, code):
+    def _fail(self, ctx, exc, code, bug=False):
         if ctx.params.get("verbose"):
             traceback.print_exc()
         message = str(exc)
         if isinstance(exc, OSError) and exc.filename is not None:
             message = f"{exc.filename}: {exc.strerror}"
+        if bug:     # what xr did not foresee: say what it was, and how to see where
+            message = (f"{type(exc).__name__}: {' '.join(message.split())} (unexpected: --verbose shows the "
+                       "traceback; please report it)")
         print(f"{ctx.command_path}: error: {message}", file=sys.stderr)
         return code
 

@@ -35,7 +35,9 @@ xr-predict -m best.pt m.jsonl --threshold 0.3 --batch-size 128 --workers 4 -o sc
 @click.option("--no-calibrate", is_flag=True,
               help="Raw scores: without the checkpoint's temperature and shift (and with the threshold chosen "
                    "on raw scores).")
-@click.option("--strict", is_flag=True, help="Stop with exit 1 at the first unreadable image.")
+@click.option("--strict", is_flag=True,
+              help="Exit 1, scoring nothing more, at the first unreadable image, a record that already has an "
+                   "`error` (xr-preprocess's), or a source image changed since it was preprocessed.")
 @max_pixels_option("Raw images: ")
 @device_option
 @precision_option
@@ -69,10 +71,14 @@ def main(manifest, checkpoint, batch_size, tta, threshold, no_calibrate, strict,
                     "these scores are not those (--threshold sets one)")
     stream, name = open_input(manifest)
     with stream:
-        records = list(read_records(stream, name, unique=True))
+        numbered = list(read_records(stream, name, unique=True, numbered=True))
+    records = [rec for _, rec in numbered]
     if not records:
         raise XRError(f"{name}: no records to score (the manifest is empty)")
-    for note in changed_sources(records):
+    problems = _inherited_errors(numbered, name) + changed_sources(records)
+    if strict and problems:
+        raise XRError(f"--strict: {problems[0]}")
+    for note in problems:
         report.warn(note)
     failed = []
     with atomic_output(output) as out, report.bar("scoring", unit="images", total=len(records)) as tick:
@@ -87,6 +93,16 @@ def main(manifest, checkpoint, batch_size, tta, threshold, no_calibrate, strict,
                 f"{'' if tta == 'none' else '; tta ' + tta})")
     if failed:
         report.warn(f"{len(failed)} images could not be read and have an `error` field; the first: {failed[0]}")
+
+
+def _inherited_errors(numbered, name):
+    """The line that says how many records came with an `error` (images xr-preprocess could not
+    read: they pass through unscored), naming the first by FILE:LINE; [] when none did."""
+    failed = [(line, rec) for line, rec in numbered if "error" in rec]
+    if not failed:
+        return []
+    line, rec = failed[0]
+    return [f"{len(failed)} records have an `error` and are passed on unscored (first {name}:{line}: {rec['error']})"]
 
 
 def _shown(value):

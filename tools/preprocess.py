@@ -58,6 +58,8 @@ def main(manifests, h5, size, fit, channels, max_pixels, compression, exact_resi
         return _merge(manifests, h5, records_out)
     if len(manifests) > 1:
         raise UsageError("one manifest at a time (several only with --merge)")
+    if manifests and manifests[0] != "-" and os.path.exists(h5) and os.path.samefile(manifests[0], h5):
+        raise UsageError(f"-o {h5} is the manifest being read: name the HDF5 file another way")
     if shard and (not manifests or manifests[0] == "-"):
         raise UsageError("--shard needs the manifest as a file, so every task reads the same records")
     opts = PreprocessOptions(size=size, fit=fit, channels=channels, max_pixels=max_pixels, workers=workers,

@@ -8,6 +8,7 @@ run code on load.
 """
 
 import io
+import warnings
 
 import torch
 
@@ -27,7 +28,9 @@ def save(state, path):
 def read(path, what="checkpoint"):
     """Whatever ``path`` holds, loaded with ``weights_only=True``; ``what`` names it in errors."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():     # torch warns, over two lines, of a TorchScript archive it then refuses
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise XRError(f"{path}: no such {what}") from None
     except Exception as exc:  # noqa: BLE001 - torch raises several types for refused or corrupt files

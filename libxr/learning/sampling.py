@@ -48,3 +48,10 @@ def epoch_order(y, seed, epoch, sampling="none", task=None, rank=0, world=1):
         share = -(-len(order) // world)
         order = np.concatenate([order, order[: share * world - len(order)]])[rank::world]
     return order.tolist()
+
+
+def without_lone_tail(order, batch_size):
+    """``order`` less its last index when that would be a batch of one: batch norm cannot train
+    on one image (its variance is undefined), and it would end the epoch with an error. Every
+    process's order has the same length, so all of them agree."""
+    return order[:-1] if len(order) > 1 and len(order) % batch_size == 1 else order

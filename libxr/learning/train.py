@@ -30,7 +30,7 @@ from libxr.learning.mixing import Mixing
 from libxr.learning.optim import Schedule, make_optimizer
 from libxr.learning.options import run_name
 from libxr.learning.rundir import RunDir, plain
-from libxr.learning.sampling import epoch_order
+from libxr.learning.sampling import epoch_order, without_lone_tail
 from libxr.learning.signals import STOPPED, StopSignals
 from libxr.learning.stopping import EarlyStopping
 from libxr.models import OWN, build_model, check_arch
@@ -106,8 +106,11 @@ def _prepare(data, opts, arch, world, provenance, warn):
     weights = class_weights(data.y_train, task, opts.class_weights)
     optimizer = make_optimizer(opts, param_groups(core, opts.lr, opts.backbone_lr))
     model = world.wrap(core)
-    steps = math.ceil(len(epoch_order(data.y_train, opts.seed, 0, opts.sampling, task, world.rank, world.size))
-                      / opts.batch_size)
+    order = epoch_order(data.y_train, opts.seed, 0, opts.sampling, task, world.rank, world.size)
+    if _has_batch_norm(core) and len(without_lone_tail(order, opts.batch_size)) < len(order):
+        warn(f"each epoch's last batch would hold one image, which batch norm cannot train on: that image is "
+             f"left out of the epoch (another each epoch; --batch-size {opts.batch_size} leaves one over)")
+    steps = math.ceil(len(_epoch_order(data, opts, task, world, 0, core)) / opts.batch_size)
     steps = min(steps, opts.max_steps) if opts.max_steps else steps
     schedule = Schedule(optimizer, opts, steps, warn)
     augment = AugmentOptions.reference() if opts.augment else AugmentOptions()
@@ -195,7 +198,7 @@ def _epochs(data, opts, learner, monitor, run, meta, start, log, warn, tick):
             if unfreezing and (change := unfreezing.apply(epoch)):
                 log(change)
             began = time.perf_counter()
-            order = epoch_order(data.y_train, opts.seed, epoch, opts.sampling, task, world.rank, world.size)
+            order = _epoch_order(data, opts, task, world, epoch, learner.core)
             size = progressive_size(epoch, opts.epochs, opts.progressive, data.size, opts.progressive_until)
             outcome = train_one_epoch(learner, data.train_set, order, opts, signals, tick, size)
             if outcome == "stopped":
@@ -250,6 +253,16 @@ def _epochs(data, opts, learner, monitor, run, meta, start, log, warn, tick):
                 log(monitor.describe())
                 break
     return 0
+
+
+def _epoch_order(data, opts, task, world, epoch, model):
+    """This process's training order for ``epoch``, less a batch of one when ``model`` has batch norm."""
+    order = epoch_order(data.y_train, opts.seed, epoch, opts.sampling, task, world.rank, world.size)
+    return without_lone_tail(order, opts.batch_size) if _has_batch_norm(model) else order
+
+
+def _has_batch_norm(model):
+    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
 def _calibrate(task, y, logits, method, warn):

@@ -218,6 +218,11 @@ def preprocess(stream, name, h5_path, opts, out, tick=lambda n, total=None: None
                         _, path, reason = outcome.failed[0]
                         raise XRError(f"{path}: {reason} ({len(outcome.failed)} unreadable images; --strict "
                                       "writes neither the HDF5 file nor records)")
+                    if outcome.failed and not outcome.written:
+                        _, path, reason = outcome.failed[0]
+                        hint = "; is --root right?" if reason == "missing" else ""
+                        raise XRError(f"{path}: {reason}: no image could be read ({len(outcome.failed)} unreadable"
+                                      f"{hint}): nothing written")
                     params = {**opts.params(), **({"shard": list(opts.shard)} if opts.shard else {})}
                     if records_first:
                         _copy(lines, out)
@@ -268,7 +273,7 @@ def _write(pool, records, opts, target, writer, h5_path, lines, tick, kept):
                 outcome.written += 1
             else:
                 rec = {**rec, "error": problem}
-                outcome.failed.append((rec["id"], rec["path"], problem))
+                outcome.failed.append((rec["id"], image_path(rec, opts.root), problem))
             lines.write(encode(rec) + "\n")
         tick(len(batch))
     return outcome

@@ -46,7 +46,11 @@ class Classifier:
         if "weights" in arch:
             arch["weights"] = "none"        # the checkpoint holds them
         self.device, self.precision = pick_device(device), precision
-        model = build_model(state["model_name"], self.in_channels, self.task.outputs, self.size, **arch)
+        try:
+            model = build_model(state["model_name"], self.in_channels, self.task.outputs, self.size, **arch)
+        except Exception as exc:  # noqa: BLE001 - a crafted name or option fails in many ways, all the file's fault
+            raise XRError(f"{path}: not a usable xr-train checkpoint (model {state['model_name']!r} with "
+                          f"{arch!r}: {' '.join(str(exc).split()) or type(exc).__name__})") from None
         try:
             model.load_state_dict(state["model"])
         except RuntimeError as exc:
@@ -104,22 +108,51 @@ def _check_fields(state, path):
     temperature, shift = state.get("temperature"), state.get("shift")
     labels = task.get("names") if isinstance(task, dict) and task.get("kind") == "multilabel" else None
     shape = (len(labels),) if isinstance(labels, list) else ()     # one per label, or one
+    channels = state["in_channels"]
     problems = [
         not (isinstance(state["size"], int) and 8 <= state["size"] <= 4096) and f"size {state['size']!r}",
-        not (isinstance(state["in_channels"], int) and 1 <= state["in_channels"] <= 16)
-        and f"in_channels {state['in_channels']!r}",
-        not (isinstance(task, dict) and task.get("kind") in KINDS and isinstance(task.get("names"), list)
-             and len(task["names"]) >= 2 - (task.get("kind") == "multilabel")) and f"task {task!r}",
-        *[state.get(key) is not None and not finite(state[key], 0, 1) and f"{key} {state[key]!r}"
+        not (isinstance(channels, int) and 1 <= channels <= 16) and f"in_channels {channels!r}",
+        not _task_ok(task, KINDS) and f"task {task!r}",
+        *[state.get(key) is not None and not (finite(state[key], 0, 1) and _flags_none(state[key])
+                                              and np.shape(state[key]) in {(), shape}) and f"{key} {state[key]!r}"
           for key in ("threshold", "threshold_raw")],
+        not isinstance(state["model_name"], str) and f"model_name {state['model_name']!r}",
+        not isinstance(state["preprocess"], dict) and f"preprocess {state['preprocess']!r}",
+        not (isinstance(state.get("arch"), dict) or state.get("arch") is None) and f"arch {state['arch']!r}",
         tta is not None and tta not in TTA and f"tta {tta!r}",
         temperature is not None and not (finite(temperature, *BOUNDS) and np.shape(temperature) == shape)
         and f"temperature {temperature!r}",
         shift is not None and not (temperature is not None and finite(shift, *SHIFTS) and np.shape(shift) == shape
                                    and task.get("kind") != "multiclass") and f"shift {shift!r}",
-        not (isinstance(norm, dict) and finite(norm.get("mean")) and finite(norm.get("std"), 1e-6))
-        and f"normalization {norm!r}",
+        not (isinstance(norm, dict) and finite(norm.get("mean")) and finite(norm.get("std"), 1e-6)
+             and np.size(norm["mean"]) == np.size(norm["std"]) == channels)
+        and f"normalization {norm!r} (for {channels!r} channels)",
+        _weights_problem(state["model"]),
     ]
     problems = [p for p in problems if p]
     if problems:
         raise XRError(f"{path}: not a usable xr-train checkpoint ({'; '.join(problems)})")
+
+
+def _task_ok(task, kinds):
+    """A task as xr-train writes it: its kind, and distinct class (label) names, two for binary."""
+    if not (isinstance(task, dict) and set(task) == {"kind", "names"} and task["kind"] in kinds):
+        return False
+    names = task["names"]
+    if not (isinstance(names, list) and all(isinstance(n, str) and n for n in names) and len(set(names)) == len(names)):
+        return False
+    return len(names) == 2 if task["kind"] == "binary" else len(names) >= 2 - (task["kind"] == "multilabel")
+
+
+def _flags_none(value):
+    """No true/false among a threshold's numbers (True would pass as 1.0)."""
+    return not any(isinstance(v, bool) for v in np.ravel(np.asarray(value, object)))
+
+
+def _weights_problem(weights):
+    """Why the ``model`` entry is not finite tensors by name (NaN weights score every record NaN), or None."""
+    if not (isinstance(weights, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in weights.items())):
+        return f"model: a {type(weights).__name__}, not tensors by name"
+    bad = next((k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    return bad and f"model: {bad} holds NaN or infinite weights"

@@ -132,6 +132,11 @@ def targets(records, task, uncertain="ignore"):
         if uncertain not in UNCERTAIN:
             raise UsageError(f"uncertain policy {uncertain!r}: use {', '.join(UNCERTAIN)}")
         fill = UNCERTAIN[uncertain]
+        silent = [rec.get("id") for rec in records
+                  if not any(v is not None for v in (rec.get("labels") or {}).values())]
+        if silent:      # an all-NaN row drops out of the loss unseen: a record that says nothing is a mistake
+            raise RecordError(silent[0], f"{len(silent):,} of {len(records):,} records state no label "
+                              f"({_shown(silent)}): label them, or leave them out (xr-index --drop-unlabelled)")
         y = np.full((len(records), len(task.names)), np.nan, np.float32)
         index = {n: j for j, n in enumerate(task.names)}
         for i, rec in enumerate(records):
@@ -142,9 +147,8 @@ def targets(records, task, uncertain="ignore"):
     index = {c: i for i, c in enumerate(task.names)}
     unlabelled = [rec.get("id") for rec in records if rec.get("label") is None]
     if unlabelled:
-        shown = ", ".join(repr(i) for i in unlabelled[:3]) + (", ..." if len(unlabelled) > 3 else "")
-        raise RecordError(unlabelled[0], f"{len(unlabelled):,} of {len(records):,} records have no label ({shown}): label them, "
-                          "or leave them out (xr-index --drop-unlabelled)")
+        raise RecordError(unlabelled[0], f"{len(unlabelled):,} of {len(records):,} records have no label "
+                          f"({_shown(unlabelled)}): label them, or leave them out (xr-index --drop-unlabelled)")
     missing = [i for i, rec in enumerate(records) if str(rec.get("label")) not in index]
     if missing:
         rec = records[missing[0]]
@@ -152,6 +156,10 @@ def targets(records, task, uncertain="ignore"):
                           f"{', '.join(task.names)}")
     y = np.array([index[str(rec["label"])] for rec in records], np.int64)
     return y.astype(np.float32) if task.kind == "binary" else y
+
+
+def _shown(ids):
+    return ", ".join(repr(i) for i in ids[:3]) + (", ..." if len(ids) > 3 else "")
 
 
 def check_training_targets(y, task):

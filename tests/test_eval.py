@@ -359,6 +359,9 @@ def test_unreadable_records_are_left_out_and_counted(cli, tmp_path):
     recs[3] = {"id": "bad", "label": "NORMAL", "split": "test", "error": "x.png: truncated"}
     report, err = evaluate(cli, tmp_path, recs)
     assert report["records"] == 19
+    strict = cli(main, tmp_path / "p.jsonl", "--strict", "--json", tmp_path / "e.json")
+    assert strict.exit_code == 1 and strict.stderr.splitlines()[-1].startswith("xr-eval: error: --strict: 1 records")
+    assert not (tmp_path / "e.json").exists()
     assert f"1 records have an `error` (unreadable images) and are left out (first {tmp_path / 'p.jsonl'}:4)" in err
 
 
@@ -369,6 +372,7 @@ def test_multilabel_truth_and_scores_that_do_not_meet_are_named(cli, tmp_path):
     assert list(report["sections"]["test"]["per_label"]) == ["A"]
     assert f"{tmp_path / 'p.jsonl'}:1: labels with truth but no scores, not evaluated: Z" in stderr
     assert "no record states B (scored, but without truth): left out of the metrics" in stderr
+    assert cli(main, tmp_path / "p.jsonl", "--strict").exit_code == 1
 
 
 def test_a_record_in_two_files_is_an_error(cli, tmp_path):

@@ -8,7 +8,7 @@ from xrtools.cli import command, open_input, output_option, seed_option
 from xrtools.console import report
 
 from libxr.atomic import atomic_output
-from libxr.errors import UsageError
+from libxr.errors import UsageError, XRError
 
 
 @command("xr-eval", example="""
@@ -41,12 +41,15 @@ xr-eval --leaderboard runs/*/eval.json --rank-by kappa > leaderboard.csv
 @click.option("--run", type=click.Path(file_okay=False, exists=True), metavar="DIR",
               help="The xr-train run directory: names the report and adds its training curves to --plots.")
 @click.option("--name", help="The report's name in a leaderboard (default: the --run folder or the file).")
+@click.option("--strict", is_flag=True,
+              help="Exit 1, writing nothing, when records or labels are left out of the metrics (records with an "
+                   "`error`, truth without scores, scores without truth).")
 @click.option("--leaderboard", is_flag=True, help="FILES are xr-eval JSON reports: rank them, CSV to stdout.")
 @click.option("--rank-by", metavar="METRIC", help="Leaderboard metric (default auc, or auc_macro).")
 @output_option
 @seed_option
 def main(files, threshold, tune_on, splits, by, aggregate, positive, bootstrap, fmt, json_path, plots, run, name,
-         leaderboard, rank_by, output, seed, quiet, verbose):
+         strict, leaderboard, rank_by, output, seed, quiet, verbose):
     """Score prediction records (truth in `label`/`labels`, probabilities in `scores`).
 
     Reports accuracy, balanced accuracy, sensitivity, specificity, precision, NPV,
@@ -66,13 +69,20 @@ def main(files, threshold, tune_on, splits, by, aggregate, positive, bootstrap, 
     from libxr.records.manifest import read_records
 
     parse(threshold)
-    preds, seen = None, {}
+    preds, seen, left_out = None, {}, []
+
+    def leave_out(message):
+        left_out.append(message)
+        report.warn(message)
+
     for path in files or ("-",):
         stream, source = open_input(path)
         with stream:
             part = read_predictions(read_records(stream, source, numbered=True, unique=True), source, positive,
-                                    report.warn, seen, None if preds is None else preds.task)
+                                    report.warn, seen, None if preds is None else preds.task, leave_out)
         preds = part if preds is None else preds.join(part)
+    if strict and left_out:
+        raise XRError(f"--strict: {left_out[0]}")
     if positive is not None and preds.task.kind != "binary":
         raise UsageError(f"--positive is for binary tasks; these scores are {preds.task.kind}")
     if aggregate:

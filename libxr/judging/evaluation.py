@@ -55,10 +55,12 @@ class Predictions:
         return self.take([i for i, r in enumerate(self.records) if (r.get("split") or "all") == name])
 
 
-def read_predictions(numbered, name, positive=None, warn=print, seen=None, task=None):
+def read_predictions(numbered, name, positive=None, warn=print, seen=None, task=None, left_out=None):
     """Predictions from (line number, record) pairs; records with `error` are skipped (counted).
     ``seen``: {id: "FILE:LINE"} of the files read before, filled in, so that no record is scored twice;
-    ``task``: theirs, whose class order these files' scores are read in (keys in any order)."""
+    ``task``: theirs, whose class order these files' scores are read in (keys in any order);
+    ``left_out`` (default ``warn``) hears of records and labels left out of the metrics (--strict)."""
+    left_out = warn if left_out is None else left_out
     rows, skipped, first_error = [], 0, None
     seen = {} if seen is None else seen
     for line, rec in numbered:
@@ -85,10 +87,11 @@ def read_predictions(numbered, name, positive=None, warn=print, seen=None, task=
                                             f"{', '.join(task.names)}")
         rows.append((line, rec))
     if skipped:
-        warn(f"{skipped} records have an `error` (unreadable images) and are left out (first {name}:{first_error})")
+        left_out(f"{skipped} records have an `error` (unreadable images) and are left out (first "
+                 f"{name}:{first_error})")
     if task is None:
         raise XRError(f"{name}: no scored records")
-    return _arrays(task, rows, name, warn)
+    return _arrays(task, rows, name, left_out)
 
 
 def _arrays(task, rows, name, warn):

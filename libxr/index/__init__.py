@@ -12,7 +12,7 @@ import dataclasses
 import os
 
 from libxr.errors import UsageError, XRError
-from libxr.index import chexpert, csv_layout, folders, mura, nih, npz
+from libxr.index import chexpert, csv_layout, folders, mura, nih, npz, repeats
 from libxr.index.paths import SPLIT_NAMES, ExistenceCache, FromName, Tally, is_absolute
 from libxr.index.select import Relabel, describe
 from libxr.index.table import Table
@@ -60,12 +60,10 @@ class IndexOptions:
 NO_LABEL = "record with no label"
 NOT_UTF8 = "file name that is not UTF-8, left out"
 NO_PATIENT = "file name --patient-regex does not match (no patient id)"
-REPEATED = "row repeating an earlier row's image and labels, left out"
-CONFLICT = "row labelling an earlier row's image otherwise, left out (the first kept)"
 FOLDER = "row naming a folder, not an image, left out"
 HINTS = {NO_LABEL: "--drop-unlabelled leaves them out",
          NOT_UTF8: "manifests are UTF-8 JSON: rename the files, e.g. with convmv",
-         CONFLICT: "the table labels one image twice: correct it"}
+         repeats.REPEATED: repeats.HINT, repeats.CONFLICT: repeats.HINT}
 TABLE_EXTENSIONS = (".csv", ".tsv")
 IMAGE_HINT = "index the folder that holds it"
 ARCHIVE_HINT = "unpack it and index what it holds"
@@ -193,7 +191,7 @@ def index(source, layout=None, opts=None, tally=None):
     patient_of = FromName(opts.patient_regex) if opts.patient_regex else None
     extra = [(name, FromName(pattern, f"--field {name}=")) for name, pattern in opts.fields]
     exists = ExistenceCache() if layout in TABLE_LAYOUTS else None
-    labels_of = {}      # id -> its labels: a table may list an image twice; a manifest may not
+    seen = repeats.Repeats() if layout in TABLE_LAYOUTS else None     # ids of folders and arrays are unique
     for rec in records:
         if not rec["path"].isascii() and not _utf8(rec["path"]):
             tally.problem(NOT_UTF8, os.fsencode(rec["path"]).decode("utf-8", "backslashreplace"))
@@ -210,11 +208,8 @@ def index(source, layout=None, opts=None, tally=None):
                 rec[name] = value
         if relabel is not None:
             rec = relabel(rec)
-        labels = _labels(rec)
-        first = labels_of.setdefault(rec["id"], labels)
-        if first is not labels:
-            tally.problem(REPEATED if first == labels else CONFLICT, _where(rec, source), rec["id"])
-            continue
+        if seen is not None:
+            seen.see(rec["id"])
         if exists is not None and not exists(rec["path"]):
             if exists.folder(rec["path"]):
                 tally.problem(FOLDER, _where(rec, source), rec["path"])
@@ -231,12 +226,8 @@ def index(source, layout=None, opts=None, tally=None):
     if relabel is not None:
         tally.warnings.extend(f"--map {name}={relabel.names[name]}: no record has the label {name!r}"
                               for name in relabel.unused())
-
-
-def _labels(rec):
-    """What a record says of its image, comparable across rows; a fresh object every call."""
-    labels = rec.get("labels")
-    return [rec.get("label"), sorted(labels.items()) if isinstance(labels, dict) else labels]
+    if seen is not None:
+        seen.report(lambda: READERS[layout](source, opts, Tally()), tally, lambda rec: _where(rec, source))
 
 
 def _utf8(text):

@@ -642,5 +642,5 @@ def test_stack_errors(tmp_path):
     with pytest.raises(XRError, match=f"^{re.escape(message)}$"):
         stack(files, load=path)
     Stacker(BINARY, [[1.0, 1.0, 1.0]], [0], 3).save(path)
-    with pytest.raises(UsageError, match=r"^the meta-model was fitted on 3 files, not 2$"):
+    with pytest.raises(UsageError, match=f"^{re.escape(path)} was fitted on 3 files, not 2$"):
         stack(files, load=path)

@@ -382,6 +382,8 @@ def test_a_record_in_two_files_is_an_error(cli, tmp_path):
     result = cli(main, a, b)
     assert result.exit_code == 1 and result.stdout == ""
     assert result.stderr.strip() == f"xr-eval: error: {b}:1: id 'r5' again (first at {a}:6)"
+    twice = cli(main, a, a)             # one file named twice would count its records twice
+    assert twice.exit_code == 1 and twice.stderr.strip() == f"xr-eval: error: {a}:1: id 'r0' again (first at {a}:1)"
 
 
 def test_files_whose_scores_list_the_classes_in_another_order_are_one_task(cli, tmp_path):

@@ -874,6 +874,12 @@ def test_validation_with_ema_and_tta_is_what_xr_predict_scores(cli, manifests, l
     pytest.param(["--mix-prob", "0.5"], "--mix-prob takes effect only with --mixup or --cutmix", id="mix-prob-alone"),
     pytest.param(["--mixup", "0.2", "--mix-switch", "0.2"], "--mix-switch takes effect only with both --mixup and "
                  "--cutmix", id="switch-without-both"),
+    pytest.param(["--mixup", "0.2", "--mix-switch", "0.5"], "--mix-switch takes effect only with both --mixup and "
+                 "--cutmix", id="switch-at-its-default-without-both"),
+    pytest.param(["--mix-prob", "1.0"], "--mix-prob takes effect only with --mixup or --cutmix",
+                 id="mix-prob-at-its-default-alone"),
+    pytest.param(["--progressive-until", "0.5"], "--progressive-until takes effect only with --progressive",
+                 id="until-at-its-default-alone"),
     pytest.param(["--ema-warmup"], "--ema-warmup takes effect only with --ema", id="ema-warmup-alone"),
     pytest.param(["--progressive-until", "0.3"], "--progressive-until takes effect only with --progressive",
                  id="until-alone"),

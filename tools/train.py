@@ -136,7 +136,8 @@ def main(manifest, run_dir, resume, force, arch, quiet, verbose, **options):
     with stream:
         numbered = list(read_records(_hashing(stream, digest), name, require=("id",), numbered=True, unique=True))
     opts = TrainOptions(arch={key.replace("-", "_"): value for key, value in arch}, **options)
-    opts.check()
+    source = click.get_current_context().get_parameter_source
+    opts.check(given={name for name in options if source(name) is click.core.ParameterSource.COMMANDLINE})
     if opts.weights == "imagenet" and not resume and os.environ.get("LOCAL_RANK", "0") == "0":
         # fetched before the training bar, so that a download draws its own; other processes of
         # a torchrun job meet local rank 0 at the process group's rendezvous, after it

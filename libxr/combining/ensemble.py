@@ -217,6 +217,8 @@ def stack(files, fit_on="val", load=None, save=None, threshold=0.5, seed=0, log=
         if stacker.task != task:
             raise XRError(f"{load} was fitted on {', '.join(stacker.task.names)}, the files score "
                           f"{', '.join(task.names)}")
+        if stacker.files != len(files):
+            raise UsageError(f"{load} was fitted on {stacker.files} files, not {len(files)}")
     else:
         fit_ids = [i for i in ids if files[0].records[i].get("split") == fit_on
                    and all("error" not in f.records[i] for f in files)]

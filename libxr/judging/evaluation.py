@@ -64,9 +64,9 @@ def read_predictions(numbered, name, positive=None, warn=print, seen=None, task=
     rows, skipped, first_error = [], 0, None
     seen = {} if seen is None else seen
     for line, rec in numbered:
-        first = seen.setdefault(rec["id"], f"{name}:{line}")
-        if first != f"{name}:{line}":
-            raise ManifestError(name, line, f"id {rec['id']!r} again (first at {first})")
+        if rec["id"] in seen:       # one file named twice included: its lines would count twice
+            raise ManifestError(name, line, f"id {rec['id']!r} again (first at {seen[rec['id']]})")
+        seen[rec["id"]] = f"{name}:{line}"
         if "error" in rec:
             skipped += 1
             first_error = first_error or line

@@ -75,8 +75,9 @@ class TrainOptions:
     group: str = None
     max_steps: int = None            # per epoch; for smoke runs
 
-    def check(self):
-        """Usage errors for choices made outside the command line (Python callers)."""
+    def check(self, given=()):
+        """Usage errors for choices made outside the command line (Python callers). ``given``: the
+        options the command line set (``mix_prob``), so that one set to its default value is seen too."""
         from libxr.errors import UsageError
 
         for name, value, allowed in (("--optimizer", self.optimizer, OPTIMIZERS),
@@ -91,12 +92,13 @@ class TrainOptions:
             raise UsageError(f"--label-smoothing {self.label_smoothing}: from 0 to below 1")
         if self.ema is not None and not 0 < self.ema < 1:
             raise UsageError(f"--ema {self.ema}: a decay between 0 and 1 (0.999, 0.9998)")
-        for option, default, needs, given in (
+        for option, default, needs, needed in (
                 ("--mix-prob", 1.0, "--mixup or --cutmix", self.mixup or self.cutmix),
                 ("--mix-switch", 0.5, "both --mixup and --cutmix", self.mixup and self.cutmix),
                 ("--ema-warmup", False, "--ema", self.ema),
                 ("--progressive-until", 0.5, "--progressive", self.progressive)):
-            if getattr(self, option[2:].replace("-", "_")) != default and not given:
+            field = option[2:].replace("-", "_")
+            if (getattr(self, field) != default or field in given) and not needed:
                 raise UsageError(f"{option} takes effect only with {needs}")
         if self.unfreeze_every and self.freeze is None:
             raise UsageError("--unfreeze-every unfreezes what --freeze froze: add --freeze backbone or --freeze N")

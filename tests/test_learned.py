@@ -57,7 +57,7 @@ def test_a_stretch_at_chance_is_said_once(rows, said):
 @pytest.mark.parametrize("row, alarming, said", [
     pytest.param((0.93, 2), False, "best epoch 2 of 3: val_loss 0.3000, val AUC 0.9300", id="learned"),
     pytest.param((0.5, 2), True, "this run learned nothing: best epoch 2 of 3: val_loss 0.3000, val AUC 0.5000, "
-                                 "val AUC 0.500; " + TRY, id="auc-at-chance"),
+                                 "at chance; " + TRY, id="auc-at-chance"),
     pytest.param((0.93, 1), True, "this run learned nothing: best epoch 2 of 3: val_loss 0.3000, val AUC 0.9300, "
                                   "one class for every val record; " + TRY, id="one-class"),
 ])

@@ -228,6 +228,9 @@ def test_multiclass_and_multilabel_records(cli, synth, tmp_path):
         assert trained.exit_code == 0, trained.stderr
         out = cli(main, "-m", run / "best.pt", manifest).records
         assert out and all(check(r) for r in out if "error" not in r)
+        if layout == "folders3":         # decided by the most probable class: a threshold would do nothing
+            cut = cli(main, "-m", run / "best.pt", manifest, "--threshold", "0.3")
+            assert cut.exit_code == 2 and f"--threshold: {run / 'best.pt'} is multiclass" in cut.stderr
 
 
 @pytest.mark.parametrize("problem, message", [

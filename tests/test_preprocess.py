@@ -296,6 +296,26 @@ def test_a_merged_file_with_a_shard_missing_or_replaced_is_refused_by_every_cons
         H5Batches(str(merged), [0], [0])[[0]]
 
 
+def test_a_set_of_shards_that_is_not_one_whole_set_is_refused(cli, manifest, tmp_path):
+    """A missing shard would lose its images in silence; a repeated or foreign one give ids twice."""
+    parts = {}
+    for name, source, shard in (("p0", manifest, "0/3"), ("p1", manifest, "1/3"), ("p2", manifest, "2/3"),
+                                ("half", manifest, "0/2"), ("whole", manifest, None)):
+        _, shard_records = run(cli, source, tmp_path / f"{name}.h5", "--size", 16, *(["--shard", shard] if shard else []))
+        parts[name] = write_jsonl(tmp_path / f"{name}.jsonl", shard_records)
+    other = write_jsonl(tmp_path / "other.jsonl", [json.loads(line) for line in manifest.read_text().splitlines()][::-1])
+    _, shard_records = run(cli, other, tmp_path / "q1.h5", "--size", 16, "--shard", "1/3")
+    parts["q1"] = write_jsonl(tmp_path / "q1.jsonl", shard_records)
+    for names, message in ((["p1", "p2"], "shard 0 of 3 missing: merge all 3 shard manifests"),
+                           (["p0", "p0", "p1", "p2"], f"{parts['p0']}: its records point at {tmp_path / 'p0.h5'}"),
+                           (["p0", "q1", "p2"], f"{tmp_path / 'q1.h5'}: a shard of another manifest than"),
+                           (["half", "p1", "p2"], f"{tmp_path / 'p1.h5'}: shard 1/3, {tmp_path / 'half.h5'} is one of 2"),
+                           (["whole", "p1"], f"{tmp_path / 'whole.h5'}: not a shard")):
+        result = cli(main, "--merge", "-o", tmp_path / "m.h5", *[parts[n] for n in names])
+        assert result.exit_code == 1 and message in result.stderr, (names, result.stderr)
+        assert result.stdout == "" and not (tmp_path / "m.h5").exists()
+
+
 def test_merging_the_same_shards_again_gives_the_same_bytes(cli, manifest, tmp_path):
     """The virtual dataset carries no object time either, so make and cmp can trust a merged file."""
     _, merged, _ = merged_set(cli, manifest, tmp_path)

@@ -141,3 +141,14 @@ def test_balanced_weights_match_report_000_and_sklearn():
 def test_chexnet_positive_weights():
     y = np.array([[1, 0], [0, 0], [0, np.nan], [0, 1]], np.float32)
     assert class_weights(y, Task("multilabel", ["a", "b"])).tolist() == [3.0, 2.0]
+
+
+@pytest.mark.parametrize("records, message", [
+    pytest.param([{"label": c} for c in "abc"], "--positive is for binary tasks; the records have 3 classes",
+                 id="multiclass"),
+    pytest.param([{"labels": {"a": 1}}, {"labels": {"b": 0}}], "--positive is for binary tasks; the records carry "
+                 "multi-label `labels`", id="multilabel"),
+])
+def test_positive_on_a_task_that_is_not_binary_is_a_usage_error(records, message):
+    with pytest.raises(UsageError, match=f"^{message}$"):
+        infer_task(records, positive="a")

@@ -505,6 +505,10 @@ def test_early_stopping_counts_across_a_resume(cli, manifests, tmp_path):
         [{k: v for k, v in r.items() if "seconds" not in k} for r in rows]
     assert load(tmp_path / "b" / "last.pt")["stopping"] == {"best": load(tmp_path / "a" / "last.pt")["best"],
                                                             "stale": 2}
+    before = (tmp_path / "b" / "last.pt").read_bytes()      # a requeued job of a run early stopping ended
+    over, rows_after = train_run(cli, manifests[0], tmp_path / "b", "--epochs", 6, "--resume", *stop)
+    assert over.exit_code == 0 and "the run was over; nothing to resume" in over.stderr
+    assert len(rows_after) == 3 and (tmp_path / "b" / "last.pt").read_bytes() == before
 
 
 def test_the_same_inputs_give_the_same_bytes(manifests, tmp_path):
@@ -520,6 +524,19 @@ def test_the_same_inputs_give_the_same_bytes(manifests, tmp_path):
         time.sleep(1.1)              # HDF5 object times have a resolution of one second
     for name in ("d.h5", "h5.jsonl", "run/best.pt", "run/last.pt", "run/config.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_a_run_directory_in_use_by_another_xr_train_is_refused(cli, manifests, tmp_path):
+    from libxr.learning.rundir import RunDir
+
+    with RunDir(str(tmp_path / "run")).locked():        # as another xr-train holds it while it runs
+        busy, _ = train_run(cli, manifests[0], tmp_path / "run", "--epochs", 1)
+        assert busy.exit_code == 1 and busy.stdout == ""
+        assert busy.stderr.strip().endswith(f"{tmp_path / 'run'} is in use by another xr-train: wait for it to end, "
+                                            "or give another --run-dir")
+        assert not (tmp_path / "run" / "metrics.jsonl").exists()
+    done, _ = train_run(cli, manifests[0], tmp_path / "run", "--epochs", 1)
+    finished(done, tmp_path / "run", 1)
 
 
 def test_a_finished_run_is_not_overwritten_without_force(cli, manifests, tmp_path):
@@ -540,6 +557,8 @@ def test_a_finished_run_is_not_overwritten_without_force(cli, manifests, tmp_pat
     pytest.param(["--arch", "dropout=0.2"], "--arch dropout=0.5, not dropout=0.2", id="arch"),
     pytest.param(["--ema", "0.9"], "--ema none, not 0.9", id="ema"),
     pytest.param(["--calibration", "platt"], "--calibration temperature, not platt", id="calibration"),
+    pytest.param(["--early-stop", "val_auc"], "--early-stop none, not val_auc", id="early-stop-metric"),
+    pytest.param(["--task", "multiclass"], "--task binary, not multiclass", id="task"),
     pytest.param(["other-manifest"], "the manifest (sha256) ", id="manifest"),
 ])
 def test_resume_refuses_another_manifest_or_model_unless_forced(cli, manifests, tmp_path, change, message):
@@ -553,7 +572,7 @@ def test_resume_refuses_another_manifest_or_model_unless_forced(cli, manifests, 
     assert refused.exit_code == 2 and message in refused.stderr and refused.stderr.count("\n") == 1
     assert len(metrics_rows(run)) == 1
     forced, rows = train_run(cli, manifest, run, "--epochs", 2, "--resume", "--force", *change)
-    if "--model" in change:      # another model's weights cannot be loaded even when forced: one line
+    if "--model" in change or "--task" in change:   # another model's weights cannot be loaded when forced: one line
         assert forced.exit_code == 1 and "its states do not fit this run" in forced.stderr
         assert "Traceback" not in forced.stderr and len(rows) == 1
     else:

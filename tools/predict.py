@@ -14,7 +14,7 @@ from xrtools.console import report
 from xrtools.params import max_pixels_option, tta_option
 
 from libxr.atomic import atomic_output
-from libxr.errors import XRError
+from libxr.errors import UsageError, XRError
 from libxr.records.manifest import read_records, write_records
 
 
@@ -65,6 +65,8 @@ def main(manifest, checkpoint, batch_size, tta, threshold, no_calibrate, strict,
     if clf.trained_precision == "bf16" and precision != "bf16":
         report.info(f"{checkpoint} was validated in bfloat16 (xr-train --precision bf16); these scores are "
                     "float32's, a little apart from those its threshold was chosen on (--precision bf16 scores alike)")
+    if threshold is not None and clf.task.kind == "multiclass":
+        raise UsageError(f"--threshold: {checkpoint} is multiclass, decided by the most probable class")
     tta = tta or clf.tta
     if tta != clf.tta and threshold is None and clf.task.kind != "multiclass":
         report.warn(f"--tta {tta}: {checkpoint}'s threshold was chosen on validation scores with --tta {clf.tta}; "

@@ -65,12 +65,15 @@ def load(path):
 
 _RUN = {"the manifest (sha256)": lambda s: (s.get("config") or {}).get("manifest_sha256"),
         "--model": lambda s: s.get("model_name"), "--arch": lambda s: s.get("arch"),
-        "the classes": lambda s: (s.get("task") or {}).get("names"), "the image size": lambda s: s.get("size"),
+        "the classes": lambda s: (s.get("task") or {}).get("names"), "--task": lambda s: (s.get("task") or {}).get("kind"),
+        "the image size": lambda s: s.get("size"),
         "the channels": lambda s: s.get("in_channels"),
         # the weight average's state is in the checkpoint only when it was trained with one
         "--ema": lambda s: ((s.get("config") or {}).get("options") or {}).get("ema") or "none",
         # a resumed run keeps one calibration: best.pt from before would hold the other
-        "--calibration": lambda s: ((s.get("config") or {}).get("options") or {}).get("calibration") or "temperature"}
+        "--calibration": lambda s: ((s.get("config") or {}).get("options") or {}).get("calibration") or "temperature",
+        # the best value so far is of the monitored metric: another one's would be compared with it
+        "--early-stop": lambda s: ((s.get("config") or {}).get("options") or {}).get("early_stop") or "none"}
 
 
 def trained_precision(state):

@@ -57,5 +57,6 @@ def verdict(rows, best):
         f", val AUC {auc:.4f}" if auc is not None and best["metric"] != "val_auc" else "")
     why = _why(row)
     if why:
+        why = "at chance" if why.startswith("val AUC") else why     # its AUC is said already
         return True, f"this run learned nothing: {said}, {why}; {TRY}"
     return False, said

@@ -4,6 +4,7 @@ Only the main process writes (rank 0 under torchrun). Every file is written atom
 killed run, or one whose disk filled, leaves its last whole epoch in last.pt.
 """
 
+import contextlib
 import json
 import os
 
@@ -22,6 +23,31 @@ class RunDir:
         self.rows = []              # metrics.jsonl's, kept by the main process
         self.best, self.last, self.metrics, self.config = (
             os.path.join(path, name) for name in ("best.pt", "last.pt", "metrics.jsonl", "config.json"))
+
+    @contextlib.contextmanager
+    def locked(self):
+        """Hold a lock on the directory while the run writes there: another xr-train started on it
+        (a job submitted twice, a scheduler's double start) is refused instead of mixing two runs'
+        files. The lock is the kernel's (flock on the directory itself, no file left behind): a
+        killed run holds none. A file system without flock runs unlocked, as before."""
+        if not self.writes:
+            yield
+            return
+        import fcntl
+
+        os.makedirs(self.path, exist_ok=True)
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise XRError(f"{self.path} is in use by another xr-train: wait for it to end, or give "
+                              "another --run-dir") from None
+            except OSError:
+                pass
+            yield
+        finally:
+            os.close(fd)
 
     def resumable(self):
         return os.path.exists(self.last)

@@ -79,13 +79,14 @@ def train(records, opts, run_dir, manifest_sha256=None, argv=None, resume=False,
         weights = arch.get("weights", opts.weights)
         if weights != "none" and not resume:     # before writing; a resumed run has its own
             load_pretrained(learner.core, opts.model, weights, log, warn)
-        start = _start(run, learner, monitor, meta, resume, force, log, warn)
-        status = _epochs(data, opts, learner, monitor, run, meta, start, log, warn, tick)
-        if status == 0 and world.main:
-            alarming, said = learned.verdict(run.rows, monitor.best)
-            if said:
-                (warn if alarming else log)(said)
-        run.finish()
+        with run.locked():      # from the first write: a second xr-train on this directory is refused
+            start = _start(run, learner, monitor, meta, resume, force, log, warn)
+            status = _epochs(data, opts, learner, monitor, run, meta, start, log, warn, tick)
+            if status == 0 and world.main:
+                alarming, said = learned.verdict(run.rows, monitor.best)
+                if said:
+                    (warn if alarming else log)(said)
+            run.finish()
         world.barrier()
         return (run.best if world.main else None), status
     finally:
@@ -193,6 +194,9 @@ def _epochs(data, opts, learner, monitor, run, meta, start, log, warn, tick):
     task, world = data.task, learner.world
     freeze = meta["arch"].get("freeze", opts.freeze)
     unfreezing = Unfreezing(learner.core, freeze, opts.unfreeze_every) if opts.unfreeze_every else None
+    if monitor.should_stop:         # resumed after early stopping had ended it (a requeued job): it is done
+        log(f"{monitor.describe()}: the run was over; nothing to resume")
+        return 0
     with StopSignals() as signals:
         for epoch in range(start, opts.epochs):
             if unfreezing and (change := unfreezing.apply(epoch)):
@@ -245,13 +249,13 @@ def _epochs(data, opts, learner, monitor, run, meta, start, log, warn, tick):
             log(_describe(row))
             if note := learned.stuck(run.rows, opts.patience):
                 warn(note)
+            if monitor.should_stop:     # before a signal's exit: the run is over either way
+                log(monitor.describe())
+                break
             if world.any(signals.received is not None)[0]:
                 warn(f"stopped by signal after epoch {epoch + 1} (checkpoint saved; exit {STOPPED}); "
                      "--resume continues")
                 return STOPPED
-            if monitor.should_stop:
-                log(monitor.describe())
-                break
     return 0
 
 

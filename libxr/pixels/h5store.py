@@ -331,6 +331,31 @@ def describe(f):
             "std": np.asarray(a["std"]), "count": int(a["count"]), "manifest_sha256": a["manifest_sha256"]}
 
 
+def check_whole_set(shards):
+    """Refuse shard files that are not slices 0..N-1 of one manifest, each once (xr-preprocess
+    --merge): a missing one would lose its images in silence, a repeated or foreign one give ids twice."""
+    infos = []
+    for shard in shards:
+        with open_store(shard) as f:
+            infos.append(describe(f))
+    first = {}
+    for shard, info in zip(shards, infos):
+        index = info["params"].get("shard")
+        if not (isinstance(index, list) and len(index) == 2):
+            raise XRError(f"{shard}: not a shard (xr-preprocess --shard I/N wrote none of it)")
+        if info["manifest_sha256"] != infos[0]["manifest_sha256"]:
+            raise XRError(f"{shard}: a shard of another manifest than {shards[0]}")
+        if index[1] != infos[0]["params"]["shard"][1]:
+            raise XRError(f"{shard}: shard {index[0]}/{index[1]}, {shards[0]} is one of {infos[0]['params']['shard'][1]}")
+        if index[0] in first:
+            raise XRError(f"{shard}: shard {index[0]}/{index[1]} again (first {first[index[0]]})")
+        first[index[0]] = shard
+    total = infos[0]["params"]["shard"][1]
+    missing = [str(i) for i in range(total) if i not in first]
+    if missing:
+        raise XRError(f"shard {', '.join(missing[:5])} of {total} missing: merge all {total} shard manifests")
+
+
 def merge(shards, path, manifest_sha256):
     """Join shard files into ``path`` through a virtual dataset: no pixel is copied.
 

@@ -25,7 +25,7 @@ import time
 from libxr.errors import UsageError, XRError
 from libxr.pixels.decode import DecodeError
 from libxr.pixels.files import MAX_PIXELS
-from libxr.pixels.h5store import Writer, describe, histograms, merge, open_store
+from libxr.pixels.h5store import Writer, check_whole_set, describe, histograms, merge, open_store
 from libxr.pixels.prepare import prepare
 from libxr.pixels.sources import source_stat
 from libxr.processes import alive
@@ -405,18 +405,20 @@ def _target(writer, opts):
 def merge_shards(streams, h5_path, out):
     """Join shard manifests (and their HDF5 files) into one file and one manifest."""
     digest = hashlib.sha256()
-    shards, spools = [], []
+    shards, spools = {}, []     # shard file -> (position, name) of the manifest whose records point at it
     try:
-        for stream, name in streams:
+        for position, (stream, name) in enumerate(streams):
             spool = Spool(stream, name)
             spools.append(spool)
             digest.update(spool.sha256.encode())
             for rec in spool.records():
-                if "h5" in rec and rec["h5"] not in shards:
-                    shards.append(rec["h5"])
+                if "h5" in rec and shards.setdefault(rec["h5"], (position, name))[0] != position:
+                    raise XRError(f"{name}: its records point at {rec['h5']}, as {shards[rec['h5']][1]}'s do: "
+                                  "one shard's manifest given twice?")
         if not shards:
             raise UsageError("no record points at a shard file (h5): nothing to merge")
-        offsets = merge(shards, h5_path, digest.hexdigest())
+        check_whole_set(list(shards))
+        offsets = merge(list(shards), h5_path, digest.hexdigest())
         for spool in spools:
             for rec in spool.records():
                 if "h5" in rec:

@@ -61,6 +61,8 @@ def infer_task(records, kind=None, positive=None):
     if labels:
         if kind not in (None, "multilabel"):
             raise UsageError(f"--task {kind}: the records carry multi-label `labels`")
+        if positive is not None:
+            raise UsageError("--positive is for binary tasks; the records carry multi-label `labels`")
         return Task("multilabel", sorted(labels))
     if len(classes) < 2:
         raise XRError(f"only one class ({', '.join(classes)}) in the manifest: nothing to tell apart")
@@ -72,6 +74,8 @@ def infer_task(records, kind=None, positive=None):
     names = sorted(classes)
     if kind == "binary":
         names = binary_order(names, positive)
+    elif positive is not None:
+        raise UsageError(f"--positive is for binary tasks; the records have {len(classes)} classes")
     return Task(kind, names)
 
 

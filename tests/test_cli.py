@@ -70,6 +70,16 @@ def test_an_unforeseen_exception_is_one_line_naming_it(cli, tmp_path, monkeypatc
                              "--verbose shows the traceback; please report it)\n")
     assert "Traceback" in cli(main_of("split"), "--val", "0.5", "--verbose", path).stderr
 
+    class OutOfMemoryError(RuntimeError):       # torch.cuda's, by name: the machine's limit, not a bug
+        pass
+
+    def out_of_memory(*args):
+        raise OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(xrtools.split, "assign", out_of_memory)
+    assert cli(main_of("split"), "--val", "0.5", path).stderr == (
+        "xr-split: error: out of GPU memory: lower --batch-size (or --size)\n")
+
 
 def test_verbose_shows_the_traceback(cli, tmp_path):
     bad = write_jsonl(tmp_path / "dup.jsonl", [{"id": "a"}, {"id": "a"}])

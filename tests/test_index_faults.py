@@ -343,3 +343,16 @@ def test_utf16_without_a_byte_order_mark_says_which_encoding(cli, tmp_path, orde
     assert result.stderr == f"xr-index: error: {path}: UTF-16 text without a byte-order mark: pass --encoding utf-16-{order}\n"
     image(tmp_path / "a.png")
     assert cli(main, path, "--encoding", f"utf-16-{order}").records[0]["label"] == "x"
+
+
+def test_the_repeat_check_sees_the_records_as_written(cli, tmp_path):
+    """Rows left out (--drop-missing) are no repeat; labels are compared as --map made them."""
+    image(tmp_path / "a.png")
+    path = tmp_path / "t.csv"
+    path.write_text("path,label\na.png,A\nimgs/gone.png,A\nimgs/gone.png,A\n")
+    dropped = cli(main, path, "--drop-missing", "--strict")
+    assert dropped.exit_code == 1 and "row repeating" not in dropped.stderr and len(dropped.records) == 1
+    path.write_text("path,label\na.png,A\na.png,B\n")
+    mapped = cli(main, path, "--map", "A=C", "--map", "B=C")
+    assert "1 × row repeating an earlier row's image and labels (first" in mapped.stderr
+    assert "otherwise" not in mapped.stderr

@@ -77,8 +77,11 @@ class _XRBehaviour:
         message = str(exc)
         if isinstance(exc, OSError) and exc.filename is not None:
             message = f"{exc.filename}: {exc.strerror}"
-        if bug:     # what xr did not foresee: say what it was, and how to see where
-            message = (f"{type(exc).__name__}: {' '.join(message.split())} (unexpected: --verbose shows the "
+        if bug and type(exc).__name__ == "OutOfMemoryError":       # torch.cuda's: the machine's, not a bug
+            message = "out of GPU memory: lower --batch-size (or --size)"
+        elif bug:   # what xr did not foresee: say what it was, and how to see where
+            said = " ".join(message.split())
+            message = (f"{type(exc).__name__}{': ' + said if said else ''} (unexpected: --verbose shows the "
                        "traceback; please report it)")
         print(f"{ctx.command_path}: error: {message}", file=sys.stderr)
         return code

@@ -186,12 +186,27 @@ def index(source, layout=None, opts=None, tally=None):
     if opts.where and layout not in WHERE_LAYOUTS:
         raise UsageError(f"--where {describe(opts.where)}: selects rows of a table with a header row "
                          f"({', '.join(WHERE_LAYOUTS)} layouts); {source} is read as {layout}")
-    records = READERS[layout](source, opts, tally)
+    seen = repeats.Repeats() if layout in TABLE_LAYOUTS else None     # ids of folders and arrays are unique
     relabel = Relabel(opts.mapping) if opts.mapping else None
+    for rec in _finished(READERS[layout](source, opts, tally), source, layout, opts, tally, relabel):
+        if seen is not None:
+            seen.see(rec["id"])
+        yield rec
+    if relabel is not None:
+        tally.warnings.extend(f"--map {name}={relabel.names[name]}: no record has the label {name!r}"
+                              for name in relabel.unused())
+    if seen is not None:        # read again, as the records were made, for just the ids whose hashes met
+        seen.report(lambda: _finished(READERS[layout](source, opts, Tally()), source, layout, opts, Tally(),
+                                      Relabel(opts.mapping) if opts.mapping else None),
+                    tally, lambda rec: _where(rec, source))
+
+
+def _finished(records, source, layout, opts, tally, relabel):
+    """The reader's ``records`` as the manifest gets them: patient and fields from file names,
+    labels renamed, missing and unlabelled ones counted (or left out); ``tally`` counts."""
     patient_of = FromName(opts.patient_regex) if opts.patient_regex else None
     extra = [(name, FromName(pattern, f"--field {name}=")) for name, pattern in opts.fields]
     exists = ExistenceCache() if layout in TABLE_LAYOUTS else None
-    seen = repeats.Repeats() if layout in TABLE_LAYOUTS else None     # ids of folders and arrays are unique
     for rec in records:
         if not rec["path"].isascii() and not _utf8(rec["path"]):
             tally.problem(NOT_UTF8, os.fsencode(rec["path"]).decode("utf-8", "backslashreplace"))
@@ -208,8 +223,6 @@ def index(source, layout=None, opts=None, tally=None):
                 rec[name] = value
         if relabel is not None:
             rec = relabel(rec)
-        if seen is not None:
-            seen.see(rec["id"])
         if exists is not None and not exists(rec["path"]):
             if exists.folder(rec["path"]):
                 tally.problem(FOLDER, _where(rec, source), rec["path"])
@@ -223,11 +236,6 @@ def index(source, layout=None, opts=None, tally=None):
                 continue
         tally.records += 1
         yield rec
-    if relabel is not None:
-        tally.warnings.extend(f"--map {name}={relabel.names[name]}: no record has the label {name!r}"
-                              for name in relabel.unused())
-    if seen is not None:
-        seen.report(lambda: READERS[layout](source, opts, Tally()), tally, lambda rec: _where(rec, source))
 
 
 def _utf8(text):

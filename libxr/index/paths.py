@@ -5,6 +5,7 @@ import os
 import re
 
 from libxr.errors import ManifestError, UsageError
+from libxr.pixels.files import is_image_name
 
 SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val",
                "validation": "val", "dev": "val", "test": "test", "testing": "test"}
@@ -109,32 +110,32 @@ class ExistenceCache:
         self.absent = []  # prefixes of the topmost folders found not to exist
 
     def __call__(self, path):
-        """Whether ``path`` exists and is not a folder (a folder is not an image)."""
-        return os.path.basename(path) in self._listing(path)[0]
+        """Whether ``path`` exists and is not a folder (a folder is not an image; only a name without
+        an image's extension is stat'ed to tell)."""
+        name = os.path.basename(path)
+        return name in self._listing(path) and (is_image_name(name) or not os.path.isdir(path))
 
     def folder(self, path):
-        """Whether ``path`` is a folder (asked after :meth:`__call__`, from the same listing)."""
-        return os.path.basename(path) in self._listing(path)[1]
+        """Whether ``path`` is a folder its directory lists."""
+        return os.path.basename(path) in self._listing(path) and os.path.isdir(path)
 
     def _listing(self, path):
-        """(file names, folder names) of ``path``'s directory."""
+        """The names in ``path``'s directory."""
         for prefix in self.absent:
             if path.startswith(prefix):
-                return _NOTHING
+                return frozenset()
         directory = os.path.dirname(path)
-        listing = self.listings.get(directory)
-        if listing is None:
+        names = self.listings.get(directory)
+        if names is None:
             try:
-                with os.scandir(directory or ".") as it:
-                    entries = [(e.name, _is_dir(e)) for e in it]
-                listing = (frozenset(n for n, d in entries if not d), frozenset(n for n, d in entries if d))
+                names = frozenset(os.listdir(directory or "."))
             except OSError:
-                listing = _NOTHING
+                names = frozenset()
                 self._note_absent(directory)
-            self.listings[directory] = listing
+            self.listings[directory] = names
             if len(self.listings) > self.size:
                 self.listings.popitem(last=False)
-        return listing
+        return names
 
     def _note_absent(self, directory):
         if not directory or os.path.isdir(directory) or len(self.absent) >= 64:
@@ -142,16 +143,6 @@ class ExistenceCache:
         while os.path.dirname(directory) and not os.path.isdir(os.path.dirname(directory)):
             directory = os.path.dirname(directory)
         self.absent.append(directory.rstrip(os.sep) + os.sep)
-
-
-_NOTHING = (frozenset(), frozenset())
-
-
-def _is_dir(entry):
-    try:
-        return entry.is_dir()
-    except OSError:     # a link whose target cannot be read: not a folder to index
-        return False
 
 
 class FromName:

@@ -27,6 +27,7 @@ class Learner:
     steps: int           # batches per epoch
     ema: object = None   # --ema: the weight average (libxr.learning.ema)
     mixing: object = None  # --mixup/--cutmix (libxr.learning.mixing)
+    trims: bool = False  # each epoch leaves out a last batch of one image, which the model cannot train on
 
     @property
     def evaluated(self):

@@ -25,27 +25,30 @@ class RunDir:
             os.path.join(path, name) for name in ("best.pt", "last.pt", "metrics.jsonl", "config.json"))
 
     @contextlib.contextmanager
-    def locked(self):
-        """Hold a lock on the directory while the run writes there: another xr-train started on it
-        (a job submitted twice, a scheduler's double start) is refused instead of mixing two runs'
-        files. The lock is the kernel's (flock on the directory itself, no file left behind): a
-        killed run holds none. A file system without flock runs unlocked, as before."""
+    def locked(self, warn=print):
+        """Lock ``.lock`` in the directory while the run writes there, so that another xr-train started
+        on it (a job submitted twice, a scheduler's double start) is refused instead of mixing two runs'
+        files. Yields whether another process holds it (the caller refuses the run: under torchrun
+        every process must). A POSIX record lock (lockf): NFS has it, a killed process holds none, and
+        forked workers never hold it; a file system without it is said, and the run goes on unlocked."""
         if not self.writes:
-            yield
+            yield False
             return
+        import errno
         import fcntl
 
         os.makedirs(self.path, exist_ok=True)
-        fd = os.open(self.path, os.O_RDONLY)
+        fd = os.open(os.path.join(self.path, ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
         try:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise XRError(f"{self.path} is in use by another xr-train: wait for it to end, or give "
-                              "another --run-dir") from None
-            except OSError:
-                pass
-            yield
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                busy = False
+            except OSError as exc:
+                busy = exc.errno in (errno.EACCES, errno.EAGAIN)
+                if not busy:
+                    warn(f"{self.path}: its file system cannot lock ({exc.strerror}): a second xr-train on "
+                         "this directory would not be refused")
+            yield busy
         finally:
             os.close(fd)
 

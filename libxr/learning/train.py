@@ -79,7 +79,10 @@ def train(records, opts, run_dir, manifest_sha256=None, argv=None, resume=False,
         weights = arch.get("weights", opts.weights)
         if weights != "none" and not resume:     # before writing; a resumed run has its own
             load_pretrained(learner.core, opts.model, weights, log, warn)
-        with run.locked():      # from the first write: a second xr-train on this directory is refused
+        with run.locked(warn) as busy:      # from the first write: a second xr-train here is refused
+            if world.any(busy)[0]:          # by every process of a torchrun job, not only the one that writes
+                raise XRError(f"{run.path} is in use by another xr-train: wait for it to end, or give another "
+                              "--run-dir")
             start = _start(run, learner, monitor, meta, resume, force, log, warn)
             status = _epochs(data, opts, learner, monitor, run, meta, start, log, warn, tick)
             if status == 0 and world.main:
@@ -108,10 +111,14 @@ def _prepare(data, opts, arch, world, provenance, warn):
     optimizer = make_optimizer(opts, param_groups(core, opts.lr, opts.backbone_lr))
     model = world.wrap(core)
     order = epoch_order(data.y_train, opts.seed, 0, opts.sampling, task, world.rank, world.size)
-    if _has_batch_norm(core) and len(without_lone_tail(order, opts.batch_size)) < len(order):
-        warn(f"each epoch's last batch would hold one image, which batch norm cannot train on: that image is "
-             f"left out of the epoch (another each epoch; --batch-size {opts.batch_size} leaves one over)")
-    steps = math.ceil(len(_epoch_order(data, opts, task, world, 0, core)) / opts.batch_size)
+    steps = math.ceil(len(order) / opts.batch_size)
+    trims = (len(without_lone_tail(order, opts.batch_size)) < len(order) and not (opts.max_steps and opts.max_steps < steps)
+             and _one_image_fails(core, data.in_channels, opts.progressive or data.size, device))
+    if trims:
+        warn(f"each epoch's last batch would hold one image, which {opts.model}'s batch norm cannot train on (its "
+             f"maps are 1 x 1): that image is left out of the epoch (another each epoch; --batch-size "
+             f"{opts.batch_size} leaves one over{' on each process' if world.size > 1 else ''})")
+        steps = math.ceil((len(order) - 1) / opts.batch_size)
     steps = min(steps, opts.max_steps) if opts.max_steps else steps
     schedule = Schedule(optimizer, opts, steps, warn)
     augment = AugmentOptions.reference() if opts.augment else AugmentOptions()
@@ -122,7 +129,7 @@ def _prepare(data, opts, arch, world, provenance, warn):
     average = ema.weight_average(core, opts.ema, opts.ema_warmup) if opts.ema else None
     mixing = Mixing(task, opts.mixup, opts.cutmix, opts.mix_prob, opts.mix_switch) if opts.mixup or opts.cutmix else None
     learner = Learner(model, core, transform, loss_fn, make_loss(task, weights, opts.focal_gamma), optimizer, schedule,
-                      scaler, world, steps, average, mixing)
+                      scaler, world, steps, average, mixing, trims)
     config = {"options": vars(opts), **provenance, "xr_version": __version__, "torch": torch.__version__,
               "python": platform.python_version(), "device": str(device), "processes": world.size,
               "task": task.to_dict(), "train_records": len(data.train), "val_records": len(data.val),
@@ -185,7 +192,8 @@ def _start(run, learner, monitor, meta, resume, force, log, warn):
         warn(f"{run.last} was written by {len(ranks)} processes, this run has {world.size}: "
              "augmentation and dropout draw fresh random numbers")
     run.resume(state, warn)
-    log(f"resuming {run.path} at epoch {state['epoch'] + 2}")
+    if not monitor.should_stop:      # else _epochs says the run was over
+        log(f"resuming {run.path} at epoch {state['epoch'] + 2}")
     return state["epoch"] + 1
 
 
@@ -202,7 +210,8 @@ def _epochs(data, opts, learner, monitor, run, meta, start, log, warn, tick):
             if unfreezing and (change := unfreezing.apply(epoch)):
                 log(change)
             began = time.perf_counter()
-            order = _epoch_order(data, opts, task, world, epoch, learner.core)
+            order = epoch_order(data.y_train, opts.seed, epoch, opts.sampling, task, world.rank, world.size)
+            order = without_lone_tail(order, opts.batch_size) if learner.trims else order
             size = progressive_size(epoch, opts.epochs, opts.progressive, data.size, opts.progressive_until)
             outcome = train_one_epoch(learner, data.train_set, order, opts, signals, tick, size)
             if outcome == "stopped":
@@ -259,14 +268,20 @@ def _epochs(data, opts, learner, monitor, run, meta, start, log, warn, tick):
     return 0
 
 
-def _epoch_order(data, opts, task, world, epoch, model):
-    """This process's training order for ``epoch``, less a batch of one when ``model`` has batch norm."""
-    order = epoch_order(data.y_train, opts.seed, epoch, opts.sampling, task, world.rank, world.size)
-    return without_lone_tail(order, opts.batch_size) if _has_batch_norm(model) else order
+def _one_image_fails(core, channels, size, device):
+    """Whether a training step on one image fails (batch norm over 1 x 1 maps has no variance): a
+    forward pass of a copy at the smallest training size, so the model's own state is untouched."""
+    import copy
 
-
-def _has_batch_norm(model):
-    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in core.modules()):
+        return False
+    probe = copy.deepcopy(core).train()
+    try:
+        with torch.no_grad():
+            probe(torch.zeros(1, channels, size, size, device=device).to(memory_format=torch.channels_last))
+    except ValueError:
+        return True
+    return False
 
 
 def _calibrate(task, y, logits, method, warn):

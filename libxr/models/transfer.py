@@ -13,7 +13,7 @@ since the classes changed since it was trained.
 
 from libxr.errors import XRError
 from libxr.models import zoo
-from libxr.models.weightfile import read_weights
+from libxr.models.weightfile import nonfinite, read_weights
 
 
 def load_pretrained(model, name, weights, log=print, warn=print, progress=False):
@@ -31,10 +31,8 @@ def load_pretrained(model, name, weights, log=print, warn=print, progress=False)
 
 def load_weights(model, name, source, log=print, warn=print):
     """The tensors of ``source`` (a weightfile.Weights) into ``model``, as the module docstring says."""
-    import torch
-
     own, given, head = model.state_dict(), source.state, model.head_name
-    bad = next((k for k, v in given.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    bad = nonfinite(given)
     if bad is not None:     # else the first step's loss is NaN, and "lower --lr" the wrong advice
         raise XRError(f"{source.path}: {bad} holds NaN or infinite weights")
     conv = zoo.first_conv(model)

@@ -59,3 +59,9 @@ def _uniform(state, path):
     if all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
     return {_OLD_DENSENET.sub(r"\1\2", k): v for k, v in state.items()}
+
+
+def nonfinite(state):
+    """The name of the first floating tensor of ``state`` that holds NaN or infinity, or None: such
+    weights score every record NaN, or make the first step's loss NaN."""
+    return next((k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)

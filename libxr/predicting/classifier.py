@@ -16,6 +16,7 @@ from libxr.learning import checkpoint
 from libxr.learning.distributed import pick_device
 from libxr.learning.tta import TTA, mean_logits, views
 from libxr.models import build_model, stored_arch
+from libxr.models.weightfile import nonfinite
 from libxr.pixels.augment import BatchTransform
 from libxr.precision import autocast
 from libxr.records.tasks import Task
@@ -154,5 +155,5 @@ def _weights_problem(weights):
     if not (isinstance(weights, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor)
                                               for k, v in weights.items())):
         return f"model: a {type(weights).__name__}, not tensors by name"
-    bad = next((k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    bad = nonfinite(weights)
     return bad and f"model: {bad} holds NaN or infinite weights"

@@ -129,7 +129,7 @@ def unlabelled(record):
 def group_key(value, record_id):
     """A grouping field's value (patient, study) as one comparable key: 1 and "1" are one patient
     (pandas writes numeric ids as numbers), and a record without one is a group of its own."""
-    if value is None:
+    if value is None or value == "":       # "" would group every record that lacks one
         return ("id", record_id)
     if isinstance(value, str):
         return value

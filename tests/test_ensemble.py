@@ -213,7 +213,7 @@ def test_multilabel_vote(files, weights, pred, shares):
 def test_vote_refuses_a_pred_that_is_not_a_class(pred, shown):
     a = binary("a.jsonl", [("r1", "NORMAL", 0.2), ("r2", "NORMAL", 0.3)])
     b = binary("b.jsonl", [("r1", "NORMAL", 0.2), ("r2", "NORMAL", 0.7, pred)])
-    message = f"b.jsonl: record 'r2' has pred {shown}, not one of NORMAL, PNEUMONIA"
+    message = f"b.jsonl:2: pred {shown} is not one of NORMAL, PNEUMONIA"
     with pytest.raises(XRError, match=f"^{re.escape(message)}$"):
         list(vote([a, b]))
 
@@ -345,7 +345,7 @@ def test_route_takes_each_records_prediction_from_its_expert():
 
 @pytest.mark.parametrize("which, message", [
     pytest.param({"XR_WRIST": "wrist"},
-                 "record 'h1' has group 'XR_HAND': no expert for it (give --expert XR_HAND=FILE)",
+                 "wrist.jsonl:2: group 'XR_HAND': no expert for it (give --expert XR_HAND=FILE)",
                  id="no-expert"),
     pytest.param({"XR_WRIST": "wrist", "XR_HAND": "wrist"},
                  "wrist.jsonl: no record 'h2', which its group 'XR_HAND' sends there",
@@ -362,10 +362,10 @@ def test_route_needs_the_field_and_matches_values_as_text():
     views = scored("v.jsonl", [{"id": "x1", "view": 1, "scores": {"a": 0.5, "b": 0.5}, "pred": "a"},
                                {"id": "x2", "view": 2, "scores": {"a": 0.5, "b": 0.5}, "pred": "a"}])
     assert [r["id"] for r in route([views], {"1": views, "2": views}, "view")] == ["x1", "x2"]
-    message = "record 'x2' has view 2: no expert for it (give --expert 2=FILE)"
+    message = "v.jsonl:2: view 2: no expert for it (give --expert 2=FILE)"
     with pytest.raises(XRError, match=f"^{re.escape(message)}$"):
         list(route([views], {"1": views}, "view"))
-    with pytest.raises(XRError, match=r"^record 'x1' has no `group` to route it by$"):
+    with pytest.raises(XRError, match=r"^v.jsonl:1: record has no `group` to route it by$"):
         list(route([views], {"1": views}, "group"))
 
 

@@ -341,6 +341,7 @@ def test_bad_prediction_records_name_the_line(cli, tmp_path, edit, line, message
     pytest.param(["--by", "hospital"], 1, "no record has a `hospital` field", id="by-absent-field"),
     pytest.param(["--aggregate", "visit"], 1, "has no `visit`", id="aggregate-by-absent-field"),
     pytest.param(["-o", "report.md"], 2, "give --format md or --format json", id="output-of-tables"),
+    pytest.param(["--tune-on", "valid"], 2, "'valid' is not one of 'train', 'val', 'test'", id="tune-on-a-split-name-typo"),
 ])
 def test_bad_options(cli, tmp_path, args, code, message):
     result = cli(main, write_jsonl(tmp_path / "p.jsonl", binary_records(20)), *args)

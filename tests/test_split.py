@@ -302,3 +302,13 @@ def test_real_chexpert_split_quality(cli, tmp_path):
     overall = rates(recs)
     for split, rs in by_split(recs).items():
         assert np.abs(rates(rs) - overall).max() < 0.01, split
+
+
+def test_an_out_dir_holding_the_manifest_read_is_refused(cli, tmp_path):
+    """Splitting DIR/train.jsonl into DIR would remove DIR/test.jsonl, whose records it never read."""
+    path = write_jsonl(tmp_path / "m.jsonl", records(n=60))
+    assert cli(main, path, "--val", "0.2", "--test", "0.2", "--out-dir", tmp_path / "sd").exit_code == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "sd").iterdir()}
+    result = cli(main, tmp_path / "sd" / "train.jsonl", "--val", "0.2", "--out-dir", tmp_path / "sd")
+    assert result.exit_code == 2 and "is in --out-dir" in result.stderr
+    assert {p.name: p.read_bytes() for p in (tmp_path / "sd").iterdir()} == before

@@ -9,6 +9,7 @@ from xrtools.console import report
 
 from libxr.atomic import atomic_output
 from libxr.errors import UsageError, XRError
+from libxr.records.manifest import SPLITS
 
 
 @command("xr-eval", example="""
@@ -22,7 +23,7 @@ xr-eval --leaderboard runs/*/eval.json --rank-by kappa > leaderboard.csv
 @click.option("--threshold", default="0.5", show_default=True,
               help="Binary / multi-label decisions: a probability, youden, sens=0.95 or spec=0.9 "
                    "(rules are chosen on the --tune-on split and applied to every split).")
-@click.option("--tune-on", default="val", show_default=True, metavar="SPLIT",
+@click.option("--tune-on", default="val", show_default=True, type=click.Choice(SPLITS),
               help="The split whose records choose a threshold rule.")
 @click.option("--split", "splits", multiple=True, metavar="NAME",
               help="Report only this split (repeatable); default every split present.")

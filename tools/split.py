@@ -50,6 +50,10 @@ def main(manifest, val, test, folds, fold, group_by, no_stratify, resplit, check
     """
     if not check:
         _usage(val, test, folds, fold, out_dir, output)
+    if out_dir and manifest not in (None, "-") and os.path.isdir(out_dir) and \
+            os.path.samefile(os.path.dirname(os.path.abspath(manifest)), out_dir):
+        raise UsageError(f"{manifest} is in --out-dir {out_dir}, whose split files this run replaces or removes "
+                         "(records of the others would be lost): give another --out-dir")
     stream, name = open_input(manifest)
     with stream:
         pool = Pool(stream, name, group_by)

@@ -13,7 +13,7 @@ import numpy as np
 
 from libxr.atomic import atomic_output
 from libxr.combining.aligned import align, base, same_task
-from libxr.errors import UsageError, XRError
+from libxr.errors import ManifestError, UsageError, XRError
 from libxr.predicting.predict import decision
 
 
@@ -75,7 +75,7 @@ def vote(files, weights=None):
             elif pred in task.names:
                 shares[row, task.names.index(pred)] += wi
             elif "error" not in f.records[i]:
-                raise XRError(f"{f.name}: record {i!r} has pred {pred!r}, not one of {', '.join(task.names)}")
+                raise ManifestError(f.name, f.lines[i], f"pred {pred!r} is not one of {', '.join(task.names)}")
     for row, i in enumerate(ids):
         if np.isnan(means[row]).any():
             yield _unscored(files, i)
@@ -95,13 +95,13 @@ def route(files, experts, field):
     same_task(files)
     order = list(dict.fromkeys(i for f in files for i in f.records))
     for i in order:
-        rec = next(f.records[i] for f in files if i in f.records)
-        value = rec.get(field)
+        f = next(f for f in files if i in f.records)
+        value = f.records[i].get(field)
         if value is None:
-            raise XRError(f"record {i!r} has no `{field}` to route it by")
+            raise ManifestError(f.name, f.lines[i], f"record has no `{field}` to route it by")
         expert = experts.get(str(value))
         if expert is None:
-            raise XRError(f"record {i!r} has {field} {value!r}: no expert for it (give --expert {value}=FILE)")
+            raise ManifestError(f.name, f.lines[i], f"{field} {value!r}: no expert for it (give --expert {value}=FILE)")
         if i not in expert.records:
             raise XRError(f"{expert.name}: no record {i!r}, which its {field} {value!r} sends there")
         chosen = expert.records[i]

@@ -272,3 +272,53 @@ def test_an_image_over_max_pixels_is_unreadable_in_every_command(cli, bombed, tm
         assert all(r["error"].endswith(film) for r in others)
     else:
         assert not [r for r in others if "error" in r]
+
+
+def _edited_dicom(path, edit):
+    pydicom = pytest.importorskip("pydicom")
+    dicom_file(path, np.arange(64 * 64).reshape(64, 64) % 4096)
+    ds = pydicom.dcmread(str(path))
+    edit(ds)
+    ds.save_as(str(path), enforce_file_format=True)
+    return str(path)
+
+
+@pytest.mark.parametrize("edit, header", [
+    pytest.param(lambda ds: setattr(ds, "RescaleSlope", ""), None, id="blank-rescale-slope"),
+    pytest.param(lambda ds: setattr(ds, "Rows", [64, 64]), "unreadable DICOM: ", id="rows-twice"),
+])
+def test_a_dicom_whose_header_breaks_its_luts_or_size_is_unreadable_not_a_crash(tmp_path, edit, header):
+    from libxr.pixels.files import header_problem
+
+    path = _edited_dicom(tmp_path / "x.dcm", edit)
+    with pytest.raises(DecodeError) as err:
+        load_gray(path)
+    assert str(err.value).startswith("unreadable DICOM") and "\n" not in str(err.value)
+    problem = header_problem(path)       # xr-index --check reads the header only
+    assert problem is None if header is None else problem.startswith(header)
+
+
+def test_a_dicom_with_pixel_data_for_two_frames_but_one_declared_gives_its_first(tmp_path):
+    one = np.asarray(load_gray(_edited_dicom(tmp_path / "one.dcm", lambda ds: None)))
+    doubled = _edited_dicom(tmp_path / "two.dcm", lambda ds: setattr(ds, "PixelData", ds.PixelData * 2))
+    assert np.array_equal(np.asarray(load_gray(doubled)), one)
+
+
+def test_a_colour_dicom_becomes_luma_like_every_other_image(tmp_path):
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    bars = np.zeros((4, 4, 3), np.uint8)
+    bars[0], bars[1], bars[2], bars[3] = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
+    ds = pydicom.dcmread(_edited_dicom(tmp_path / "rgb.dcm", lambda ds: None))
+    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = 4, 4, 3, "RGB"
+    ds.PlanarConfiguration, ds.BitsAllocated, ds.BitsStored, ds.HighBit = 0, 8, 8, 7
+    for tag in ("RescaleSlope", "RescaleIntercept"):
+        delattr(ds, tag)
+    ds.PixelData = bars.tobytes()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.save_as(str(tmp_path / "rgb.dcm"), enforce_file_format=True)
+    gray = np.asarray(load_gray(str(tmp_path / "rgb.dcm")))[:, 0]
+    expected = np.array([0.299, 0.587, 0.114, 1.0]) * 255
+    expected = (expected - expected.min()) / (expected.max() - expected.min()) * 255
+    assert np.abs(gray.astype(float) - expected).max() <= 1          # red, green, blue apart, not one grey

@@ -8,6 +8,7 @@ header) is a DecodeError before any pixel is decoded: memory per image is bounde
 """
 
 import os
+import warnings
 
 import numpy as np
 
@@ -33,6 +34,10 @@ def _to_uint8(array):
     if hi <= lo:
         return np.zeros(array.shape, np.uint8)
     return ((array - lo) * (255.0 / (hi - lo)) + 0.5).astype(np.uint8)
+
+
+LUMA = np.array([0.299, 0.587, 0.114])
+"""ITU-R 601 luma weights, Pillow's own for RGB to L."""
 
 
 def load_gray(path, max_pixels=MAX_PIXELS):
@@ -100,7 +105,10 @@ def _pil_gray(image):
 def _load_dicom(path, max_pixels):
     """The first frame of a DICOM file, grey, with its LUTs: uncompressed or as hospitals send them
     (JPEG baseline, 12-bit extended and lossless, JPEG-LS, JPEG 2000, RLE: the decoders of the
-    ``dicom`` extra). pydicom's errors span lines; they are folded into one."""
+    ``dicom`` extra). An image over ``max_pixels`` is refused before any pixel is decoded, and only
+    the first frame is (pixel data longer than one frame's, without NumberOfFrames, too). Any fault
+    of the file — pydicom's errors, a LUT with a blank or non-numeric value — is one line;
+    pydicom's warnings (excess padding) are not printed."""
     try:
         import pydicom
         from pydicom.pixels import apply_modality_lut, apply_voi_lut
@@ -110,25 +118,26 @@ def _load_dicom(path, max_pixels):
     try:
         if os.path.getsize(path) == 0:
             raise DecodeError("empty file")
-        ds = pydicom.dcmread(path)
-        syntax = f" ({ds.file_meta.TransferSyntaxUID.name})" if "TransferSyntaxUID" in ds.file_meta else ""
-        problem = dicom_size_problem(ds, max_pixels)
-        if problem:
-            raise DecodeError(problem)
-        frames = int(ds.get("NumberOfFrames") or 1)
-        pixels = pydicom.pixels.pixel_array(ds, index=0) if frames > 1 else ds.pixel_array
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path)
+            syntax = f" ({ds.file_meta.TransferSyntaxUID.name})" if "TransferSyntaxUID" in ds.file_meta else ""
+            problem = dicom_size_problem(ds, max_pixels)
+            if problem:
+                raise DecodeError(problem)
+            pixels = pydicom.pixels.pixel_array(ds, index=0)
+            if pixels.ndim == 3:        # colour (rare for radiographs): luma, as for every other image
+                pixels = pixels[..., :3].astype(np.float64) @ LUMA
+            pixels = apply_modality_lut(pixels, ds)
+            if "WindowCenter" in ds or "VOILUTSequence" in ds:
+                pixels = apply_voi_lut(pixels, ds)
+            gray = _to_uint8(pixels)
     except DecodeError:
         raise
     except FileNotFoundError:
         raise DecodeError("missing") from None
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types for bad or compressed files
         raise DecodeError(dicom_error(exc, syntax)) from None
-    if pixels.ndim == 3:
-        pixels = pixels[..., :3].mean(-1)       # colour DICOM (rare for radiographs)
-    pixels = apply_modality_lut(pixels, ds)
-    if "WindowCenter" in ds or "VOILUTSequence" in ds:
-        pixels = apply_voi_lut(pixels, ds)
-    gray = _to_uint8(pixels)
     if getattr(ds, "PhotometricInterpretation", "") == "MONOCHROME1":
         gray = 255 - gray
     return gray

@@ -70,9 +70,9 @@ def _dicom_problem(path, max_pixels):
         return None if head[128:132] == b"DICM" else "no DICOM preamble (DICM)"
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
-    except Exception as exc:  # noqa: BLE001 - pydicom raises many types for bad files
-        return dicom_error(exc)
-    return dicom_size_problem(ds, max_pixels)
+        return dicom_size_problem(ds, max_pixels)
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types for bad files, and a header
+        return dicom_error(exc)  # may hold anything (Rows [64, 64])
 
 
 def dicom_error(exc, syntax=""):

@@ -392,3 +392,19 @@ def test_hash_marks_byte_identical_copies(cli, synth, tmp_path):
     assert len(digests) == 21 and all(len(d) == 64 for d in digests)
     twins = [r["id"] for r in records if r["sha256"] == next(x["sha256"] for x in records if x["path"] == str(first))]
     assert len(twins) == 2 and len(set(digests)) == 20
+
+
+def test_an_image_hash_cannot_read_is_counted_and_fails_strict(cli, tmp_path, monkeypatch):
+    """Root reads every file, so the refusal is made: an unreadable file keeps its record, without sha256."""
+    from libxr.pixels import files
+
+    real = files._sha256
+    monkeypatch.setattr(files, "_sha256", lambda path: (None, "Permission denied") if path.endswith("b.png")
+                        else real(path))
+    for name in ("a", "b"):
+        (tmp_path / "A").mkdir(exist_ok=True)
+        (tmp_path / "A" / f"{name}.png").write_bytes(b"x")
+    result = cli(main, tmp_path, "--hash")
+    assert result.exit_code == 0 and ["sha256" in r for r in result.records] == [True, False]
+    assert f"{tmp_path / 'A' / 'b.png'}: Permission denied (no sha256)" in result.stderr
+    assert cli(main, tmp_path, "--hash", "--strict").exit_code == 1

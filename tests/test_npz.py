@@ -145,13 +145,34 @@ def test_a_corrupt_member_is_a_one_line_error(cli, tmp_path):
     assert result.stderr.startswith(f"xr-index: error: {tmp_path / 'pneumoniamnist.npz'}: train_images: ")
 
 
-def test_label_names_are_the_same_in_every_split(cli, tmp_path):
-    """A class number the names table lacks (here only in test): numbers name every split's classes."""
+def test_a_class_number_past_a_known_sets_classes_is_an_error_at_its_row(cli, tmp_path):
+    """PneumoniaMNIST has two classes: a 7 (here only in test) is a bad row, not a reason to name
+    every split's classes by number."""
     np.savez(tmp_path / "pneumoniamnist.npz", train_images=np.zeros((2, 4, 4), np.uint8),
              train_labels=np.array([[0], [1]]), test_images=np.zeros((1, 4, 4), np.uint8), test_labels=np.array([[7]]))
     result = cli(index, tmp_path / "pneumoniamnist.npz", "--extract", tmp_path / "png")
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.strip().endswith(f"{tmp_path / 'pneumoniamnist.npz'}:test_labels[0]: class 7 is not one "
+                                          "of 0..1")
+
+
+def test_label_names_of_an_unknown_set_are_numbers_in_every_split(cli, tmp_path):
+    np.savez(tmp_path / "mine.npz", train_images=np.zeros((2, 4, 4), np.uint8),
+             train_labels=np.array([[0], [1]]), test_images=np.zeros((1, 4, 4), np.uint8), test_labels=np.array([[7]]))
+    result = cli(index, tmp_path / "mine.npz", "--extract", tmp_path / "png")
     assert result.exit_code == 0 and "labels are named by their numbers 0..7" in result.stderr
     assert [r["label"] for r in result.records] == ["0", "1", "7"]
+
+
+def test_arrays_that_are_no_split_are_counted_and_fail_strict(cli, tmp_path):
+    np.savez(tmp_path / "pneumoniamnist_28.npz", train_images=np.zeros((2, 4, 4), np.uint8),
+             train_labels=np.array([[0], [1]]), val_labels=np.array([[0]]), test_imgs=np.zeros((1, 4, 4), np.uint8),
+             test_labels=np.array([[1]]))
+    result = cli(index, tmp_path / "pneumoniamnist_28.npz", "--extract", tmp_path / "png")
+    assert result.exit_code == 0 and len(result.records) == 2
+    assert (f"3 × array that is not a split's images or labels, left out (first {tmp_path / 'pneumoniamnist_28.npz'}: "
+            "'test_imgs')") in result.stderr
+    assert cli(index, tmp_path / "pneumoniamnist_28.npz", "--extract", tmp_path / "png", "--strict").exit_code == 1
 
 
 def test_a_negative_class_number_is_an_error_at_its_row(cli, tmp_path):

@@ -101,7 +101,8 @@ def main(source, layout, check, max_pixels, sha256, workers, strict, summary, ou
     if check:
         records = _checked(check_headers(records, workers, max_pixels=max_pixels), tally)
     if sha256:
-        records = with_sha256(records, workers)
+        records = with_sha256(records, workers, unreadable=lambda rec, reason: tally.unreadable.append(
+            f"{rec['path']}: {reason} (no sha256)"))
     if summary:
         records = map(counts.add, records)
     records = report.progress(records, description="indexing", unit="images")

@@ -52,6 +52,9 @@ def read(source, opts, tally):
         for split in splits:
             if f"{split}_labels" not in arrays:
                 raise XRError(f"{source}: {split}_images has no {split}_labels array")
+        for unused in sorted(arrays - {f"{s}_{kind}" for s in splits for kind in ("images", "labels")}):
+            # a split misnamed (test_imgs), or labels without images, would be lost unseen
+            tally.problem("array that is not a split's images or labels, left out", source, unused)
         labels = {split: _labels(zf, source, split) for split in splits}
         names = _label_names(source, list(labels.values()), tally)
         # Every label and every array's shape is checked before the first PNG is written: a bad
@@ -124,6 +127,8 @@ def _label_names(source, labels, tally):
     if kind == ("multi-label" if multi else "single-label") and (len(known) == wanted if multi else
                                                                    len(known) >= wanted):
         return known
+    if kind == "single-label" and not multi:    # a known set with a class number past its classes
+        return known                            # is an error at that row (_label_fields), not renamed
     tally.warnings.append(f"{source}: label names unknown for this file (known by file name: "
                        f"{', '.join(f'{n}*.npz' for n in NAMES)}); labels are named by their numbers "
                        f"0..{wanted - 1}")

@@ -99,21 +99,31 @@ def check_headers(records, workers=None, chunk=256, max_pixels=MAX_PIXELS):
     return _alongside(records, functools.partial(header_problem, max_pixels=max_pixels), workers, chunk)
 
 
-def with_sha256(records, workers=None, chunk=256):
-    """Yield each record with `sha256`, the hex digest of its file's bytes (absent if unreadable):
-    byte-identical images share it, so ``xr-split --group-by sha256`` keeps copies in one split."""
-    for rec, digest in _alongside(records, file_sha256, workers, chunk):
-        yield rec if digest is None else {**rec, "sha256": digest}
+def with_sha256(records, workers=None, chunk=256, unreadable=lambda rec, reason: None):
+    """Yield each record with `sha256`, the hex digest of its file's bytes: byte-identical images
+    share it, so ``xr-split --group-by sha256`` keeps copies in one split. A file that cannot be
+    read keeps its record, without `sha256`, and ``unreadable`` hears why."""
+    for rec, (digest, reason) in _alongside(records, _sha256, workers, chunk):
+        if digest is None:
+            if reason is not None:
+                unreadable(rec, reason)
+            yield rec
+        else:
+            yield {**rec, "sha256": digest}
 
 
-def file_sha256(path):
+def _sha256(path):
+    """(hex digest, None) of the file's bytes, or (None, why it cannot be read); (None, None) for a
+    missing file, which xr-index counts as missing already."""
     import hashlib
 
     try:
         with open(path, "rb") as f:
-            return hashlib.file_digest(f, "sha256").hexdigest()
-    except OSError:
-        return None
+            return hashlib.file_digest(f, "sha256").hexdigest(), None
+    except FileNotFoundError:
+        return None, None
+    except OSError as exc:
+        return None, exc.strerror or str(exc)
 
 
 def _alongside(records, fn, workers=None, chunk=256):

@@ -322,3 +322,27 @@ def test_a_colour_dicom_becomes_luma_like_every_other_image(tmp_path):
     expected = np.array([0.299, 0.587, 0.114, 1.0]) * 255
     expected = (expected - expected.min()) / (expected.max() - expected.min()) * 255
     assert np.abs(gray.astype(float) - expected).max() <= 1          # red, green, blue apart, not one grey
+
+
+@pytest.mark.parametrize("colour_type, samples", [(2, 3), (6, 4), (4, 2)], ids=["rgb", "rgba", "gray-alpha"])
+def test_sixteen_bit_colour_pngs_are_stretched_like_sixteen_bit_gray(tmp_path, colour_type, samples):
+    """Pillow keeps the high byte of 16-bit colour: a 12-bit film in it (100..4132) would be 0..16."""
+    import struct
+    import zlib
+
+    height, width = 8, 8
+    level = (np.linspace(100, 4132, height * width).reshape(height, width)).astype(">u2")
+    pixels = np.repeat(level[..., None], samples, -1)
+    if samples in (2, 4):
+        pixels[..., -1] = 65535                         # opaque
+    raw = b"".join(b"\x00" + pixels[y].tobytes() for y in range(height))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    path = tmp_path / "deep.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    gray = np.asarray(load_gray(str(path)))
+    assert gray.min() == 0 and gray.max() == 255          # the film's whole range, not its high byte
+    assert np.all(np.diff(gray.ravel().astype(int)) >= 0)   # and in order

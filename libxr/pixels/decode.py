@@ -62,7 +62,7 @@ def load_drafted(path, want, max_pixels=MAX_PIXELS):
         from PIL import Image
 
         return Image.fromarray(_load_dicom(path, max_pixels)), None
-    from PIL import UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
     try:
         if os.path.getsize(path) == 0:
@@ -76,8 +76,12 @@ def load_drafted(path, want, max_pixels=MAX_PIXELS):
                 size = image.size
                 drafted = image.draft("L", want(*size))      # None when the file's layout allows no draft
                 box = drafted[1] if drafted and image.size != size else None
+            deep = image.mode in ("RGB", "RGBA", "LA") and _sixteen_bit(image)     # told by the tiles, before load
             image.load()
-            return _pil_gray(image), box
+            gray = _pil_gray(image)
+            # Pillow keeps only the high byte of 16-bit colour (a 12-bit film in it is 0..15): stretched
+            # over its own range, as 16-bit gray is
+            return (Image.fromarray(_to_uint8(np.asarray(gray))) if deep else gray), box
     except DecodeError:
         raise
     except FileNotFoundError:
@@ -86,6 +90,15 @@ def load_drafted(path, want, max_pixels=MAX_PIXELS):
         raise DecodeError("not an image Pillow can read") from None
     except (OSError, SyntaxError, ValueError) as exc:   # truncated and corrupt files land here
         raise DecodeError(f"unreadable image: {exc}") from None
+
+
+def _sixteen_bit(image):
+    """Whether Pillow decodes ``image`` from 16 bits a sample (its tiles' raw mode: ``RGB;16B``)."""
+    for tile in image.tile:
+        raw = tile[3] if isinstance(tile[3], str) else (tile[3][0] if tile[3] else "")
+        if isinstance(raw, str) and ";16" in raw:
+            return True
+    return False
 
 
 def _pil_gray(image):

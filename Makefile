@@ -1,5 +1,12 @@
 # xr — the README's commands. `make demo` and `make test` work on a fresh machine:
 # they create the virtualenv and install xr into it first.
+
+# A failing command fails its rule even inside a pipe, and a rule that fails leaves no target
+# that looks finished (make deletes it): a rerun redoes it.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+.DELETE_ON_ERROR:
+
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin

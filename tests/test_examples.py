@@ -81,3 +81,10 @@ def test_nightly_retraining_keeps_only_a_better_model(tmp_path):
     last = (out / "history.log").read_text().splitlines()[-1]
     assert "kept the current model" in last and "candidate auc" in last and "current auc" in last
     assert hashlib.sha256((out / "current.pt").read_bytes()).hexdigest() == digest
+    # a damaged current model: the night fails, deciding nothing from last night's scores
+    (out / "current.pt").write_bytes((out / "current.pt").read_bytes()[:1000])
+    shutil.copy(some, some.with_name("person9998_1.png"))
+    damaged = night("--model vgg5 --epochs 1 --batch-size 16")
+    assert damaged.returncode != 0 and "current.pt: not a loadable checkpoint" in damaged.stderr
+    assert (out / "history.log").read_text().splitlines()[-1] == last
+    assert not (out / "current-eval.json").exists() and not (out / "board.csv").exists()

@@ -86,8 +86,14 @@ def test_unsplit_records_join_the_val_or_test_split_their_patient_already_has(cl
         where[r["patient"]].add(r["split"])
     assert all(len(s) == 1 for s in where.values()), where
     assert [where[f"p{k}"] for k in range(8)] == [{"val"}] * 4 + [{"test"}] * 4
-    assert "16 train/unsplit records joined the val/test split their patient already had" in result.stderr
+    assert "16 unsplit records joined the val/test split their patient already had" in result.stderr
     assert "span splits" not in result.stderr
+    for r in recs:                      # an official split's train records are the user's: kept in train/val
+        r.setdefault("split", "train")
+    official = cli(main, write_jsonl(tmp_path / "o.jsonl", recs), "--val", "0.2")
+    assert official.exit_code == 0 and "joined" not in official.stderr
+    assert sum(r["split"] == "test" for r in official.records) == 4      # the official test records only
+    assert "span splits the input already had" in official.stderr
 
 
 def test_split_field_goes_before_source(cli, tmp_path):

@@ -114,7 +114,7 @@ def _summarise(pool, splits, chosen, pinned):
     report.info(f"largest gap between a class rate in a new split and in the {len(chosen):,} "
                 f"records split: {100 * gap:.2f} percentage points")
     if pinned:
-        report.info(f"{pinned:,} train/unsplit records joined the val/test split their {pool.field} "
+        report.info(f"{pinned:,} unsplit records joined the val/test split their {pool.field} "
                     f"already had")
     spanning = leaks(pool, splits)
     if spanning:

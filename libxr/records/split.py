@@ -129,7 +129,7 @@ def plan_parts(opts):
 
 def assign(pool, opts):
     """The split of every record (kept splits included), the indices of those split now, and how
-    many train/unsplit records joined their group's val/test split instead."""
+    many unsplit records joined their group's val/test split instead."""
     names, fractions = plan_parts(opts)
     chosen = [i for i, s in enumerate(pool.splits) if opts.resplit or s in (None, "train")]
     if not chosen:
@@ -140,7 +140,7 @@ def assign(pool, opts):
         out[i] = split
     chosen = [i for i in chosen if i not in pinned]
     if not chosen:
-        raise XRError("no records to split: every train/unsplit record joins its group's val/test split")
+        raise XRError("no records to split: every unsplit record joins its group's val/test split")
     keys = {}
     group_of = np.array([keys.setdefault(pool.keys[i], len(keys)) for i in chosen], np.int64)
     y = strata([pool.labels[i] for i in chosen]) if opts.stratify else np.zeros((len(chosen), 0))
@@ -157,14 +157,17 @@ def assign(pool, opts):
 
 
 def _pinned(pool, chosen):
-    """{record index: split} for pool records whose group already has records in exactly one
-    kept split (val or test): they join it, or splitting them would create the leak."""
+    """{record index: split} for unsplit pool records whose group already has records in exactly
+    one kept split (val or test): they join it, or splitting them would create the leak. Records
+    the input put in train stay in the pool: an official train/test split (chest_xray's, whose
+    test shares patients with train) is the user's, kept as given and warned of."""
     kept = {}
     chosen_set = set(chosen)
     for i, (key, split) in enumerate(zip(pool.keys, pool.splits)):
         if i not in chosen_set and not (isinstance(key, tuple) and key[0] == "id"):
             kept.setdefault(key, set()).add(split)
-    return {i: next(iter(kept[pool.keys[i]])) for i in chosen if len(kept.get(pool.keys[i], ())) == 1}
+    return {i: next(iter(kept[pool.keys[i]])) for i in chosen
+            if pool.splits[i] is None and len(kept.get(pool.keys[i], ())) == 1}
 
 
 def with_split(line, split):

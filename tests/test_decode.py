@@ -346,3 +346,23 @@ def test_sixteen_bit_colour_pngs_are_stretched_like_sixteen_bit_gray(tmp_path, c
     gray = np.asarray(load_gray(str(path)))
     assert gray.min() == 0 and gray.max() == 255          # the film's whole range, not its high byte
     assert np.all(np.diff(gray.ravel().astype(int)) >= 0)   # and in order
+
+
+def test_a_dicom_without_an_extension_is_indexed_and_decoded(cli, tmp_path):
+    """PACS exports name files by their UIDs: the DICM preamble tells them, not an extension."""
+    from xrtools.index import main as index
+    from xrtools.preprocess import main as preprocess
+
+    pixels = np.arange(64 * 64).reshape(64, 64) % 4096
+    (tmp_path / "ds" / "A").mkdir(parents=True)
+    dicom_file(tmp_path / "ds" / "A" / "1.2.840.113619", pixels)           # dots, but no image extension
+    dicom_file(tmp_path / "ds" / "A" / "IM0001", pixels)
+    (tmp_path / "ds" / "A" / "README").write_text("not an image")
+    indexed = cli(index, tmp_path / "ds", "--check")
+    assert indexed.exit_code == 0, indexed.stderr
+    assert [r["id"] for r in indexed.records] == ["A/1.2.840.113619", "A/IM0001"]
+    assert "file without extension" in indexed.stderr          # README: no DICOM, skipped and counted
+    manifest = write_jsonl(tmp_path / "m.jsonl", [{**r, "split": "train"} for r in indexed.records])
+    done = cli(preprocess, manifest, "-o", tmp_path / "d.h5", "--size", 32)
+    assert done.exit_code == 0 and all("error" not in r for r in done.records), done.stderr
+    assert np.asarray(load_gray(str(tmp_path / "ds" / "A" / "IM0001"))).max() == 255

@@ -102,9 +102,9 @@ def main(inputs, checkpoint, out_dir, maps, cam, sheet, count, sheet_size, layer
 def _records(inputs):
     """The records of ``inputs`` and where each came from (by ``id()`` of the record): FILE:LINE
     of a manifest's, for reporting the ones skipped; an image argument's reasons name its path."""
-    from libxr.pixels.files import is_image_name
+    from libxr.pixels.files import is_image_file
 
-    images = [p for p in inputs if p != "-" and is_image_name(p)]
+    images = [p for p in inputs if p != "-" and is_image_file(p)]
     ids = _image_ids(images)
     records, origins = [], {}
     for path in inputs:

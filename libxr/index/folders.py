@@ -8,7 +8,7 @@ same on every machine.
 import os
 
 from libxr.index.paths import SPLIT_NAMES, posix
-from libxr.pixels.files import is_image_name
+from libxr.pixels.files import is_image_file, is_image_name
 
 
 def entries(path):
@@ -67,10 +67,10 @@ def _classes(root, split_dir, split, opts, tally):
             continue
         for dirpath, filenames in walk(entry.path, tally):
             for name in filenames:
-                if not is_image_name(name):
+                path = os.path.join(dirpath, name)
+                if not is_image_file(path):
                     tally.skip(_skip_reason(name))
                     continue
-                path = os.path.join(dirpath, name)
                 record = {"id": posix(os.path.relpath(path, root)), "path": path,
                           "label": entry.name}
                 if split:

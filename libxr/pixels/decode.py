@@ -14,10 +14,10 @@ import numpy as np
 
 from libxr.errors import XRError
 from libxr.pixels.files import (
-    DICOM_EXTENSIONS,
     MAX_PIXELS,
     dicom_error,
     dicom_size_problem,
+    is_dicom,
     open_pillow,
     size_problem,
 )
@@ -58,7 +58,7 @@ def load_drafted(path, want, max_pixels=MAX_PIXELS):
     fractional when the scale does not divide the size, None for a full-size decode.
     ``want`` None decodes as :func:`load_gray` does.
     """
-    if os.path.splitext(path)[1].lower() in DICOM_EXTENSIONS:
+    if is_dicom(path):
         from PIL import Image
 
         return Image.fromarray(_load_dicom(path, max_pixels)), None

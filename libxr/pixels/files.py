@@ -16,6 +16,33 @@ def is_image_name(name):
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
+def is_image_file(path):
+    """:func:`is_image_name`, or a file without an image's extension that holds DICOM (PACS exports
+    name files IM0001, or by their UIDs, 1.2.840.113619...): told by its preamble, 132 bytes read."""
+    name = os.path.basename(path)
+    return is_image_name(name) or (not name.startswith(".") and _unnamed(name) and _dicom_preamble(path))
+
+
+def is_dicom(path):
+    """Whether ``path`` is read as DICOM: its extension, or none (or a UID's digits) and the DICM preamble."""
+    name = os.path.basename(path)
+    return os.path.splitext(name)[1].lower() in DICOM_EXTENSIONS or (_unnamed(name) and _dicom_preamble(path))
+
+
+def _unnamed(name):
+    """No extension, or only the last part of a UID (digits) where one would be."""
+    extension = os.path.splitext(name)[1]
+    return not extension or extension[1:].isdigit()
+
+
+def _dicom_preamble(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read(132)[128:132] == b"DICM"
+    except OSError:
+        return False
+
+
 def size_problem(width, height, max_pixels):
     """Why an image of ``width`` x ``height`` is not decoded, or None.
 
@@ -41,7 +68,7 @@ def open_pillow(path):
 def header_problem(path, max_pixels=MAX_PIXELS):
     """Why the image at ``path`` cannot be opened or is too large, or None if its header reads fine."""
     try:
-        if os.path.splitext(path)[1].lower() in DICOM_EXTENSIONS:
+        if is_dicom(path):
             return _dicom_problem(path, max_pixels)
         from PIL import UnidentifiedImageError
 

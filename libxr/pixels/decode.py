@@ -121,9 +121,8 @@ def _load_dicom(path, max_pixels):
     (JPEG baseline, 12-bit extended and lossless, JPEG-LS, JPEG 2000, RLE: the decoders of the
     ``dicom`` extra). An image over ``max_pixels`` is refused from its header, before any pixel is
     read, and only the first frame is decoded (pixel data longer than one frame's, without
-    NumberOfFrames, too). Any fault
-    of the file — pydicom's errors, a LUT with a blank or non-numeric value — is one line;
-    pydicom's warnings (excess padding) are not printed."""
+    NumberOfFrames, too). Any fault of the file — pydicom's errors, a LUT with a blank or
+    non-numeric value — is one line; pydicom's warnings (excess padding) are not printed."""
     try:
         import pydicom
         from pydicom.pixels import apply_modality_lut, apply_voi_lut

@@ -1,8 +1,8 @@
 # xr — the README's commands. `make demo` and `make test` work on a fresh machine:
 # they create the virtualenv and install xr into it first.
 
-# A failing command fails its rule even inside a pipe, and a rule that fails leaves no target
-# that looks finished (make deletes it): a rerun redoes it.
+# A failing command fails its rule even inside a pipe, and a rule that fails leaves no file target
+# that looks finished (make deletes it): a rerun redoes it. GNU make 3.82 or later (.SHELLFLAGS).
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 .DELETE_ON_ERROR:

@@ -344,8 +344,17 @@ def test_sixteen_bit_colour_pngs_are_stretched_like_sixteen_bit_gray(tmp_path, c
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0))
                      + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
     gray = np.asarray(load_gray(str(path)))
-    assert gray.min() == 0 and gray.max() == 255          # the film's whole range, not its high byte
+    assert gray.min() == 0 and gray.max() == 255          # the film's whole range, not near black
     assert np.all(np.diff(gray.ravel().astype(int)) >= 0)   # and in order
+    assert 10 <= len(np.unique(gray)) <= 17               # but only the high byte's levels: Pillow drops the rest
+    flat = np.repeat(np.full((height, width), 200, ">u2")[..., None], samples, -1)      # all below 256
+    if samples in (2, 4):
+        flat[..., -1] = 65535
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"".join(b"\x00" + flat[y].tobytes() for y in range(height))))
+                     + chunk(b"IEND", b""))
+    with pytest.raises(DecodeError, match="16-bit colour image whose high bytes are all one value"):
+        load_gray(str(path))
 
 
 def test_a_dicom_without_an_extension_is_indexed_and_decoded(cli, tmp_path):
@@ -366,3 +375,6 @@ def test_a_dicom_without_an_extension_is_indexed_and_decoded(cli, tmp_path):
     done = cli(preprocess, manifest, "-o", tmp_path / "d.h5", "--size", 32)
     assert done.exit_code == 0 and all("error" not in r for r in done.records), done.stderr
     assert np.asarray(load_gray(str(tmp_path / "ds" / "A" / "IM0001"))).max() == 255
+    os.mkfifo(tmp_path / "ds" / "A" / "IM0002")                 # read for a preamble, a FIFO would block
+    again = cli(index, tmp_path / "ds")
+    assert again.exit_code == 0 and [r["id"] for r in again.records] == ["A/1.2.840.113619", "A/IM0001"]

@@ -408,3 +408,5 @@ def test_an_image_hash_cannot_read_is_counted_and_fails_strict(cli, tmp_path, mo
     assert result.exit_code == 0 and ["sha256" in r for r in result.records] == [True, False]
     assert f"{tmp_path / 'A' / 'b.png'}: Permission denied (no sha256)" in result.stderr
     assert cli(main, tmp_path, "--hash", "--strict").exit_code == 1
+    both = cli(main, tmp_path, "--hash", "--check")         # one bad file is one unreadable image, said once
+    assert "(no sha256)" not in both.stderr and both.stderr.count(str(tmp_path / "A" / "b.png")) == 1

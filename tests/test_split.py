@@ -316,5 +316,7 @@ def test_an_out_dir_holding_the_manifest_read_is_refused(cli, tmp_path):
     assert cli(main, path, "--val", "0.2", "--test", "0.2", "--out-dir", tmp_path / "sd").exit_code == 0
     before = {p.name: p.read_bytes() for p in (tmp_path / "sd").iterdir()}
     result = cli(main, tmp_path / "sd" / "train.jsonl", "--val", "0.2", "--out-dir", tmp_path / "sd")
-    assert result.exit_code == 2 and "is in --out-dir" in result.stderr
+    assert result.exit_code == 2 and "is a split file of --out-dir" in result.stderr
     assert {p.name: p.read_bytes() for p in (tmp_path / "sd").iterdir()} == before
+    beside = write_jsonl(tmp_path / "sd" / "all.jsonl", records(n=60))     # another file there is fine
+    assert cli(main, beside, "--val", "0.2", "--out-dir", tmp_path / "sd").exit_code == 0

@@ -98,11 +98,12 @@ def main(source, layout, check, max_pixels, sha256, workers, strict, summary, ou
     counts = LabelCounts()
     opts = IndexOptions(**options)
     records = index(source, layout, opts, tally)
+    failed = set()      # paths --check found unreadable: said once, not again by --hash
     if check:
-        records = _checked(check_headers(records, workers, max_pixels=max_pixels), tally)
+        records = _checked(check_headers(records, workers, max_pixels=max_pixels), tally, failed)
     if sha256:
-        records = with_sha256(records, workers, unreadable=lambda rec, reason: tally.unreadable.append(
-            f"{rec['path']}: {reason} (no sha256)"))
+        records = with_sha256(records, workers, unreadable=lambda rec, reason: rec["path"] in failed or
+                              tally.unreadable.append(f"{rec['path']}: {reason} (no sha256)"))
     if summary:
         records = map(counts.add, records)
     records = report.progress(records, description="indexing", unit="images")
@@ -117,10 +118,11 @@ def main(source, layout, check, max_pixels, sha256, workers, strict, summary, ou
         raise XRError(f"--strict: {'; '.join(problems(tally))}")
 
 
-def _checked(pairs, tally):
+def _checked(pairs, tally, failed):
     for rec, problem in pairs:
         if problem:
             tally.unreadable.append(f"{rec['path']}: {problem}")
+            failed.add(rec["path"])
         yield rec
 
 

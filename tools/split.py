@@ -50,9 +50,8 @@ def main(manifest, val, test, folds, fold, group_by, no_stratify, resplit, check
     """
     if not check:
         _usage(val, test, folds, fold, out_dir, output)
-    if out_dir and manifest not in (None, "-") and os.path.isdir(out_dir) and \
-            os.path.samefile(os.path.dirname(os.path.abspath(manifest)), out_dir):
-        raise UsageError(f"{manifest} is in --out-dir {out_dir}, whose split files this run replaces or removes "
+    if out_dir and manifest not in (None, "-") and _split_file_of(manifest, out_dir):
+        raise UsageError(f"{manifest} is a split file of --out-dir {out_dir}, which this run replaces or removes "
                          "(records of the others would be lost): give another --out-dir")
     stream, name = open_input(manifest)
     with stream:
@@ -80,6 +79,12 @@ def _usage(val, test, folds, fold, out_dir, output):
         raise UsageError("--fold needs --folds K")
     if out_dir and output not in (None, "-"):
         raise UsageError("-o and --out-dir are two destinations: give one")
+
+
+def _split_file_of(manifest, out_dir):
+    """Whether ``manifest`` is one of the files ``--out-dir`` writes or removes (DIR/train.jsonl, ...)."""
+    names = [os.path.join(out_dir, f"{s}.jsonl") for s in (*SPLITS, "unsplit")]
+    return any(os.path.exists(n) and os.path.samefile(manifest, n) for n in names)
 
 
 def _write_out_dir(out_dir, pool, splits):

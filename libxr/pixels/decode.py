@@ -80,9 +80,15 @@ def load_drafted(path, want, max_pixels=MAX_PIXELS):
             deep = image.mode in ("RGB", "RGBA", "LA") and _sixteen_bit(image)     # told by the tiles, before load
             image.load()
             gray = _pil_gray(image)
-            # Pillow keeps only the high byte of 16-bit colour (a 12-bit film in it is 0..15): stretched
-            # over its own range, as 16-bit gray is
-            return (Image.fromarray(_to_uint8(np.asarray(gray))) if deep else gray), box
+            if not deep:
+                return gray, box
+            # Pillow keeps only the high byte of 16-bit colour (a 12-bit film in it is 0..16): stretched
+            # over its own range, it is at least not near black; a constant one holds no picture at all
+            levels = np.asarray(gray)
+            if levels.min() == levels.max():
+                raise DecodeError("16-bit colour image whose high bytes are all one value: Pillow reads no "
+                                  "more of it; save it as 16-bit gray")
+            return Image.fromarray(_to_uint8(levels)), box
     except DecodeError:
         raise
     except FileNotFoundError:

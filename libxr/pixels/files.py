@@ -36,8 +36,14 @@ def _unnamed(name):
 
 
 def _dicom_preamble(path):
+    """Whether the regular file ``path`` starts as DICOM does. Only a regular file is read: a FIFO
+    would block, and a pipe (/dev/stdin) would lose its first bytes to the probe."""
+    import stat
+
     try:
-        with open(path, "rb") as f:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
+        with open(path, "rb", buffering=0) as f:
             return f.read(132)[128:132] == b"DICM"
     except OSError:
         return False

@@ -54,8 +54,6 @@ class TablePaths:
             elif value:
                 self._kept(f"path does not start with --strip-prefix {self.strip}, kept as it is", line, value)
         if is_absolute(value):
-            if self.tally is not None:
-                self.tally.absolute += 1
             if self.root_prefix is not None and self.strip is None:
                 self._kept("absolute path that --root does not rebase (--strip-prefix removes its start)",
                            line, value)
@@ -180,7 +178,6 @@ class Tally:
         self.notes = []
         self.warnings = []
         self.problems = {}  # why -> [count, first FILE:LINE or path, its value or None]
-        self.absolute = 0   # table cells that were absolute paths, kept as they are
         self.missing_absolute = 0   # of the listed images that do not exist
 
     def skip(self, why):

@@ -110,15 +110,15 @@ def _prepare(data, opts, arch, world, provenance, warn):
     weights = class_weights(data.y_train, task, opts.class_weights)
     optimizer = make_optimizer(opts, param_groups(core, opts.lr, opts.backbone_lr))
     model = world.wrap(core)
-    order = epoch_order(data.y_train, opts.seed, 0, opts.sampling, task, world.rank, world.size)
-    steps = math.ceil(len(order) / opts.batch_size)
-    trims = (len(without_lone_tail(order, opts.batch_size)) < len(order) and not (opts.max_steps and opts.max_steps < steps)
+    order = _order(data, opts, task, world, 0, trims=False)
+    kept = without_lone_tail(order, opts.batch_size)
+    trims = (len(kept) < len(order) and not (opts.max_steps and opts.max_steps < math.ceil(len(order) / opts.batch_size))
              and _one_image_fails(core, data.in_channels, opts.progressive or data.size, device))
     if trims:
         warn(f"each epoch's last batch would hold one image, which {opts.model}'s batch norm cannot train on (its "
              f"maps are 1 x 1): that image is left out of the epoch (another each epoch; --batch-size "
              f"{opts.batch_size} leaves one over{' on each process' if world.size > 1 else ''})")
-        steps = math.ceil((len(order) - 1) / opts.batch_size)
+    steps = math.ceil(len(kept if trims else order) / opts.batch_size)
     steps = min(steps, opts.max_steps) if opts.max_steps else steps
     schedule = Schedule(optimizer, opts, steps, warn)
     augment = AugmentOptions.reference() if opts.augment else AugmentOptions()
@@ -210,8 +210,7 @@ def _epochs(data, opts, learner, monitor, run, meta, start, log, warn, tick):
             if unfreezing and (change := unfreezing.apply(epoch)):
                 log(change)
             began = time.perf_counter()
-            order = epoch_order(data.y_train, opts.seed, epoch, opts.sampling, task, world.rank, world.size)
-            order = without_lone_tail(order, opts.batch_size) if learner.trims else order
+            order = _order(data, opts, task, world, epoch, learner.trims)
             size = progressive_size(epoch, opts.epochs, opts.progressive, data.size, opts.progressive_until)
             outcome = train_one_epoch(learner, data.train_set, order, opts, signals, tick, size)
             if outcome == "stopped":
@@ -266,6 +265,12 @@ def _epochs(data, opts, learner, monitor, run, meta, start, log, warn, tick):
                      "--resume continues")
                 return STOPPED
     return 0
+
+
+def _order(data, opts, task, world, epoch, trims):
+    """This process's training order for ``epoch``; ``trims``: less a last batch of one image."""
+    order = epoch_order(data.y_train, opts.seed, epoch, opts.sampling, task, world.rank, world.size)
+    return without_lone_tail(order, opts.batch_size) if trims else order
 
 
 def _one_image_fails(core, channels, size, device):

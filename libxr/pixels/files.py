@@ -20,7 +20,7 @@ def is_image_file(path):
     """:func:`is_image_name`, or a file without an image's extension that holds DICOM (PACS exports
     name files IM0001, or by their UIDs, 1.2.840.113619...): told by its preamble, 132 bytes read."""
     name = os.path.basename(path)
-    return is_image_name(name) or (not name.startswith(".") and _unnamed(name) and _dicom_preamble(path))
+    return is_image_name(name) or (not name.startswith(".") and is_dicom(path))
 
 
 def is_dicom(path):

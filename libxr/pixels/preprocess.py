@@ -417,8 +417,9 @@ def merge_shards(streams, h5_path, out):
                                   "one shard's manifest given twice?")
         if not shards:
             raise UsageError("no record points at a shard file (h5): nothing to merge")
-        check_whole_set(list(shards))
-        offsets = merge(list(shards), h5_path, digest.hexdigest())
+        files = list(shards)
+        check_whole_set(files)
+        offsets = merge(files, h5_path, digest.hexdigest())
         for spool in spools:
             for rec in spool.records():
                 if "h5" in rec:
